@@ -234,3 +234,32 @@ def config_for(preset: str, **overrides: Any) -> TrainConfig:
     if "lora_targets" in clean and isinstance(clean["lora_targets"], str):
         clean["lora_targets"] = tuple(t.strip() for t in clean["lora_targets"].split(",") if t.strip())
     return replace(base, **clean)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    preset: str
+    reason: str
+
+
+def suggest(report) -> Suggestion:
+    """Pick a preset from compute capability and free VRAM (`report` is a hardware.HardwareReport)."""
+    if not report.gpus:
+        why = report.nvml_error or "no NVIDIA GPU found"
+        return Suggestion("cpu", f"{why}; training runs on the CPU with the bundled small model")
+    if report.torch_cuda is False:
+        return Suggestion("cpu", f"{report.gpus[0].name} is present but this torch build has no CUDA "
+                                 "(pip install a CUDA build of torch to use it)")
+    gpu = max(report.gpus, key=lambda g: g.free_gib)
+    cc = gpu.compute_capability
+    cc_text = f"compute capability {cc[0]}.{cc[1]}" if cc else "unknown compute capability"
+    if gpu.free_gib < 4.0:
+        return Suggestion("cpu", f"{gpu.name} has only {gpu.free_gib:.1f} GiB free; a 1.5B QLoRA run needs ~4 GiB")
+    if gpu.bf16:
+        if gpu.free_gib >= 12.0:
+            return Suggestion("modern-bf16", f"{gpu.name}: {cc_text} has bf16, {gpu.free_gib:.0f} GiB free")
+        return Suggestion("8gb", f"{gpu.name}: {cc_text} has bf16 but only {gpu.free_gib:.1f} GiB free; "
+                                 "smaller micro-batches, same effective batch")
+    if cc and cc >= (7, 0):
+        return Suggestion("t4-fp16", f"{gpu.name}: {cc_text} has fp16 tensor cores but no bf16")
+    return Suggestion("t4-fp32", f"{gpu.name}: {cc_text} has no fast half precision; fp32 compute is safest")

@@ -1,0 +1,99 @@
+"""The bridge from transformers' Trainer to our typed events (imported only once a run starts)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from .events import CheckpointSaved, EvalLogged, MemorySample, RunStarted, StepLogged
+from .memory import memory_sample
+
+
+class TokenCounter:
+    """Wraps the data collator and counts real (non-padding) tokens on the CPU: no GPU sync per step."""
+
+    def __init__(self, collator):
+        self.collator = collator
+        self.tokens = 0
+        self.paused = False
+
+    def __call__(self, examples):
+        if not self.paused:
+            self.tokens += sum(len(e["input_ids"]) for e in examples)
+        return self.collator(examples)
+
+
+class EventCallback(TrainerCallback):
+    def __init__(self, emit, stop_event: threading.Event, counter: TokenCounter, metrics_path: Path,
+                 started: dict, device: str, window: int = 10):
+        self.emit = emit
+        self.stop_event = stop_event
+        self.counter = counter
+        self.metrics_path = metrics_path
+        self.started = started  # RunStarted fields known before training
+        self.device = device
+        self.marks: deque[tuple[float, int, int]] = deque(maxlen=window + 1)  # (time, step, tokens)
+        self.t0 = time.perf_counter()
+        self.first_step = 0
+        self.stopped_early = False
+        self.last_loss: float | None = None
+        self.last_eval: float | None = None
+
+    def _record(self, event) -> None:
+        self.emit(event)
+        with open(self.metrics_path, "a", encoding="utf-8") as fh:
+            fh.write(event.to_json() + "\n")
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = time.perf_counter()
+        self.first_step = state.global_step
+        self.marks.append((self.t0, state.global_step, self.counter.tokens))
+        self.emit(RunStarted(total_steps=state.max_steps, resumed_from_step=state.global_step, **self.started))
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.stop_event.is_set() and not self.stopped_early:
+            self.stopped_early = True
+            control.should_training_stop = True
+            control.should_save = True  # a resumable checkpoint at this exact step
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        now = time.perf_counter()
+        step = state.global_step
+        if "loss" in logs:
+            self.marks.append((now, step, self.counter.tokens))
+            t_a, s_a, n_a = self.marks[0]
+            span = max(now - t_a, 1e-9)
+            rate = (self.counter.tokens - n_a) / span
+            step_time = span / max(step - s_a, 1)
+            remaining = max(state.max_steps - step, 0)
+            self.last_loss = float(logs["loss"])
+            grad = logs.get("grad_norm")
+            self._record(StepLogged(
+                step=step, total_steps=state.max_steps, epoch=float(state.epoch or 0.0), loss=self.last_loss,
+                lr=float(logs.get("learning_rate", 0.0)), grad_norm=None if grad is None else float(grad),
+                tokens_per_s=rate, elapsed_s=now - self.t0, eta_s=remaining * step_time if step > s_a else None))
+            self._record(MemorySample(step=step, **memory_sample(self.device)))
+        if "eval_loss" in logs:
+            self.last_eval = float(logs["eval_loss"])
+            self._record(EvalLogged(step=step, eval_loss=self.last_eval))
+
+    def on_save(self, args, state, control, **kw):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.emit(CheckpointSaved(step=state.global_step, path=str(path)))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

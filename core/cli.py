@@ -1,0 +1,271 @@
+"""`genaptitude-trainer`: the headless CLI (Colab, scripts, CI). Same engine as the TUI.
+
+Exit codes: 0 success, 1 the run failed, 2 bad input or settings (nothing written), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .errors import InputError, TrainerError
+from .presets import PRESETS
+
+DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("overrides (each replaces the preset's value)")
+    g.add_argument("--epochs", type=float)
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--grad-accum", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--lr-scheduler")
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--max-length", type=int)
+    g.add_argument("--lora-r", type=int)
+    g.add_argument("--lora-alpha", type=int)
+    g.add_argument("--lora-dropout", type=float)
+    g.add_argument("--lora-targets", help="comma-separated module names, e.g. q_proj,v_proj")
+    g.add_argument("--save-every", type=int, help="steps between resumable checkpoints (0: at the end/stop only)")
+    g.add_argument("--eval-fraction", type=float)
+    g.add_argument("--eval-every", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--quantization", choices=["nf4", "none"])
+    g.add_argument("--optimizer")
+    g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--tensorboard", action="store_true", default=None)
+
+
+OVERRIDES = ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
+             "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
+             "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genaptitude-trainer",
+                                     description="Fine-tune a LoRA adapter for GenAptitude on a dataset.jsonl export.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a dataset and show how the model will see it")
+    p.add_argument("dataset")
+    p.add_argument("--model", default=None, help="tokenizer to count with (default: the bundled model)")
+    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--skip-invalid", action="store_true")
+    p.add_argument("--no-tokens", action="store_true", help="skip token statistics (no model needed)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("doctor", help="report GPUs, CUDA, bitsandbytes and the suggested preset")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("presets", help="list presets and the reason for each value")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train", help="train a LoRA adapter")
+    p.add_argument("--dataset", default="dataset.jsonl")
+    p.add_argument("--model", default=None, help="Hub id, local folder, .gguf file or smollm2-135m-instruct")
+    p.add_argument("--preset", default=None, choices=list(PRESETS), help="default: the one `doctor` suggests")
+    p.add_argument("--output", default=DEFAULT_OUTPUT)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing adapter in --output")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --output")
+    p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, report the others")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    _add_overrides(p)
+
+    p = sub.add_parser("evaluate", help="greedy answers on held-out rows: exact match, similarity, eval loss")
+    p.add_argument("--model", default=None, help="base model (default: the one the adapter was trained on)")
+    p.add_argument("--adapter", default=None)
+    p.add_argument("--dataset", default="dataset.jsonl")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--split", choices=["eval", "all"], default="eval",
+                   help="eval: the rows held out by the adapter's run (same seed/fraction); all: every row")
+    p.add_argument("--compare", action="store_true", help="also answer with the base model, side by side")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainerError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_check(args) -> int:
+    from .check import check_dataset, render_check
+
+    result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or "smollm2-135m-instruct"),
+                           max_length=args.max_length, skip_invalid=args.skip_invalid)
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render_check(result))
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .hardware import probe
+    from .presets import suggest
+
+    report = probe(check_torch=True)
+    s = suggest(report)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason}, indent=2))
+        return 0
+    if report.gpus:
+        for g in report.gpus:
+            cc = ".".join(map(str, g.compute_capability)) if g.compute_capability else "?"
+            print(f"GPU {g.index}: {g.name}  {g.used_gib:.1f}/{g.total_gib:.1f} GiB used, {g.free_gib:.1f} GiB free, "
+                  f"compute capability {cc}, bf16 {'yes' if g.bf16 else 'no'}")
+        print(f"driver {report.driver_version}, CUDA {report.cuda_driver_version}")
+    else:
+        print(f"no GPU: {report.nvml_error}")
+    print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
+    print(f"bitsandbytes: {report.bnb_message}")
+    print(f"suggested preset: {s.preset} ({s.reason})")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    if args.json:
+        print(json.dumps({n: {"summary": p.summary, "config": p.config.to_dict(), "reasons": p.reasons}
+                          for n, p in PRESETS.items()}, indent=2, ensure_ascii=False))
+        return 0
+    for name, p in PRESETS.items():
+        print(f"{name}: {p.summary}")
+        for field, why in p.reasons.items():
+            print(f"    {field} = {getattr(p.config, field)!r}: {why}")
+    return 0
+
+
+def resolve_config(args):
+    from .presets import config_for
+
+    preset = args.preset
+    if preset is None:
+        from .hardware import probe
+        from .presets import suggest
+
+        preset = suggest(probe(check_torch=True)).preset
+    overrides = {k: getattr(args, k) for k in OVERRIDES}
+    if args.model:
+        overrides["model"] = args.model
+    if args.trust_remote_code:
+        overrides["trust_remote_code"] = True
+    return config_for(preset, **overrides)
+
+
+def cmd_train(args) -> int:
+    from .engine import train
+    from .events import Failed, Finished
+
+    config = resolve_config(args)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(f"\n{signal.Signals(signum).name}: finishing this step, then saving the adapter and a checkpoint "
+              "(press again to abort without saving)", file=sys.stderr, flush=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    printer = json_printer if args.json else human_printer
+    try:
+        train(config, args.dataset, args.output, on_event=printer, stop_event=stop, overwrite=args.overwrite,
+              resume=args.resume, skip_invalid=args.skip_invalid)
+    except TrainerError as exc:
+        if args.json:  # the Failed event already went out as JSON
+            print(f"error: {exc.render()}", file=sys.stderr)
+            return exc.exit_code
+        raise
+    return 0
+
+
+def json_printer(event) -> None:
+    print(event.to_json(), flush=True)
+
+
+def human_printer(event) -> None:
+    from .events import CheckpointSaved, EvalLogged, Failed, Finished, LogLine, OomRecovered, Phase, RunStarted, StepLogged
+
+    if isinstance(event, Phase):
+        print(f"[{event.name}] {event.detail}", flush=True)
+    elif isinstance(event, LogLine):
+        print(f"{event.level}: {event.message}", flush=True)
+    elif isinstance(event, RunStarted):
+        c = event.config
+        print(f"run: preset {c['preset']}, model {c['model']}, {event.train_rows} train / {event.eval_rows} eval rows, "
+              f"{event.total_steps} steps, effective batch {c['batch_size'] * c['grad_accum']}", flush=True)
+    elif isinstance(event, StepLogged):
+        eta = f"{event.eta_s:.0f}s" if event.eta_s is not None else "?"
+        print(f"step {event.step}/{event.total_steps}  loss {event.loss:.4f}  lr {event.lr:.2e}  "
+              f"{event.tokens_per_s:.0f} tok/s  eta {eta}", flush=True)
+    elif isinstance(event, EvalLogged):
+        print(f"eval loss {event.eval_loss:.4f} at step {event.step}", flush=True)
+    elif isinstance(event, CheckpointSaved):
+        print(f"checkpoint saved: {event.path}", flush=True)
+    elif isinstance(event, OomRecovered):
+        print(f"out of memory at step {event.step}: batch {event.old_batch_size}→{event.new_batch_size}, "
+              f"accumulation {event.old_grad_accum}→{event.new_grad_accum} (same effective batch)", flush=True)
+    elif isinstance(event, Finished):
+        state = "stopped early" if event.stopped_early else "finished"
+        print(f"{state} after {event.steps}/{event.total_steps} steps in {event.runtime_s:.0f}s; "
+              f"adapter: {event.output_dir}", flush=True)
+        if event.checkpoint_dir:
+            print(f"resume with: genaptitude-trainer train --resume --output {event.output_dir} ...", flush=True)
+        print(f"GenAptitude: set RAISE_LORA_PATH={event.output_dir}", flush=True)
+
+
+def cmd_evaluate(args) -> int:
+    from .dataset import read_dataset, split_examples
+    from .evaluate import evaluate
+
+    model, examples = args.model, None
+    report = read_dataset(args.dataset)
+    record = {}
+    if args.adapter:
+        run_json = Path(args.adapter) / "run.json"
+        if not (Path(args.adapter) / "adapter_config.json").is_file():
+            raise InputError(f"{args.adapter} is not an adapter folder (no adapter_config.json)")
+        if run_json.is_file():
+            record = json.loads(run_json.read_text(encoding="utf-8"))
+    model = model or record.get("config", {}).get("model") or "smollm2-135m-instruct"
+    examples = report.examples
+    if args.split == "eval" and record.get("dataset", {}).get("sha256") == report.sha256:
+        cfg = record["config"]
+        _, examples = split_examples(report.examples, cfg["eval_fraction"], cfg["seed"])
+    examples = [e for e in examples if e.text is None][: args.limit]
+    if not examples:
+        raise InputError("no chat rows to evaluate", hint="use --split all or another dataset")
+    results = evaluate(model, args.adapter, examples, compare=args.compare, max_new_tokens=args.max_new_tokens)
+    if args.json:
+        out = {"model": model, "adapter": args.adapter, "rows": len(examples),
+               "results": [r.to_dict() for r in results]}
+        main_result = results[-1]
+        out.update(exact_match=main_result.exact_match, similarity=main_result.similarity,
+                   eval_loss=main_result.eval_loss)
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    from .evaluate_view import render_results
+
+    print(render_results(results))
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "doctor": cmd_doctor, "presets": cmd_presets, "train": cmd_train,
+            "evaluate": cmd_evaluate}
+
+if __name__ == "__main__":
+    sys.exit(main())

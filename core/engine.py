@@ -1,0 +1,177 @@
+"""The training run: dataset → tokens → (4-bit) model + LoRA → TRL SFTTrainer → adapter folder.
+
+`train()` runs in the calling thread, reports through `on_event`, and stops cleanly when `stop_event` is set
+(finishing the current step, then saving the adapter and a resumable checkpoint).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import output
+from .dataset import DatasetReport, read_dataset, split_examples
+from .errors import InputError, Problem, TrainerError
+from .events import Event, Failed, Finished, LogLine, Phase
+from .presets import TrainConfig
+
+
+def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
+          on_event: Callable[[Event], None] | None = None, stop_event: threading.Event | None = None,
+          overwrite: bool = False, resume: bool = False, skip_invalid: bool = False) -> Path:
+    emit = on_event or (lambda e: None)
+    stop_event = stop_event or threading.Event()
+    try:
+        config.validate()
+        report = read_dataset(dataset_path, skip_invalid=skip_invalid)
+        if report.problems:
+            emit(LogLine(f"skipped {len(report.problems)} invalid line(s) of {report.path}; "
+                         f"training on {len(report.examples)} valid rows", "warning"))
+        check_device(config)
+        dirs = output.prepare(output_dir, overwrite=overwrite, resume=resume)
+        return _run(config, report, dirs, emit, stop_event)
+    except TrainerError as exc:
+        emit(Failed(exc.message, exc.hint, [p.render(exc.path) for p in exc.problems]))
+        raise
+    except Exception as exc:
+        err = explain(exc, config)
+        emit(Failed(err.message, err.hint))
+        raise err from exc
+
+
+def explain(exc: BaseException, config: TrainConfig) -> TrainerError:
+    """Turn a library exception into a sentence the user can act on."""
+    text = f"{type(exc).__name__}: {exc}"
+    if "out of memory" in text.lower():
+        return TrainerError(f"the GPU ran out of memory ({config.preset}, batch {config.batch_size}, "
+                            f"max length {config.max_length})",
+                            hint="lower --batch-size (and raise --grad-accum to keep the effective batch), lower "
+                                 "--max-length, or pick the 8gb preset")
+    return TrainerError(f"training failed: {text}", hint="run with --json to see every event; report this error")
+
+
+def check_device(config: TrainConfig) -> None:
+    """Refuse impossible hardware settings before any model loads, all problems at once."""
+    import torch
+
+    problems = []
+    if config.device == "cuda":
+        if not torch.cuda.is_available():
+            problems.append(Problem(
+                f"preset {config.preset!r} needs an NVIDIA GPU, but torch sees none"
+                + ("" if torch.version.cuda else f" (this torch {torch.__version__} is a CPU-only build)"),
+                fix="use --preset cpu, or install a CUDA build of torch on a machine with an NVIDIA driver"))
+        else:
+            if config.autocast == "bf16" or config.compute_dtype == "bfloat16":
+                if not torch.cuda.is_bf16_supported():
+                    name = torch.cuda.get_device_name(0)
+                    problems.append(Problem(f"preset {config.preset!r} uses bf16, which {name} does not support",
+                                            fix="use --preset t4-fp16 (fp16 tensor cores) or t4-fp32"))
+            if config.quantization == "nf4":
+                from .hardware import bnb_status
+
+                ok, message = bnb_status(True)
+                if not ok:
+                    problems.append(Problem(message, fix="pip install -U bitsandbytes (on WSL, a CUDA build of "
+                                                         "torch and the Windows NVIDIA driver), or --quantization none"))
+    if problems:
+        raise InputError(f"{len(problems)} problem(s) with the hardware for this run", problems=problems)
+
+
+def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
+    from .model_setup import build_trainer, load_model_and_tokenizer
+    from .tokenize import tokenize_split
+
+    t_start = time.perf_counter()
+    quiet_libraries()
+    tok, model, model_path = load_model_and_tokenizer(config, emit)
+    emit(Phase("tokenizing", f"{len(report.examples)} rows"))
+    train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
+    train_ds, eval_ds, dropped = tokenize_split(tok, train_ex, eval_ex, config.max_length)
+    if dropped:
+        emit(LogLine(f"{dropped} row(s) have no answer token left within --max-length {config.max_length} "
+                     "and are left out", "warning"))
+    dirs.work.mkdir(parents=True, exist_ok=True)
+    if dirs.resume_from is not None:
+        output.trim_metrics(dirs.metrics, int(dirs.resume_from.name.split("-")[-1]))
+        emit(LogLine(f"resuming from {dirs.resume_from}"))
+    started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
+                   device=config.device, output_dir=str(dirs.output))
+    trainer, callback = build_trainer(config, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started)
+    emit(Phase("training", f"{len(train_ds)} rows, effective batch {config.effective_batch}"))
+    trainer.train(resume_from_checkpoint=str(dirs.resume_from) if dirs.resume_from else None)
+    stopped = callback.stopped_early
+    if eval_ds is not None and not stopped and callback.last_eval is None:
+        trainer.evaluate()
+
+    emit(Phase("saving", str(dirs.output)))
+    trainer.model.save_pretrained(str(dirs.work))
+    tok.save_pretrained(str(dirs.work))
+    if not stopped:  # a finished run needs no resume point; TensorBoard logs (checkpoints/runs) stay
+        for ckpt in dirs.checkpoints.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+        if not (dirs.checkpoints / "runs").is_dir():
+            shutil.rmtree(dirs.checkpoints, ignore_errors=True)
+    runtime = time.perf_counter() - t_start
+    record = run_record(config, report, model_path, trainer.state, callback, stopped, runtime)
+    output.write_atomic(dirs.work / "run.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    final = output.finalize(dirs)
+    ckpt = output.latest_checkpoint(final / "checkpoints") if stopped else None
+    emit(Finished(output_dir=str(final), steps=trainer.state.global_step, total_steps=trainer.state.max_steps,
+                  train_loss=callback.last_loss, eval_loss=callback.last_eval, stopped_early=stopped,
+                  runtime_s=runtime, checkpoint_dir=str(ckpt) if ckpt else None))
+    return final
+
+
+def quiet_libraries() -> None:
+    """Library chatter (progress bars, advisory warnings) would interleave with our events."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("peft").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(transformers|peft|trl|bitsandbytes|torch)\b.*")
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def run_record(config, report, model_path, state, callback, stopped, runtime) -> dict:
+    return {
+        "tool": "genaptitude-trainer",
+        "config": config.to_dict(),
+        "model_path": str(model_path),
+        "dataset": {"path": str(Path(report.path).resolve()), "sha256": report.sha256, "format": report.format,
+                    "rows": len(report.examples), "skipped_lines": len(report.problems)},
+        "versions": versions(),
+        "steps": state.global_step,
+        "total_steps": state.max_steps,
+        "stopped_early": stopped,
+        "final": {"train_loss": callback.last_loss, "eval_loss": callback.last_eval, "runtime_s": round(runtime, 2)},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

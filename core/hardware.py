@@ -1,0 +1,183 @@
+"""What GPU is here, read through NVML (nvidia-ml-py), without importing torch unless asked.
+
+NVML is initialised lazily under a lock; every failure becomes a plain sentence in `nvml_error`
+instead of an exception, so a machine without a driver still gets a useful answer.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+
+GIB = 1024 ** 3
+_lock = threading.Lock()
+_state: dict = {"ready": False, "error": None}
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    name: str
+    total_gib: float
+    free_gib: float
+    used_gib: float
+    compute_capability: tuple[int, int] | None
+    bf16: bool  # compute capability ≥ 8.0 (Ampere and newer) has fast bf16
+
+
+@dataclass
+class GpuSample:
+    index: int
+    name: str
+    used_gib: float
+    total_gib: float
+    util_percent: int | None
+    temperature_c: int | None
+
+
+@dataclass
+class HardwareReport:
+    gpus: list[GpuInfo] = field(default_factory=list)
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    nvml_error: str | None = None
+    torch_cuda: bool | None = None  # None = not checked (the TUI does not import torch to paint)
+    torch_version: str | None = None
+    bnb_cuda: bool | None = None
+    bnb_message: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _nvml():
+    """Import and initialise NVML once; return the module or None (reason kept in _state)."""
+    with _lock:
+        if _state["ready"]:
+            return _state["module"]
+        if _state["error"]:
+            return None
+        try:
+            import pynvml  # from nvidia-ml-py
+        except ImportError:
+            _state["error"] = "nvidia-ml-py is not installed, so GPUs cannot be listed (pip install nvidia-ml-py)"
+            return None
+        try:
+            pynvml.nvmlInit()
+        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+            name = type(exc).__name__
+            if "LibraryNotFound" in name or "not found" in str(exc).lower():
+                _state["error"] = ("NVIDIA driver library (libnvidia-ml) not found: no NVIDIA GPU or driver "
+                                   "on this machine")
+            elif "DriverNotLoaded" in name:
+                _state["error"] = "the NVIDIA driver is installed but not loaded (is a GPU attached?)"
+            else:
+                _state["error"] = f"NVML could not start: {exc}"
+            return None
+        _state.update(ready=True, module=pynvml)
+        return pynvml
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _gpu_info(nv, i: int) -> GpuInfo:
+    h = nv.nvmlDeviceGetHandleByIndex(i)
+    mem = nv.nvmlDeviceGetMemoryInfo(h)
+    try:
+        cc = tuple(nv.nvmlDeviceGetCudaComputeCapability(h))
+    except Exception:
+        cc = None
+    return GpuInfo(
+        index=i,
+        name=_text(nv.nvmlDeviceGetName(h)),
+        total_gib=mem.total / GIB,
+        free_gib=mem.free / GIB,
+        used_gib=mem.used / GIB,
+        compute_capability=cc,  # type: ignore[arg-type]
+        bf16=bool(cc and cc[0] >= 8),
+    )
+
+
+def probe(check_torch: bool = False) -> HardwareReport:
+    """List GPUs through NVML. With `check_torch`, also ask torch and bitsandbytes (slow: imports torch)."""
+    report = HardwareReport()
+    nv = _nvml()
+    if nv is None:
+        report.nvml_error = _state["error"]
+    else:
+        try:
+            report.driver_version = _text(nv.nvmlSystemGetDriverVersion())
+            v = nv.nvmlSystemGetCudaDriverVersion()
+            report.cuda_driver_version = f"{v // 1000}.{(v % 1000) // 10}"
+            report.gpus = [_gpu_info(nv, i) for i in range(nv.nvmlDeviceGetCount())]
+            if not report.gpus:
+                report.nvml_error = "the NVIDIA driver is loaded but reports no GPU"
+        except Exception as exc:
+            report.nvml_error = f"NVML query failed: {exc}"
+    if check_torch:
+        _check_torch(report)
+    return report
+
+
+def _check_torch(report: HardwareReport) -> None:
+    try:
+        import torch
+    except ImportError:
+        report.torch_cuda = False
+        return
+    report.torch_version = torch.__version__
+    report.torch_cuda = bool(torch.cuda.is_available())
+    report.bnb_cuda, report.bnb_message = bnb_status(report.torch_cuda)
+
+
+def bnb_status(torch_cuda: bool) -> tuple[bool, str]:
+    """Whether bitsandbytes can run 4-bit layers on CUDA here (the WSL/CPU-only-install trap)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:
+        return False, f"bitsandbytes does not import: {exc}"
+    if not torch_cuda:
+        return False, "bitsandbytes is installed but torch sees no CUDA device, so 4-bit runs only on CPU (slowly)"
+    try:
+        import torch
+        from bitsandbytes.functional import dequantize_4bit, quantize_4bit
+
+        x = torch.randn(64, 64, device="cuda", dtype=torch.float16)
+        q, state = quantize_4bit(x, quant_type="nf4")
+        dequantize_4bit(q, state)
+        return True, "bitsandbytes NF4 works on CUDA"
+    except Exception as exc:
+        return False, f"bitsandbytes has no working CUDA backend: {exc}"
+
+
+def sample() -> list[GpuSample]:
+    """A fast read for the once-a-second panel refresh; [] when NVML is not available."""
+    nv = _nvml()
+    if nv is None:
+        return []
+    out = []
+    try:
+        for i in range(nv.nvmlDeviceGetCount()):
+            h = nv.nvmlDeviceGetHandleByIndex(i)
+            mem = nv.nvmlDeviceGetMemoryInfo(h)
+            try:
+                util = int(nv.nvmlDeviceGetUtilizationRates(h).gpu)
+            except Exception:
+                util = None
+            try:
+                temp = int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
+            except Exception:
+                temp = None
+            out.append(GpuSample(i, _text(nv.nvmlDeviceGetName(h)), mem.used / GIB, mem.total / GIB, util, temp))
+    except Exception:
+        return out
+    return out
+
+
+def nvml_used_gib(index: int = 0) -> tuple[float | None, float | None]:
+    """(used, total) GiB of one GPU, or (None, None)."""
+    for s in sample():
+        if s.index == index:
+            return s.used_gib, s.total_gib
+    return None, None

@@ -1,0 +1,34 @@
+"""One memory reading: torch allocator (CUDA), NVML device usage and the process RSS."""
+from __future__ import annotations
+
+import os
+
+from .hardware import GIB, nvml_used_gib
+
+
+def process_rss_gib() -> float | None:
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / GIB
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def memory_sample(device: str) -> dict:
+    alloc = reserved = peak = None
+    if device == "cuda":
+        import torch
+
+        alloc = torch.cuda.memory_allocated() / GIB
+        reserved = torch.cuda.memory_reserved() / GIB
+        peak = torch.cuda.max_memory_allocated() / GIB
+    used, total = nvml_used_gib(0) if device == "cuda" else (None, None)
+    return {
+        "torch_allocated_gib": alloc,
+        "torch_reserved_gib": reserved,
+        "torch_peak_gib": peak,
+        "nvml_used_gib": used,
+        "nvml_total_gib": total,
+        "process_rss_gib": process_rss_gib(),
+    }

@@ -1,0 +1,134 @@
+"""Load the base model (4-bit NF4 on CUDA when asked), attach LoRA, and build TRL's SFTTrainer."""
+from __future__ import annotations
+
+from .errors import InputError
+from .events import Phase
+from .presets import TrainConfig
+
+DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+def load_model_and_tokenizer(config: TrainConfig, emit):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .models import resolve
+    from .render import ensure_pad_token
+
+    emit(Phase("resolving model", config.model))
+    path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), trust_remote_code=config.trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)
+    ensure_pad_token(tok)
+    emit(Phase("loading model", f"{path} ({config.quantization}, {config.compute_dtype}, {config.device})"))
+    dtype = getattr(torch, DTYPES[config.compute_dtype])
+    kwargs = dict(dtype=dtype, trust_remote_code=config.trust_remote_code, attn_implementation="sdpa")
+    if config.quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype if config.device == "cuda" else torch.uint8)
+    kwargs["device_map"] = {"": 0} if config.device == "cuda" else {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    model.config.use_cache = False
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return tok, attach_lora(model, config), path
+
+
+def attach_lora(model, config: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    linear_names = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                           if type(mod).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")})
+    missing = [t for t in config.lora_targets if t not in linear_names]
+    if missing:
+        raise InputError(f"LoRA targets not found in this model: {', '.join(missing)}",
+                         hint=f"this model's linear layers are: {', '.join(linear_names)}")
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_targets), bias="none", task_type="CAUSAL_LM")
+    # autocast_adapter_dtype (PEFT's default) keeps LoRA weights in fp32 under fp16/bf16 bases, which the fp16
+    # grad scaler needs ("Attempting to unscale FP16 gradients" otherwise).
+    return get_peft_model(model, lora, autocast_adapter_dtype=True)
+
+
+def training_args(config: TrainConfig, dirs, has_eval: bool):
+    from trl import SFTConfig
+
+    if config.eval_every > 0:
+        eval_kw = dict(eval_strategy="steps", eval_steps=config.eval_every)
+    else:
+        eval_kw = dict(eval_strategy="epoch")
+    if not has_eval:
+        eval_kw = dict(eval_strategy="no")
+    save_kw = dict(save_strategy="steps", save_steps=config.save_every) if config.save_every > 0 else \
+        dict(save_strategy="no")
+    return SFTConfig(
+        output_dir=str(dirs.checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps > 0 else -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        optim=config.optimizer,
+        bf16=config.autocast == "bf16",
+        fp16=config.autocast == "fp16",
+        use_cpu=config.device == "cpu",
+        gradient_checkpointing=False,  # enabled on the model already (non-reentrant), before LoRA
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        save_total_limit=2,
+        report_to=["tensorboard"] if config.tensorboard else "none",
+        dataloader_num_workers=0,  # tokenised up front; worker processes hang on WSL (trl#1964)
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        max_length=config.max_length,
+        padding_free=config.padding_free,
+        dataset_kwargs={"skip_prepare_dataset": True},  # labels are built by core.render, not by TRL
+        remove_unused_columns=False,
+        **eval_kw,
+        **save_kw,
+    )
+
+
+def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started):
+    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from .callbacks import EventCallback, TokenCounter
+
+    collator = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=config.padding_free)
+    counter = TokenCounter(collator)
+    callback = EventCallback(emit, stop_event, counter, dirs.metrics, started, config.device)
+
+    class Trainer(SFTTrainer):
+        loss_is_scaled_for_ga = True  # answer_only_loss divides by num_items_in_batch itself
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            from .loss import answer_only_loss
+
+            with self.accelerator.autocast():
+                loss = answer_only_loss(model, inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+        def evaluate(self, *args, **kwargs):
+            counter.paused = True  # eval batches are not training throughput
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                counter.paused = False
+
+    trainer = Trainer(model=model, args=training_args(config, dirs, eval_ds is not None), train_dataset=train_ds,
+                      eval_dataset=eval_ds, processing_class=tok, data_collator=counter, callbacks=[callback])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):  # our events replace their prints (they would break --json)
+        trainer.remove_callback(cb)
+    return trainer, callback

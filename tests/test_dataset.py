@@ -1,0 +1,548 @@
+"""What a user sees when core.dataset reads their JSON Lines file: rows, counts and error messages."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+from core import dataset as ds
+from core.dataset import (
+    FORMAT_LABELS, FORMATS, DatasetReport, Example, example_to_prompt_and_answer, parse_lines, read_dataset,
+    split_examples,
+)
+from core.errors import DatasetError, InputError, TrainerError
+
+GEN_ROWS = [
+    {"instruction": "Analyser cet élément technique du domaine Avionique.",
+     "input": json.dumps({"id": "c0ffee", "name": "Capteur d'altitude", "layer": "LA"}, ensure_ascii=False),
+     "output": "L'entité appartient à la collection 'components' dans l'espace projet 'avionics'."},
+    {"instruction": "Quel est le rôle de la couche LA dans la méthode Arcadia ?", "input": "",
+     "output": "Dans la méthode Arcadia, la couche LA est celle de l'architecture logique."},
+    {"instruction": "Vérifier le statut de cette exigence du domaine Spatial.",
+     "input": json.dumps({"id": "REQ-12", "status": "validée"}, ensure_ascii=False),
+     "output": "L'exigence 'REQ-12' est au statut 'validée'."},
+]
+
+
+def jsonl(*rows: object, eol: str = "\n") -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + eol for r in rows).encode("utf-8")
+
+
+def good(n: int = 1) -> list[dict]:
+    return [GEN_ROWS[i % len(GEN_ROWS)] for i in range(n)]
+
+
+def fail(data: bytes, **kw) -> DatasetError:
+    with pytest.raises(DatasetError) as info:
+        parse_lines(data, "data.jsonl", **kw)
+    return info.value
+
+
+def only_problem(data: bytes) -> str:
+    """The rendered single problem of a file whose one bad line is preceded by a good row."""
+    err = fail(data)
+    assert len(err.problems) == 1, err.render()
+    return err.problems[0].render("data.jsonl")
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_constants():
+    assert FORMATS == ("alpaca", "messages", "sharegpt", "prompt_completion", "text")
+    assert set(FORMAT_LABELS) == set(FORMATS)
+
+
+def test_genaptitude_alpaca_with_and_without_input():
+    report = parse_lines(jsonl(*GEN_ROWS), "data.jsonl")
+    assert isinstance(report, DatasetReport)
+    assert report.format == "alpaca"
+    assert [e.line for e in report.examples] == [1, 2, 3]
+    first, second = report.examples[0], report.examples[1]
+    assert first.messages == [
+        {"role": "user", "content": GEN_ROWS[0]["instruction"] + "\n\n" + GEN_ROWS[0]["input"]},
+        {"role": "assistant", "content": GEN_ROWS[0]["output"]},
+    ]
+    assert second.messages == [
+        {"role": "user", "content": GEN_ROWS[1]["instruction"]},
+        {"role": "assistant", "content": GEN_ROWS[1]["output"]},
+    ]
+    assert first.text is None and first.raw == GEN_ROWS[0]
+    assert report.problems == [] and report.skipped == 0
+    assert report.total_lines == 3 and report.blank_lines == 0
+    assert not report.had_bom and not report.had_crlf
+
+
+def test_alpaca_system_missing_input_null_input_and_extra_keys():
+    data = jsonl({"instruction": "Q", "output": "A", "system": "Be brief.", "id": 7},
+                 {"instruction": "Q2", "input": None, "output": "A2", "meta": {"x": 1}},
+                 {"instruction": "Q3", "input": "   ", "output": "A3", "system": ""})
+    ex = parse_lines(data).examples
+    assert ex[0].messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q"},
+                              {"role": "assistant", "content": "A"}]
+    assert ex[1].messages == [{"role": "user", "content": "Q2"}, {"role": "assistant", "content": "A2"}]
+    assert ex[2].messages == [{"role": "user", "content": "Q3"}, {"role": "assistant", "content": "A3"}]
+
+
+def test_messages_with_system():
+    msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "More?"},
+            {"role": "assistant", "content": "No.", "weight": 1}]
+    report = parse_lines(jsonl({"messages": msgs}))
+    assert report.format == "messages"
+    assert report.examples[0].messages == [{"role": m["role"], "content": m["content"]} for m in msgs]
+
+
+def test_sharegpt_roles_are_mapped():
+    conv = [{"from": "system", "value": "S"}, {"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"},
+            {"from": "user", "value": "Q2"}, {"from": "assistant", "value": "A2"}]
+    report = parse_lines(jsonl({"conversations": conv, "id": "x"}))
+    assert report.format == "sharegpt"
+    assert [m["role"] for m in report.examples[0].messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert report.examples[0].messages[2] == {"role": "assistant", "content": "A"}
+
+
+def test_sharegpt_top_level_system_is_prepended():
+    row = {"system": "Sys", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}
+    assert parse_lines(jsonl(row)).examples[0].messages[0] == {"role": "system", "content": "Sys"}
+
+
+def test_prompt_completion_strings():
+    report = parse_lines(jsonl({"prompt": "2+2?", "completion": "4"}))
+    assert report.format == "prompt_completion"
+    assert report.examples[0].messages == [{"role": "user", "content": "2+2?"},
+                                           {"role": "assistant", "content": "4"}]
+
+
+def test_prompt_completion_message_lists():
+    row = {"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}],
+           "completion": [{"role": "assistant", "content": "A"}]}
+    assert parse_lines(jsonl(row)).examples[0].messages == [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
+
+
+def test_prompt_completion_completion_must_be_assistant_turns():
+    row = {"prompt": [{"role": "user", "content": "Q"}], "completion": [{"role": "user", "content": "A"}]}
+    text = only_problem(jsonl(row))
+    assert "data.jsonl:1: completion[0] has role 'user'; expected one of 'assistant'" in text
+    assert "move the other turns into 'prompt'" in text
+
+
+def test_text_format():
+    report = parse_lines(jsonl({"text": "Once upon a time."}, {"text": "The end."}))
+    assert report.format == "text"
+    assert report.examples[0] == Example(line=1, messages=[], text="Once upon a time.",
+                                         raw={"text": "Once upon a time."})
+
+
+# --------------------------------------------------------------------------- encodings and line endings
+
+
+def test_bom_crlf_and_blank_lines():
+    data = b"\xef\xbb\xbf" + jsonl(*GEN_ROWS[:2], eol="\r\n").replace(b"\r\n", b"\r\n\r\n   \t\r\n", 1)
+    report = parse_lines(data, "win.jsonl")
+    assert report.had_bom and report.had_crlf and report.encoding == "utf-8-sig"
+    assert report.blank_lines == 2 and report.total_lines == 4
+    assert [e.line for e in report.examples] == [1, 4]
+    assert report.examples[1].messages[-1]["content"] == GEN_ROWS[1]["output"]  # no stray \r
+    assert report.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_utf16_with_bom_is_converted():
+    text = jsonl(*GEN_ROWS, eol="\r\n").decode("utf-8")
+    report = parse_lines(b"\xff\xfe" + text.encode("utf-16-le"))
+    assert report.encoding == "utf-16" and report.had_bom
+    assert report.examples[0].messages[-1]["content"] == GEN_ROWS[0]["output"]
+
+
+def test_utf16_without_bom_is_converted():
+    report = parse_lines(jsonl(*GEN_ROWS, eol="\r\n").decode("utf-8").encode("utf-16-le"))
+    assert report.encoding == "utf-16" and not report.had_bom and len(report.examples) == 3
+
+
+def test_broken_utf16_is_refused():
+    err = fail(b"\xff\xfe{\x00\x00\xd8")
+    assert err.message == "data.jsonl: the file starts like UTF-16 text but cannot be decoded as UTF-16"
+    assert "re-save the file as UTF-8" in err.hint
+
+
+def test_old_mac_cr_line_endings():
+    report = parse_lines(jsonl(*GEN_ROWS, eol="\r"))
+    assert len(report.examples) == 3 and report.total_lines == 3
+
+
+def test_no_trailing_newline_and_line_count():
+    report = parse_lines(jsonl(*GEN_ROWS).rstrip(b"\n"))
+    assert report.total_lines == 3 and len(report.examples) == 3
+
+
+# --------------------------------------------------------------------------- broken lines
+
+
+def test_invalid_json_names_line_and_column():
+    data = jsonl(GEN_ROWS[0]) + b'{"instruction": "Q", "output": "A"\n'
+    err = fail(data)
+    assert err.message == "data.jsonl: 1 invalid line(s) out of 2"
+    text = err.render()
+    assert "data.jsonl:2: invalid JSON at column 35: Expecting ',' delimiter" in text
+    assert "fix: each line must be one complete JSON object; check quotes and escapes" in text
+    assert "pass --skip-invalid to train on the 1 valid rows only" in text
+    assert isinstance(err, TrainerError) and err.exit_code == 2
+
+
+@pytest.mark.parametrize("line, fix", [
+    (b"{'instruction': 'Q', 'output': 'A'}", "looks like a Python dict"),
+    (b'{"instruction": "Q", "output": "A"},', "remove the comma after the object"),
+    (b'{"instruction": "C:\\Users", "output": "A"}', "backslash inside a string must be doubled"),
+    (b'{"instruction": "Q", "output": "A\tB"}', "write it as \\t or \\n"),
+    (b'{"instruction": "Q", "output": "unfinished', "a string is not closed"),
+    (b"instruction,input,output", "is this a CSV or text file?"),
+    (b'{"instruction": "Q", "output": "A"} {"instruction": "Q"}', "has more after the object ends"),
+])
+def test_invalid_json_fixes(line, fix):
+    text = only_problem(jsonl(GEN_ROWS[0]) + line + b"\n")
+    assert "data.jsonl:2: invalid JSON at column" in text
+    assert fix in text
+
+
+@pytest.mark.parametrize("line, kind", [
+    (b"42", "a number (42)"), (b'"hello"', "a string"), (b"null", "null"), (b"true", "a boolean (true)"),
+    (b"[1, 2]", "a list (JSON array)"),
+])
+def test_non_object_line(line, kind):
+    text = only_problem(jsonl(GEN_ROWS[0]) + line + b"\n")
+    assert f"data.jsonl:2: the line is {kind}, not a JSON object" in text
+
+
+def test_double_encoded_line():
+    text = only_problem(jsonl(GEN_ROWS[0]) + json.dumps(json.dumps(GEN_ROWS[1])).encode() + b"\n")
+    assert "JSON-encoded twice" in text
+
+
+def test_missing_field():
+    text = only_problem(jsonl(GEN_ROWS[0], {"instruction": "Q", "input": ""}))
+    assert "data.jsonl:2: missing field 'output'" in text
+    assert "fix: add 'output': every alpaca row needs 'instruction' and 'output'" in text
+
+
+def test_missing_field_with_a_near_name_suggests_renaming():
+    text = only_problem(jsonl(GEN_ROWS[0], {"instruction": "Q", "response": "A"}))
+    assert "data.jsonl:2: missing field 'output'" in text and "fix: rename 'response' to 'output'" in text
+
+
+@pytest.mark.parametrize("value, shown, fix", [
+    (42, "a number (42)", '"output": "42"'),
+    (None, "null", "write the text of 'output'"),
+    (["a", "b"], "a list (JSON array)", "join the parts into one string"),
+    (False, "a boolean (false)", '"output": "false"'),
+])
+def test_non_string_field(value, shown, fix):
+    text = only_problem(jsonl(GEN_ROWS[0], {"instruction": "Q", "input": "", "output": value}))
+    assert f"data.jsonl:2: field 'output' is {shown}, expected a string" in text
+    assert fix in text
+
+
+@pytest.mark.parametrize("row, where", [
+    ({"instruction": "Q", "output": ""}, "'output' is empty"),
+    ({"instruction": "Q", "output": " \n\t"}, "'output' is empty"),
+    ({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": " "}]},
+     "messages[1].content is empty"),
+    ({"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": ""}]},
+     "conversations[1].value is empty"),
+    ({"prompt": "Q", "completion": ""}, "'completion' is empty"),
+])
+def test_empty_answer(row, where):
+    text = only_problem(jsonl(row))
+    assert f"data.jsonl:1: empty answer: nothing to learn ({where})" in text
+
+
+def test_empty_text_and_empty_instruction():
+    assert "empty text: nothing to learn" in only_problem(jsonl({"text": "ok"}, {"text": "  "}))
+    assert "data.jsonl:2: field 'instruction' is empty" in only_problem(
+        jsonl(GEN_ROWS[0], {"instruction": "", "output": "A"}))
+
+
+def test_conversation_rules():
+    def conv(*turns):
+        return {"messages": [{"role": r, "content": c} for r, c in turns]}
+
+    ok = conv(("user", "Q"), ("assistant", "A"))
+    assert "data.jsonl:2: the conversation ends with a user turn, nothing to learn" in only_problem(
+        jsonl(ok, conv(("user", "Q"), ("assistant", "A"), ("user", "Q2"))))
+    assert "the conversation has no assistant turn: nothing to learn" in only_problem(
+        jsonl(ok, conv(("system", "S"), ("user", "Q"))))
+    assert "the conversation has no user turn" in only_problem(jsonl(ok, conv(("assistant", "A"))))
+    text = only_problem(jsonl(ok, conv(("user", "Q"), ("bot", "A"))))
+    assert "data.jsonl:2: messages[1] has role 'bot'; expected one of 'system', 'user', 'assistant'" in text
+    assert "write the role in lowercase: 'user'" in only_problem(jsonl(ok, conv(("User", "Q"), ("assistant", "A"))))
+    assert "messages[0].content is a number (3), expected a string" in only_problem(
+        jsonl(ok, {"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "A"}]}))
+    assert "messages[0] is a string, expected an object with 'role' and 'content'" in only_problem(
+        jsonl(ok, {"messages": ["hi"]}))
+    assert "field 'messages' is an empty list" in only_problem(jsonl(ok, {"messages": []}))
+    assert "field 'messages' is a string, expected a list of turns" in only_problem(jsonl(ok, {"messages": "hi"}))
+    assert "conversations[1] has from 'bot'" in only_problem(jsonl(
+        {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]},
+        {"conversations": [{"from": "human", "value": "Q"}, {"from": "bot", "value": "A"}]}))
+
+
+def test_mixed_formats():
+    data = jsonl(GEN_ROWS[0], {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]},
+                 GEN_ROWS[1])
+    text = only_problem(data)
+    assert "data.jsonl:2: this line looks like messages but the file is alpaca (decided at line 1)" in text
+    assert "split the file" in text
+
+
+def test_format_is_decided_by_the_first_recognised_object():
+    data = b"not json\n" + jsonl({"foo": 1}, {"text": "hello"}, GEN_ROWS[0])
+    err = fail(data)
+    assert "data.jsonl:4: this line looks like alpaca but the file is text (decided at line 3)" in err.render()
+
+
+def test_unknown_keys():
+    text = only_problem(jsonl(GEN_ROWS[0], {"question": "Q", "answer": "A"}))
+    assert "data.jsonl:2: no known fields (found keys: 'question', 'answer')" in text
+    assert "expected 'instruction' and 'output'" in text
+    assert "fix: rename 'question' to 'instruction', 'answer' to 'output'" in text
+    text = only_problem(jsonl(GEN_ROWS[0], {}))
+    assert "data.jsonl:2: the line is an empty object {}" in text
+
+
+def test_undecodable_bytes_name_the_byte_and_other_lines_still_validate():
+    bad = 'Caf\u00e9'.encode("cp1252")
+    data = jsonl(GEN_ROWS[0]) + b'{"instruction": "' + bad + b'", "output": "A"}\n' + b'{"instruction": 1}\n'
+    err = fail(data)
+    text = err.render()
+    assert "data.jsonl:2: not valid UTF-8 at byte 21 of line 2 (bytes e9)" in text
+    assert "fix: re-save the file as UTF-8" in text
+    assert "data.jsonl:3: field 'instruction' is a number (1), expected a string" in text
+    assert err.message == "data.jsonl: 2 invalid line(s) out of 3"
+    # byte positions are counted in the file as it is, BOM included
+    assert "not valid UTF-8 at byte 4 of line 1" in fail(b"\xef\xbb\xbf\x93\n").render()
+
+
+def test_nul_bytes():
+    text = only_problem(jsonl(GEN_ROWS[0]) + b'{"instruction": "Q\x00", "output": "A"}\n')
+    assert "data.jsonl:2: contains NUL bytes (binary data?), first at byte 19" in text
+
+
+def test_lone_surrogate_escape():
+    text = only_problem(jsonl(GEN_ROWS[0]) + b'{"instruction": "Q", "output": "smile \\ud83d"}\n')
+    assert "data.jsonl:2: contains a broken \\u escape" in text
+    ok = parse_lines(b'{"instruction": "Q", "output": "smile \\ud83d\\ude00"}\n')
+    assert ok.examples[0].messages[-1]["content"] == "smile \U0001F600"
+
+
+def test_deeply_nested_json_is_a_problem_not_a_crash():
+    depth = 100_000
+    data = jsonl(GEN_ROWS[0]) + b'{"instruction": "Q", "output": ' + b"[" * depth + b"]" * depth + b"}\n"
+    data += b'{"a": ' * depth + b"1" + b"}" * depth + b"\n"
+    err = fail(data)
+    assert [p.line for p in err.problems] == [2, 3]
+    assert all("nested too deeply" in p.message for p in err.problems)
+
+
+def test_ten_megabyte_line():
+    huge = "x" * 10_000_000
+    start = time.perf_counter()
+    report = parse_lines(jsonl(GEN_ROWS[0], {"instruction": "Q", "output": huge}))
+    assert report.examples[1].messages[-1]["content"] == huge
+    err = fail(jsonl(GEN_ROWS[0]) + b'{"instruction": "Q", "output": "' + huge.encode())
+    assert time.perf_counter() - start < 5
+    text = err.render()
+    assert "data.jsonl:2: invalid JSON at column 32: Unterminated string" in text
+    assert len(text) < 1000
+
+
+# --------------------------------------------------------------------------- whole-file problems
+
+
+def test_json_array_file():
+    for data in (json.dumps(GEN_ROWS).encode(), json.dumps(GEN_ROWS, indent=2).encode(),
+                 b"[\n" + b",\n".join(json.dumps(r).encode() for r in GEN_ROWS) + b"\n]\n"):
+        err = fail(data)
+        assert err.message == "data.jsonl: the file looks like a JSON array, not JSON Lines"
+        assert "jq -c '.[]' file.json > dataset.jsonl" in err.render()
+
+
+def test_pretty_printed_json():
+    for data in (json.dumps(GEN_ROWS[0], indent=2).encode(),
+                 b"\n".join(json.dumps(r, indent=1).encode() for r in GEN_ROWS),
+                 json.dumps({"messages": [{"role": "user", "content": "Q"}]}, indent=None).encode()[:-1]
+                 + b"\n}"):
+        err = fail(data)
+        assert "looks like pretty-printed JSON" in err.message, err.render()
+        assert "jq -c . file.json > dataset.jsonl" in err.render()
+
+
+@pytest.mark.parametrize("data, what", [(b"", "the file is empty"), (b"\n \r\n\t\n", "the file is empty (only 3 blank line(s))"),
+                                        (b"\xef\xbb\xbf", "the file is empty")])
+def test_empty_file(tmp_path, data, what):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError) as info:
+        read_dataset(path)
+    assert info.value.message == f"{path}: {what}"
+    assert "cargo run --bin genaptitude ai_export_dataset" in info.value.render()
+
+
+def test_directory(tmp_path):
+    (tmp_path / "train.jsonl").write_bytes(jsonl(*GEN_ROWS))
+    with pytest.raises(DatasetError) as info:
+        read_dataset(tmp_path)
+    assert info.value.message == f"{tmp_path}: is a directory, not a file"
+    assert str(tmp_path / "train.jsonl") in info.value.hint
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DatasetError) as info:
+        read_dataset(tmp_path / "nope.jsonl")
+    assert info.value.message == f"{tmp_path / 'nope.jsonl'}: no such file"
+    assert "check the path" in info.value.hint
+    (tmp_path / "data.jsonl").write_bytes(jsonl(GEN_ROWS[0]))
+    with pytest.raises(DatasetError) as info:
+        read_dataset(tmp_path / "data")
+    assert info.value.hint == f"did you mean {tmp_path / 'data'}.jsonl?"
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = tmp_path / "locked.jsonl"
+    path.write_bytes(jsonl(*GEN_ROWS))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ds, "open", denied, raising=False)
+    with pytest.raises(DatasetError) as info:
+        read_dataset(path)
+    assert info.value.message == f"{path}: permission denied, the file cannot be read"
+    assert "chmod u+r" in info.value.hint
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_file_for_real(tmp_path):
+    path = tmp_path / "locked.jsonl"
+    path.write_bytes(jsonl(*GEN_ROWS))
+    path.chmod(0)
+    with pytest.raises(DatasetError, match="permission denied"):
+        read_dataset(path)
+
+
+def test_not_a_regular_file():
+    if not os.path.exists("/dev/null"):
+        pytest.skip("no /dev/null")
+    with pytest.raises(DatasetError, match="is not a regular file"):
+        read_dataset("/dev/null")
+
+
+@pytest.mark.parametrize("path", ["", "   ", 42])
+def test_bad_path_argument(path):
+    with pytest.raises(DatasetError):
+        read_dataset(path)
+
+
+def test_read_dataset_reads_a_file(tmp_path):
+    path = tmp_path / "ok.jsonl"
+    path.write_bytes(jsonl(*GEN_ROWS))
+    report = read_dataset(path)
+    assert report.path == str(path) and len(report.examples) == 3
+    assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- skipping and rendering
+
+
+def test_skip_invalid_keeps_the_valid_rows():
+    data = jsonl(GEN_ROWS[0]) + b"{oops\n\n" + jsonl(GEN_ROWS[1], {"instruction": "Q", "output": ""})
+    report = parse_lines(data, "data.jsonl", skip_invalid=True)
+    assert [e.line for e in report.examples] == [1, 4]
+    assert [p.line for p in report.problems] == [2, 5]
+    assert report.skipped == 2 and report.blank_lines == 1 and report.total_lines == 5
+    assert all(p.fix for p in report.problems)
+
+
+def test_skip_invalid_with_nothing_left():
+    err = fail(b"{oops\n42\n", skip_invalid=True)
+    assert err.message == "data.jsonl: no valid rows left after skipping 2 invalid line(s)"
+    assert [p.line for p in err.problems] == [1, 2]
+
+
+def test_many_problems_render_first_twenty_and_a_count():
+    data = jsonl(GEN_ROWS[0]) + b"".join(b'{"instruction": "Q%d", "output": ""}\n' % i for i in range(25))
+    err = fail(data)
+    assert err.message == "data.jsonl: 25 invalid line(s) out of 26"
+    assert len(err.problems) == 25 and [p.line for p in err.problems] == list(range(2, 27))
+    text = err.render()
+    assert text.count("empty answer: nothing to learn") == 20
+    assert "data.jsonl:21: empty answer" in text and "data.jsonl:22:" not in text
+    assert "  ... and 5 more problem(s) not shown" in text
+    assert text.endswith("hint: fix the lines above, or pass --skip-invalid to train on the 1 valid rows only")
+
+
+def test_max_problems_kept_caps_the_list_not_the_count():
+    data = jsonl(GEN_ROWS[0]) + b"x\n" * 50
+    err = fail(data, max_problems_kept=10)
+    assert err.message == "data.jsonl: 50 invalid line(s) out of 51" and len(err.problems) == 10
+    report = parse_lines(data, skip_invalid=True, max_problems_kept=10)
+    assert report.skipped == 50 and len(report.problems) == 10
+    assert fail(data, max_problems_kept=0).message == "data.jsonl: 50 invalid line(s) out of 51"
+
+
+def test_every_problem_has_a_line_and_a_fix():
+    data = (jsonl(GEN_ROWS[0]) + b"{bad\n42\n\xff\n\x00\n" +
+            jsonl({"messages": []}, {"instruction": 1, "output": "a"}, {"zzz": 1}, {"instruction": "Q", "output": " "}))
+    err = fail(data)
+    assert [p.line for p in err.problems] == list(range(2, 10))
+    assert all(p.fix for p in err.problems)
+
+
+# --------------------------------------------------------------------------- split and evaluation helpers
+
+
+def rows(n: int) -> list[Example]:
+    return [Example(line=i + 1, messages=[{"role": "user", "content": str(i)},
+                                          {"role": "assistant", "content": "a"}]) for i in range(n)]
+
+
+@pytest.mark.parametrize("n, fraction, expected_eval", [
+    (100, 0.1, 10), (100, 0.05, 5), (10, 0.01, 1), (2, 0.5, 1), (2, 0.9, 1), (3, 0.99, 2), (1, 0.5, 0),
+    (0, 0.5, 0), (50, 0.0, 0),
+])
+def test_split_sizes(n, fraction, expected_eval):
+    train, evals = split_examples(rows(n), fraction, seed=1)
+    assert len(evals) == expected_eval and len(train) == n - expected_eval
+    assert n == 0 or train
+    assert sorted(e.line for e in train + evals) == list(range(1, n + 1))
+
+
+def test_split_is_deterministic_and_seeded():
+    a = split_examples(rows(200), 0.1, seed=42)
+    b = split_examples(rows(200), 0.1, seed=42)
+    c = split_examples(rows(200), 0.1, seed=7)
+    assert [e.line for e in a[1]] == [e.line for e in b[1]]
+    assert [e.line for e in a[1]] != [e.line for e in c[1]]
+    assert [e.line for e in a[0]] == sorted(e.line for e in a[0])  # each side keeps file order
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 2, float("nan")])
+def test_split_rejects_bad_fraction(fraction):
+    with pytest.raises(InputError, match="eval fraction"):
+        split_examples(rows(10), fraction, seed=0)
+
+
+def test_example_to_prompt_and_answer():
+    ex = parse_lines(jsonl({"messages": [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "A2"}]})).examples[0]
+    prompt, answer = example_to_prompt_and_answer(ex)
+    assert answer == "A2"
+    assert prompt == ex.messages[:4] and prompt is not ex.messages
+    alpaca = parse_lines(jsonl(GEN_ROWS[1])).examples[0]
+    assert example_to_prompt_and_answer(alpaca) == ([{"role": "user", "content": GEN_ROWS[1]["instruction"]}],
+                                                    GEN_ROWS[1]["output"])
+    with pytest.raises(ValueError):
+        example_to_prompt_and_answer(Example(line=1, messages=[], text="plain"))

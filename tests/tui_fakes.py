@@ -1,0 +1,131 @@
+"""A scripted engine for the TUI tests: fixed hardware, datasets and training events, no torch."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from core.dataset import parse_lines
+from core.errors import TrainerError
+from core.estimate import VramEstimate
+from core.events import (CheckpointSaved, EvalLogged, Failed, Finished, LogLine, MemorySample, Phase, RunStarted,
+                         StepLogged)
+from core.hardware import GpuInfo, GpuSample, HardwareReport
+from core.render import LengthStats, RenderedExample
+from tui.engine import Engine
+
+NO_GPU = HardwareReport(nvml_error="NVIDIA driver library (libnvidia-ml) not found: no NVIDIA GPU or driver on "
+                                   "this machine")
+RTX_3060 = HardwareReport(
+    gpus=[GpuInfo(0, "NVIDIA GeForce RTX 3060", total_gib=8.0, free_gib=6.5, used_gib=1.5,
+                  compute_capability=(8, 6), bf16=True)],
+    driver_version="550.54.14", cuda_driver_version="12.4")
+RTX_SAMPLES = [GpuSample(0, "NVIDIA GeForce RTX 3060", used_gib=3.0, total_gib=8.0, util_percent=37, temperature_c=54)]
+
+GOOD_LINES = [
+    '{"instruction": "Analyser cet élément technique du domaine safety.", "input": "{\\"id\\": \\"1\\", '
+    '\\"kind\\": \\"LogicalComponent\\", \\"name\\": \\"Contrôleur de freinage\\"}", '
+    '"output": "L\'entité appartient à la collection \'safety_rules\' [un2]."}',
+    '{"instruction": "Résumer la fonction.", "input": "", "output": "La fonction contrôle l\'attitude."}',
+    '{"instruction": "Which layer holds this component?", "input": "{\\"layer\\": \\"LA\\"}", '
+    '"output": "The logical architecture layer (LA)."}',
+]
+BAD_LINES = GOOD_LINES[:2] + ['{"instruction": "Sans réponse", "input": ""'] + GOOD_LINES[2:] + ['{"text": 3}']
+
+
+def dataset_report(lines: list[str], path: str = "dataset.jsonl", skip_invalid: bool = False):
+    """A real `DatasetReport` (or the real `DatasetError`) for these lines, with a fixed path for snapshots."""
+    return parse_lines(("\n".join(lines) + "\n").encode(), path, skip_invalid=skip_invalid)
+
+
+PREVIEW = RenderedExample(
+    segments=[("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+               "Analyser cet élément technique du domaine safety.\n{\"id\": \"1\"}<|im_end|>\n"
+               "<|im_start|>assistant\n", False),
+              ("L'entité appartient à la collection 'safety_rules' [un2].<|im_end|>", True), ("\n", False)],
+    n_tokens=58, n_trained=17, truncated=False)
+STATS = LengthStats(count=3, min=41, median=58, p95=73, max=75, over_max=0, max_length=512)
+
+
+def happy_run(on_event: Callable, stop_event: threading.Event, output_dir: str) -> Path:
+    """Four steps with an evaluation, memory samples and a checkpoint, then Finished."""
+    on_event(Phase("loading model", "smollm2-135m-instruct"))
+    on_event(RunStarted(config={}, total_steps=4, train_rows=3, eval_rows=1, device="cpu", output_dir=output_dir))
+    for step, loss in enumerate((2.5, 2.0, 1.6, 1.25), start=1):
+        on_event(StepLogged(step=step, total_steps=4, epoch=step / 4, loss=loss, lr=1e-3, grad_norm=0.5,
+                            tokens_per_s=1234.0, elapsed_s=3.0 * step, eta_s=3.0 * (4 - step)))
+        on_event(MemorySample(step=step, torch_allocated_gib=1.0 + step / 10, torch_reserved_gib=2.0,
+                              torch_peak_gib=1.5, nvml_used_gib=3.0, nvml_total_gib=8.0, process_rss_gib=2.5))
+        if step == 2:
+            on_event(EvalLogged(step=2, eval_loss=1.9))
+            on_event(CheckpointSaved(step=2, path=f"{output_dir}/checkpoints/checkpoint-2"))
+    on_event(EvalLogged(step=4, eval_loss=1.4))
+    on_event(LogLine("saving adapter"))
+    on_event(Finished(output_dir=output_dir, steps=4, total_steps=4, train_loss=1.25, eval_loss=1.4,
+                      stopped_early=False, runtime_s=12.0))
+    return Path(output_dir)
+
+
+def stoppable_run(on_event: Callable, stop_event: threading.Event, output_dir: str) -> Path:
+    """Two steps, then waits for the stop key (as a long run would), then saves and stops early."""
+    on_event(RunStarted(config={}, total_steps=100, train_rows=3, eval_rows=1, device="cpu", output_dir=output_dir))
+    for step in (1, 2):
+        on_event(StepLogged(step=step, total_steps=100, epoch=0.02 * step, loss=2.0, lr=1e-3, grad_norm=None,
+                            tokens_per_s=1000.0, elapsed_s=1.0 * step, eta_s=98.0))
+    if not stop_event.wait(10):
+        raise AssertionError("the stop event was never set")
+    on_event(Phase("saving", "adapter and resumable checkpoint"))
+    on_event(Finished(output_dir=output_dir, steps=2, total_steps=100, train_loss=2.0, eval_loss=None,
+                      stopped_early=True, runtime_s=2.0, checkpoint_dir=f"{output_dir}/checkpoints/checkpoint-2"))
+    return Path(output_dir)
+
+
+def failing_run(on_event: Callable, stop_event: threading.Event, output_dir: str) -> Path:
+    """What core.engine does on a user error: emit Failed, then raise the TrainerError."""
+    on_event(Phase("loading model", "Qwen/Qwen2.5-1.5B-Instruct"))
+    message, hint = "bitsandbytes sees no CUDA device", "install a CUDA build of torch, or pick the cpu preset"
+    on_event(Failed(message, hint))
+    raise TrainerError(message, hint=hint)
+
+
+def crashing_run(on_event: Callable, stop_event: threading.Event, output_dir: str) -> Path:
+    raise RuntimeError("something nobody expected")
+
+
+class FakeEngine(Engine):
+    """Scripted answers; records each `train` call. `suggest` and `format_label` are the real ones."""
+
+    def __init__(self, report: HardwareReport = NO_GPU, samples: list | None = None,
+                 lines: list[str] | None = None, run: Callable = happy_run) -> None:
+        self.report, self.samples = report, samples or []
+        self.lines = GOOD_LINES if lines is None else lines
+        self.run = run
+        self.train_calls: list[dict[str, Any]] = []
+        self.stop_event: threading.Event | None = None
+        self.preview_calls: list[tuple] = []
+
+    def probe(self) -> HardwareReport:
+        return self.report
+
+    def sample(self) -> list:
+        return list(self.samples)
+
+    def read_dataset(self, path: str, skip_invalid: bool = False):
+        return dataset_report(self.lines, path, skip_invalid)
+
+    def preview(self, model: str, example: Any, max_length: int) -> RenderedExample:
+        self.preview_calls.append((model, example.line, max_length))
+        return PREVIEW
+
+    def length_stats(self, model: str, examples: list, max_length: int) -> LengthStats:
+        return LengthStats(len(examples), STATS.min, STATS.median, STATS.p95, STATS.max, STATS.over_max, max_length)
+
+    def estimate(self, config) -> VramEstimate:
+        act = 0.5 * config.batch_size * config.max_length / 1024
+        return VramEstimate(round(1.0 + act, 2), {"weights": 0.8, "LoRA+optimizer": 0.2, "activations": act})
+
+    def train(self, config, dataset_path: str, output_dir: str, *, on_event: Callable,
+              stop_event: threading.Event, **kw: Any) -> Path:
+        self.train_calls.append({"config": config, "dataset": dataset_path, "output": output_dir, **kw})
+        self.stop_event = stop_event
+        return self.run(on_event, stop_event, output_dir)
