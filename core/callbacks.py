@@ -20,10 +20,13 @@ class TokenCounter:
         self.collator = collator
         self.tokens = 0
         self.paused = False
+        self.history: list[int] = []  # tokens of each training micro-batch, in order
 
     def __call__(self, examples):
         if not self.paused:
-            self.tokens += sum(len(e["input_ids"]) for e in examples)
+            n = sum(len(e["input_ids"]) for e in examples)
+            self.tokens += n
+            self.history.append(n)
         return self.collator(examples)
 
 
@@ -54,11 +57,14 @@ class EventCallback(TrainerCallback):
         self.marks.append((self.t0, state.global_step, self.counter.tokens))
         self.emit(RunStarted(total_steps=state.max_steps, resumed_from_step=state.global_step, **self.started))
 
-    def on_step_end(self, args, state, control, **kw):
+    def _check_stop(self, control) -> None:
         if self.stop_event.is_set() and not self.stopped_early:
             self.stopped_early = True
             control.should_training_stop = True
             control.should_save = True  # a resumable checkpoint at this exact step
+
+    def on_step_end(self, args, state, control, **kw):
+        self._check_stop(control)
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
@@ -81,6 +87,7 @@ class EventCallback(TrainerCallback):
         if "eval_loss" in logs:
             self.last_eval = float(logs["eval_loss"])
             self._record(EvalLogged(step=step, eval_loss=self.last_eval))
+        self._check_stop(control)  # a stop asked while this step was logged still lands on this step
 
     def on_save(self, args, state, control, **kw):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"

@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also answer with the base model, side by side")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("bench", help="tokens/s, ms/step, peak VRAM and MFU: presets vs the old script's settings")
+    p.add_argument("--presets", default="old-settings,modern-bf16,8gb,t4-fp16,t4-fp32",
+                   help="comma-separated; old-settings is the old train.py configuration")
+    p.add_argument("--arch", default="qwen2.5-1.5b", help="random weights of this architecture (offline)")
+    p.add_argument("--seq-len", default="128-1024", help="uniform row lengths MIN-MAX")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--smoke", action="store_true", help="tiny architecture on CPU (tests the harness)")
+    p.add_argument("--out", default=None, help="write the JSON result here")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -264,8 +273,37 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    lo, _, hi = args.seq_len.partition("-")
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = [p for p in presets if p != "old-settings" and p not in PRESETS]
+    if unknown:
+        raise InputError(f"unknown preset(s): {', '.join(unknown)}", hint=f"choose from old-settings, {', '.join(PRESETS)}")
+    result = run_bench(presets, arch=args.arch, steps=args.steps, min_len=int(lo), max_len=int(hi or lo),
+                       smoke=args.smoke, emit=lambda line: print(line, file=sys.stderr, flush=True))
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    if args.json:
+        print(text)
+    else:
+        print(f"{result['gpu']}  arch {result['arch']}  rows {args.seq_len} tokens  {result['steps']} steps")
+        print(f"{'preset':<14}{'tokens/s':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}{'loss':>16}")
+        for r in result["results"]:
+            if "error" in r:
+                print(f"{r['preset']:<14}failed: {r['error']}")
+                continue
+            mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+            peak = f"{r['peak_vram_gib']:.2f}" if r["peak_vram_gib"] is not None else "n/a"
+            print(f"{r['preset']:<14}{r['tokens_per_s']:>10.0f}{r['ms_per_step']:>10.0f}{peak:>10}{mfu:>8}"
+                  f"{r['first_loss']:>8.2f}→{r['last_loss']:.2f}")
+    return 0
+
+
 COMMANDS = {"check": cmd_check, "doctor": cmd_doctor, "presets": cmd_presets, "train": cmd_train,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "bench": cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())

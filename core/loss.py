@@ -15,7 +15,7 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     labels = inputs["labels"]
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = causal_lm.get_decoder()
-    kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+    kwargs = {k: v for k, v in inputs.items() if k != "labels"}  # padding-free batches carry cu_seq_lens etc.
     hidden = decoder(**kwargs, use_cache=False).last_hidden_state
     target = labels[:, 1:]
     keep = target != -100

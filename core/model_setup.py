@@ -1,16 +1,17 @@
 """Load the base model (4-bit NF4 on CUDA when asked), attach LoRA, and build TRL's SFTTrainer."""
 from __future__ import annotations
 
+import math
+
 from .errors import InputError
-from .events import Phase
+from .events import LogLine, Phase
 from .presets import TrainConfig
 
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def load_model_and_tokenizer(config: TrainConfig, emit):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .models import resolve
     from .render import ensure_pad_token
@@ -19,25 +20,42 @@ def load_model_and_tokenizer(config: TrainConfig, emit):
     path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), trust_remote_code=config.trust_remote_code)
     tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)
     ensure_pad_token(tok)
+    return tok, load_model_from_path(config, path, emit), path
+
+
+def load_model_from_path(config: TrainConfig, path, emit):
+    """The base model as the preset asks (NF4 or plain, dtype, device) with LoRA attached."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     emit(Phase("loading model", f"{path} ({config.quantization}, {config.compute_dtype}, {config.device})"))
     dtype = getattr(torch, DTYPES[config.compute_dtype])
-    kwargs = dict(dtype=dtype, trust_remote_code=config.trust_remote_code, attn_implementation="sdpa")
+    kwargs = dict(dtype=torch.float32 if config.kbit_prepare else dtype, trust_remote_code=config.trust_remote_code,
+                  attn_implementation="sdpa")
     if config.quantization == "nf4":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype if config.device == "cuda" else torch.uint8)
+            bnb_4bit_compute_dtype=dtype)
     kwargs["device_map"] = {"": 0} if config.device == "cuda" else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     model.config.use_cache = False
-    if config.gradient_checkpointing:
+    if config.quantization == "nf4":
+        n4 = sum(1 for m in model.modules() if type(m).__name__ == "Linear4bit")
+        emit(LogLine(f"{n4} linear layers loaded in 4-bit NF4 (compute {config.compute_dtype})"))
+    if config.kbit_prepare:  # the old script's path: upcasts every non-quantised weight to fp32
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    return tok, attach_lora(model, config), path
+    return attach_lora(model, config)
 
 
 def attach_lora(model, config: TrainConfig):
+    import torch
     from peft import LoraConfig, get_peft_model
 
     linear_names = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
@@ -46,11 +64,21 @@ def attach_lora(model, config: TrainConfig):
     if missing:
         raise InputError(f"LoRA targets not found in this model: {', '.join(missing)}",
                          hint=f"this model's linear layers are: {', '.join(linear_names)}")
+    layers = None
+    n_layers = getattr(model.config, "num_hidden_layers", None)
+    if config.lora_top_fraction < 1 and n_layers:
+        keep = max(1, math.ceil(n_layers * config.lora_top_fraction))
+        layers = list(range(n_layers - keep, n_layers))
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.lora_targets), bias="none", task_type="CAUSAL_LM")
+                      target_modules=list(config.lora_targets), layers_to_transform=layers, bias="none",
+                      task_type="CAUSAL_LM")
     # autocast_adapter_dtype (PEFT's default) keeps LoRA weights in fp32 under fp16/bf16 bases, which the fp16
     # grad scaler needs ("Attempting to unscale FP16 gradients" otherwise).
-    return get_peft_model(model, lora, autocast_adapter_dtype=True)
+    peft_model = get_peft_model(model, lora, autocast_adapter_dtype=True)
+    for p in peft_model.parameters():  # every trainable weight in fp32, whatever the base dtype
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return peft_model
 
 
 def training_args(config: TrainConfig, dirs, has_eval: bool):
@@ -91,6 +119,7 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         data_seed=config.seed,
         max_length=config.max_length,
         padding_free=config.padding_free,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         dataset_kwargs={"skip_prepare_dataset": True},  # labels are built by core.render, not by TRL
         remove_unused_columns=False,
         **eval_kw,
@@ -112,6 +141,8 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
         loss_is_scaled_for_ga = True  # answer_only_loss divides by num_items_in_batch itself
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not config.fast_loss:  # the library's loss: logits for every position
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             from .loss import answer_only_loss
 
             with self.accelerator.autocast():

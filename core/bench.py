@@ -1,0 +1,197 @@
+"""`bench`: tokens/s, ms/step, peak VRAM and MFU of the presets against the old script's settings.
+
+Random weights of a real architecture (compute and memory do not depend on weight values), synthetic token rows
+of uniform length in [min_len, max_len], every token trained (the worst case for answer-only logits). Each
+configuration goes through the same engine path as a real run (model_setup.build_trainer), offline.
+"""
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .presets import TrainConfig, config_for
+
+ARCH_CONFIGS = {
+    "qwen2.5-1.5b": dict(kind="qwen2", vocab_size=151936, hidden_size=1536, intermediate_size=8960,
+                         num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                         max_position_embeddings=32768, tie_word_embeddings=True, rope_theta=1e6),
+    "tiny": dict(kind="llama", vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                 tie_word_embeddings=True),
+}
+
+
+def old_settings() -> TrainConfig:
+    """The old train.py: NF4, fp32 compute, fp32 model, batch 4, paged AdamW 32-bit, dropout 0.1, HF full loss."""
+    return replace(config_for("t4-fp32"), preset="old-settings", lora_r=64, lora_alpha=16, lora_dropout=0.1,
+                   kbit_prepare=True, fast_loss=False, gradient_checkpointing=True)
+
+
+def build_arch(name: str, folder: Path, dtype: str = "bfloat16") -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    spec = dict(ARCH_CONFIGS[name])
+    kind = spec.pop("kind")
+    cfg = (Qwen2Config if kind == "qwen2" else LlamaConfig)(**spec)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = (Qwen2ForCausalLM if kind == "qwen2" else LlamaForCausalLM)(cfg).to(getattr(torch, dtype))
+    model.save_pretrained(str(folder))
+    del model
+    return folder
+
+
+def synthetic_rows(n: int, vocab: int, min_len: int, max_len: int, seed: int = 0) -> dict:
+    rng = random.Random(seed)
+    ids = [[rng.randrange(3, vocab) for _ in range(rng.randint(min_len, max_len))] for _ in range(n)]
+    return {"input_ids": ids, "labels": [list(r) for r in ids]}
+
+
+def _id_tokenizer():
+    """Rows are token ids already; the trainer only needs a tokenizer object with pad/eos ids."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2}, unk_token="<unk>"))
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, max_len: int, vocab: int,
+            peak_tflops: float | None) -> dict:
+    import torch
+    from datasets import Dataset
+
+    from .model_setup import build_trainer, load_model_from_path
+    from .output import RunDirs
+
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    model = load_model_from_path(config, model_dir, lambda e: None)
+    n_params = _dense_params(model_dir)
+    rows = synthetic_rows(steps * config.effective_batch + 8, vocab, min_len, max_len)
+    ds = Dataset.from_dict(rows)
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    dirs = RunDirs(work / "out", work, None)
+    times: list[float] = []
+    tokens: list[int] = []
+
+    cfg = replace(config, max_steps=steps, eval_fraction=0.0, save_every=0)
+    trainer, callback = build_trainer(cfg, model, _id_tokenizer(), ds, None, dirs, lambda e: None, threading.Event(), {
+        "config": cfg.to_dict(), "train_rows": len(ds), "eval_rows": 0, "device": cfg.device,
+        "output_dir": str(work)})
+    from transformers import TrainerCallback
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.t = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - self.t)
+            ga, i = cfg.grad_accum, len(times) - 1
+            tokens.append(sum(callback.counter.history[i * ga:(i + 1) * ga]))
+
+    trainer.add_callback(Timer())
+    trainer.train()
+    losses = [json.loads(l)["loss"] for l in dirs.metrics.read_text().splitlines() if '"event": "step"' in l]
+    skip = min(8, len(times) // 3)
+    steady_t, steady_n = times[skip:], tokens[skip:]
+    tok_s = sum(steady_n) / sum(steady_t)
+    flops_per_token = (6 if config.gradient_checkpointing else 4) * n_params
+    result = {
+        "preset": config.preset,
+        "tokens_per_s": round(tok_s, 1),
+        "ms_per_step": round(1000 * statistics.median(steady_t), 1),
+        "tokens_per_step": round(statistics.mean(steady_n), 1),
+        "peak_vram_gib": None,
+        "reserved_vram_gib": None,
+        "nvml_used_gib": None,
+        "mfu": round(tok_s * flops_per_token / (peak_tflops * 1e12), 4) if peak_tflops else None,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "steps": len(times),
+        "config": {k: v for k, v in cfg.to_dict().items()
+                   if k in ("batch_size", "grad_accum", "compute_dtype", "autocast", "optimizer", "max_length",
+                            "gradient_checkpointing", "padding_free", "lora_r", "lora_dropout", "quantization")},
+    }
+    if torch.cuda.is_available():
+        from .hardware import nvml_used_gib
+
+        result["peak_vram_gib"] = round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3)
+        result["reserved_vram_gib"] = round(torch.cuda.max_memory_reserved() / 1024 ** 3, 3)
+        result["nvml_used_gib"] = round(nvml_used_gib(0)[0] or 0, 3)
+    del trainer, model
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return result
+
+
+def _dense_params(model_dir: Path) -> int:
+    cfg = json.loads((model_dir / "config.json").read_text())
+    h, i, L, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    kv = h * cfg["num_key_value_heads"] // cfg["num_attention_heads"]
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * i
+    return L * per_layer + v * h  # the LM head counts once (tied with the embedding)
+
+
+def matmul_tflops() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    torch.cuda.synchronize()
+    return 10 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e12
+
+
+def run_bench(presets: list[str], *, arch: str, steps: int, min_len: int, max_len: int, smoke: bool,
+              overrides: dict | None = None, emit=print) -> dict:
+    import torch
+
+    from .engine import quiet_libraries, versions
+
+    quiet_libraries()
+    if smoke:
+        arch, steps, min_len, max_len = "tiny", min(steps, 4), 16, 64
+    folder = Path(tempfile.mkdtemp(prefix=f"arch-{arch}-"))
+    build_arch(arch, folder, "bfloat16" if torch.cuda.is_available() else "float32")
+    vocab = ARCH_CONFIGS[arch]["vocab_size"]
+    peak = matmul_tflops()
+    results = []
+    for name in presets:
+        cfg = old_settings() if name == "old-settings" else config_for(name)
+        if smoke:
+            cfg = replace(cfg, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
+                          optimizer="adamw_torch", batch_size=2, grad_accum=1, padding_free=False)
+        cfg = replace(cfg, model=str(folder), max_length=max(max_len, 16), **(overrides or {}))
+        try:
+            r = measure(cfg, folder, steps=steps, min_len=min_len, max_len=max_len, vocab=vocab, peak_tflops=peak)
+        except Exception as exc:  # one failing configuration must not lose the others' numbers
+            r = {"preset": name, "error": f"{type(exc).__name__}: {exc}"}
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        emit(json.dumps(r))
+        results.append(r)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"gpu": gpu, "arch": arch, "steps": steps, "seq_len": [min_len, max_len],
+            "matmul_bf16_tflops": round(peak, 1) if peak else None, "versions": versions(), "results": results}
