@@ -75,7 +75,9 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None) -> VramEstimate
     else:
         act = tokens * a.layers * (14 * a.hidden + 3 * a.intermediate) * act_bytes
     logits = tokens * a.vocab * (4 + act_bytes)  # logits + fp32 upcast for the loss
-    overhead = 0.6 * GIB  # CUDA context and allocator slack
+    overhead = 0.6 * GIB if config.device == "cuda" else 0.0  # CUDA context and allocator slack
     parts = {"weights": weights / GIB, "lora+optimizer": lora / GIB, "activations": act / GIB,
              "logits": logits / GIB, "cuda overhead": overhead / GIB}
+    if config.device != "cuda":
+        del parts["cuda overhead"]
     return VramEstimate(sum(parts.values()), {k: round(v, 3) for k, v in parts.items()})

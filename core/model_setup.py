@@ -55,7 +55,6 @@ def load_model_from_path(config: TrainConfig, path, emit):
 
 
 def attach_lora(model, config: TrainConfig):
-    import torch
     from peft import LoraConfig, get_peft_model
 
     linear_names = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
@@ -74,11 +73,19 @@ def attach_lora(model, config: TrainConfig):
                       task_type="CAUSAL_LM")
     # autocast_adapter_dtype (PEFT's default) keeps LoRA weights in fp32 under fp16/bf16 bases, which the fp16
     # grad scaler needs ("Attempting to unscale FP16 gradients" otherwise).
-    peft_model = get_peft_model(model, lora, autocast_adapter_dtype=True)
-    for p in peft_model.parameters():  # every trainable weight in fp32, whatever the base dtype
+    return trainable_to_fp32(get_peft_model(model, lora, autocast_adapter_dtype=True))
+
+
+def trainable_to_fp32(model):
+    """Every trainable (LoRA) weight in fp32, whatever the base dtype: the fp16 grad scaler cannot unscale half
+    gradients, and fp32 master weights keep small updates. TRL casts QLoRA adapters to bf16 in its constructor,
+    which would break T4s (no bf16), so this runs again after the trainer is built."""
+    import torch
+
+    for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
-    return peft_model
+    return model
 
 
 def training_args(config: TrainConfig, dirs, has_eval: bool):
@@ -158,6 +165,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
 
     trainer = Trainer(model=model, args=training_args(config, dirs, eval_ds is not None), train_dataset=train_ds,
                       eval_dataset=eval_ds, processing_class=tok, data_collator=counter, callbacks=[callback])
+    trainable_to_fp32(trainer.model)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     for cb in (PrinterCallback, ProgressCallback):  # our events replace their prints (they would break --json)

@@ -84,7 +84,11 @@ def test_nf4_layers_train_on_cpu(tiny_model_dir, small_dataset, tmp_path):
     assert any("4-bit NF4" in m for m in logs), logs
     steps = [e for e in got if isinstance(e, ev.StepLogged)]
     assert len(steps) == 3 and all(s.loss == s.loss and s.loss < 100 for s in steps)  # finite
-    assert (tmp_path / "q" / "adapter_model.safetensors").is_file()
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "q" / "adapter_model.safetensors"), "pt") as f:
+        dtypes = {str(f.get_tensor(k).dtype) for k in f.keys()}
+    assert dtypes == {"torch.float32"}  # TRL casts QLoRA adapters to bf16; we keep fp32 trainable weights
 
 
 def test_existing_adapter_is_never_overwritten_silently(tiny_model_dir, small_dataset, tmp_path):

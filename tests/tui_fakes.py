@@ -1,6 +1,7 @@
-"""A scripted engine for the TUI tests: fixed hardware, datasets and training events, no torch."""
+"""A scripted engine for the TUI tests (fixed hardware, datasets and training events, no torch), and pilot helpers."""
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +13,7 @@ from core.events import (CheckpointSaved, EvalLogged, Failed, Finished, LogLine,
                          StepLogged)
 from core.hardware import GpuInfo, GpuSample, HardwareReport
 from core.render import LengthStats, RenderedExample
+from textual.widgets import Static
 from tui.engine import Engine
 
 NO_GPU = HardwareReport(nvml_error="NVIDIA driver library (libnvidia-ml) not found: no NVIDIA GPU or driver on "
@@ -129,3 +131,37 @@ class FakeEngine(Engine):
         self.train_calls.append({"config": config, "dataset": dataset_path, "output": output_dir, **kw})
         self.stop_event = stop_event
         return self.run(on_event, stop_event, output_dir)
+
+
+# -- pilot helpers ------------------------------------------------------------------------------------------
+def screen_text(app) -> str:
+    """The characters on the terminal right now (active screen), line by line."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def static_text(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def log_text(app) -> str:
+    """The log's words, single-spaced, so lines the log wrapped still match."""
+    return " ".join(" ".join(strip.text for strip in app.query_one("#run-log").lines).split())
+
+
+async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
+    """Poll app state (a plain sleep: pilot.pause would repaint the whole screen each time), then repaint once."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting; screen was:\n{screen_text(pilot.app)}")
+        await asyncio.sleep(0.01)
+    if pilot.app.is_running:
+        await pilot.pause()
+
+
+async def settle(pilot) -> None:
+    """Wait for the probe, the dataset read and the token-length stats to come back."""
+    app = pilot.app
+    await wait_until(pilot, lambda: app.hardware is not None and (app.dataset.report or app.dataset.error)
+                     and (app.dataset.error or app.dataset.stats is not None))

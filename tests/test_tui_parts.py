@@ -1,0 +1,94 @@
+"""The TUI's small pure pieces: the braille chart, message coalescing, field parsing, summaries."""
+from __future__ import annotations
+
+from core.errors import Problem
+from core.events import Finished, MemorySample, StepLogged
+from core.presets import config_for
+from tests.tui_fakes import NO_GPU, RTX_3060
+from tui.app import existing_output
+from tui.messages import EngineEvent, GpuSampled
+from tui.widgets.chart import AXIS_WIDTH, render_chart
+from tui.widgets.presets import fit_warnings, parse, problem_field
+from tui.widgets.training import duration, failure_text, summary_text
+
+
+def test_chart_draws_a_falling_line_with_its_axis():
+    points = [(s, 3.0 - s * 0.5) for s in range(1, 5)]
+    lines = render_chart([(points, "cyan")], width=30, height=6, x_max=8)
+    assert len(lines) == 6
+    assert all(len(line.plain) == 30 for line in lines)
+    plot = [line.plain[AXIS_WIDTH:] for line in lines[:-1]]
+    dots = [(col, row) for row, text in enumerate(plot) for col, ch in enumerate(text) if ch != " "]
+    leftmost, rightmost = min(dots), max(dots)
+    assert leftmost[1] == 0 and rightmost[1] == len(plot) - 1  # starts high on the left, ends low on the right
+    assert all(ch == " " or 0x2800 <= ord(ch) <= 0x28FF for row in plot for ch in row)
+    assert lines[0].plain.startswith(" 2.575 ┤") and lines[-2].plain.startswith(" 0.925 ┤")  # range ± 5%
+    assert lines[-1].plain.rstrip().endswith("step 8")  # x axis runs to the planned total
+    # steps 1..4 of 8 fill only the left half of the plot
+    assert all(row[len(row) // 2 + 1:].strip() == "" for row in plot)
+
+
+def test_chart_without_points_says_so():
+    lines = render_chart([([], "cyan")], width=40, height=5)
+    assert "no loss yet" in "".join(line.plain for line in lines)
+
+
+def test_eval_points_are_drawn_in_their_own_style():
+    lines = render_chart([([(1, 2.0), (10, 1.0)], "cyan"), ([(5, 1.5)], "yellow")], width=40, height=8)
+    styles = {str(span.style) for line in lines for span in line.spans}
+    assert {"cyan", "yellow"} <= styles
+
+
+def test_memory_samples_coalesce_but_loss_points_never_do():
+    mem = EngineEvent(MemorySample(1, 1.0, 1.0, 1.0, None, None, 2.0))
+    mem2 = EngineEvent(MemorySample(2, 1.1, 1.0, 1.0, None, None, 2.0))
+    step = EngineEvent(StepLogged(1, 10, 0.1, 2.0, 1e-3, None, 100.0, 1.0, 9.0))
+    assert mem.can_replace(mem2)
+    assert not step.can_replace(EngineEvent(StepLogged(2, 10, 0.2, 1.9, 1e-3, None, 100.0, 2.0, 8.0)))
+    assert not mem.can_replace(step) and not step.can_replace(mem)
+    assert GpuSampled([]).can_replace(GpuSampled([]))
+
+
+def test_field_parsing_and_problem_mapping():
+    assert parse("batch_size", int, " 8 ") == (8, "")
+    assert parse("batch_size", int, "8.5") == (None, "must be a whole number")
+    assert parse("lr", float, "2e-4") == (2e-4, "")
+    assert parse("lr", float, "fast")[1].startswith("must be a number")
+    assert parse("max_steps", int, "") == (-1, "")  # empty: train by epochs
+    assert parse("epochs", float, "") == (None, "required")
+    assert problem_field(Problem("batch size must be ≥ 1 (got 0)")) == "batch_size"
+    assert problem_field(Problem("LoRA r must be ≥ 1 (got 0)")) == "lora_r"
+    assert problem_field(Problem("nothing to train: epochs and max steps are both 0")) == "epochs"
+    assert problem_field(Problem("fp16 autocast needs a GPU")) is None
+
+
+def test_fit_warnings():
+    cfg = config_for("modern-bf16")
+    assert fit_warnings(cfg, RTX_3060, 4.0) == []
+    assert "has 6.5 GiB free" in fit_warnings(cfg, RTX_3060, 9.0)[0]
+    assert "needs an NVIDIA GPU and none was found" in fit_warnings(cfg, NO_GPU, 4.0)[0]
+    assert fit_warnings(config_for("cpu"), NO_GPU, 99.0) == []  # CPU runs are not checked against VRAM
+
+
+def test_summaries_say_where_the_adapter_is():
+    done = Finished("/runs/a", 40, 100, 1.5, None, True, 125.0, "/runs/a/checkpoints/checkpoint-40")
+    text = summary_text(done).plain
+    assert "Stopped at step 40 of 100 in 2m05s" in text and "eval loss –" in text
+    assert "Adapter: /runs/a" in text and "Resumable checkpoint: /runs/a/checkpoints/checkpoint-40" in text
+    assert "RAISE_LORA_PATH=/runs/a" in text
+    failed = failure_text("out of memory", "lower --batch-size", ["dataset.jsonl:3: bad JSON\n    fix: quote it"])
+    assert "✘ Training failed: out of memory" in failed.plain and "dataset.jsonl:3: bad JSON" in failed.plain
+    assert "hint: lower --batch-size" in failed.plain
+    assert duration(3725) == "1h02m" and duration(59.6) == "1m00s" and duration(None) == "–"
+
+
+def test_existing_output_detection(tmp_path):
+    out = tmp_path / "adapter"
+    assert existing_output(str(out)) is None
+    out.mkdir()
+    assert existing_output(str(out)) is None  # an empty folder is fine
+    (out / "adapter_config.json").write_text("{}")
+    assert existing_output(str(out)) == (f"{out} already holds an adapter", False)
+    (tmp_path / "adapter.partial" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    what, resumable = existing_output(str(out))
+    assert "unfinished run" in what and resumable

@@ -1,0 +1,1 @@
+"""Terminal UI for genaptitude-trainer: drives `core/` and turns its events into widgets."""

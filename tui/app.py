@@ -1,0 +1,352 @@
+"""genaptitude-trainer-tui: pick a preset, check the dataset, train a LoRA adapter and watch it, from a terminal.
+
+The app owns the run (a thread worker calling `Engine.train`) and routes engine events to the panels.
+Nothing here imports torch: the engine is imported lazily by `RealEngine` when a slow job starts.
+"""
+from __future__ import annotations
+
+from ._start_time import seconds_since_start  # noqa: I001  (first: the start-up clock)
+
+import argparse
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, OptionList, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from core.events import Failed, Finished
+from core.presets import PRESETS, config_for
+
+from .commands import TrainerCommands
+from .engine import Engine, RealEngine
+from .messages import ConfigChanged, EngineEvent, HardwareProbed
+from .screens.confirm import ChoiceScreen, ConfirmScreen
+from .screens.preview import PreviewScreen
+from .widgets.dataset import DatasetPanel
+from .widgets.hardware import HardwarePanel
+from .widgets.presets import PresetPanel
+from .widgets.training import TrainingPanel, eval_command, export_command
+
+DEFAULT_DATASET = "dataset.jsonl"
+DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
+TABS = Binding.Group("tabs ", compact=True)
+
+
+def existing_output(output: str) -> tuple[str, bool] | None:
+    """What is already at the output folder (described) and whether a checkpoint can be resumed; None if empty."""
+    out = Path(output).expanduser()
+    partial = out.with_name(out.name + ".partial")
+    resumable = any(any(p.glob("checkpoints/checkpoint-*")) for p in (out, partial) if p.is_dir())
+    if partial.exists():
+        return f"an unfinished run is in {partial}", resumable
+    if out.is_dir() and any(out.iterdir()):
+        what = "an adapter" if (out / "adapter_config.json").is_file() else "files"
+        return f"{out} already holds {what}", resumable
+    return None
+
+
+class TrainerApp(App):
+    TITLE = "GenAptitude trainer"
+    COMMANDS = App.COMMANDS | {TrainerCommands}
+    CSS = """
+    TabPane { padding: 0; }
+    """
+    BINDINGS = [
+        Binding("1", "show_tab('hardware')", "Hardware", group=TABS),
+        Binding("2", "show_tab('preset')", "Preset", group=TABS),
+        Binding("3", "show_tab('dataset')", "Dataset", group=TABS),
+        Binding("4", "show_tab('training')", "Training", group=TABS),
+        Binding("t", "train", "Train"),
+        Binding("s", "stop", "Stop+save"),
+        Binding("p", "preview", "Preview"),
+        Binding("r", "reload_dataset", "Reload"),
+        Binding("k", "skip_invalid", "Skip bad rows"),
+        Binding("e", "evaluate", "Evaluate"),
+        Binding("x", "export", "Export"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, engine: Engine | None = None, *, dataset: str = DEFAULT_DATASET,
+                 output: str = DEFAULT_OUTPUT, preset: str | None = None, model: str | None = None,
+                 refresh_interval: float | None = 1.0, stats_delay: float = 0.5,
+                 show_startup_time: bool = True) -> None:
+        super().__init__()
+        self.engine = engine or RealEngine()
+        self.dataset_path, self.output_dir = dataset, output
+        self.initial_preset, self.model = preset, model
+        self.refresh_interval, self.stats_delay = refresh_interval, stats_delay
+        self.show_startup_time = show_startup_time
+        self.startup_seconds: float | None = None
+        self.idle_sub_title = ""
+        self.hardware: Any | None = None
+        self.stop_event = threading.Event()
+        self.quit_after_stop = False
+        self._stats_timer = None
+        self.training_result: Finished | None = None
+
+    def compose(self) -> ComposeResult:
+        # The panels live as long as the app: keep them at hand (check_action runs on every footer refresh).
+        self.hardware_panel = HardwarePanel(self.engine, self.refresh_interval)
+        self.presets = PresetPanel(self.engine, self.initial_preset, self.model)
+        self.dataset = DatasetPanel(self.engine, self.dataset_path)
+        self.training = TrainingPanel()
+        self.tabs = TabbedContent(initial="preset")
+        yield Header(show_clock=False, icon="≡")
+        with self.tabs:
+            with TabPane("1 Hardware", id="hardware"):
+                yield self.hardware_panel
+            with TabPane("2 Preset", id="preset"):
+                yield self.presets
+            with TabPane("3 Dataset", id="dataset"):
+                yield self.dataset
+            with TabPane("4 Training", id="training"):
+                yield self.training
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._probe()
+        self.dataset.load(self.dataset_path)
+        self.query_one("#preset-list", OptionList).focus()
+
+    def on_ready(self) -> None:
+        self.startup_seconds = seconds_since_start()
+        self.log.info(f"first paint {self.startup_seconds:.3f} s after process start")
+        if self.show_startup_time:
+            self.sub_title = self.idle_sub_title = f"ready in {self.startup_seconds:.2f} s"
+            self.training.log_line(f"start-up: first screen painted {self.startup_seconds:.2f} s after launch", "dim")
+
+    # -- hardware ------------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="probe")
+    def _probe(self) -> None:
+        report = self.engine.probe()
+        self.post_message(HardwareProbed(report, self.engine.suggest(report)))
+
+    def on_hardware_probed(self, message: HardwareProbed) -> None:
+        self.hardware = message.report
+        self.hardware_panel.show_report(message.report, message.suggestion)
+        self.presets.set_hardware(message.report, message.suggestion)
+
+    # -- settings and dataset ------------------------------------------------------------------------------
+    def on_config_changed(self, message: ConfigChanged) -> None:
+        if message.config is None:
+            return
+        self.training.idle_hint(message.config.preset, self.dataset.path, self.output_dir)
+        if self._stats_timer is not None:
+            self._stats_timer.stop()
+        model, max_length = message.config.model, message.config.max_length
+        self._stats_timer = self.set_timer(max(self.stats_delay, 0.001), lambda: self.dataset.measure(model, max_length))
+
+    def use_preset(self, name: str) -> None:
+        self.presets.use_preset(name)
+        self.action_show_tab("preset")
+
+    def action_show_tab(self, tab: str) -> None:
+        self.tabs.active = tab
+        focus = {"preset": "#preset-list", "dataset": "#dataset-error" if self.dataset.error else "#samples",
+                 "training": "#run-log", "hardware": "HardwarePanel"}
+        self.query_one(focus[tab]).focus()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.refresh_bindings()
+
+    def action_reload_dataset(self) -> None:
+        self.dataset.load(skip_invalid=False)
+        self.action_show_tab("dataset")
+
+    def action_skip_invalid(self) -> None:
+        self.dataset.load(skip_invalid=True)
+        self.action_show_tab("dataset")
+
+    def current_config(self):
+        return self.presets.config or config_for(self.presets.preset, model=self.model)
+
+    def action_preview(self) -> None:
+        example = self.dataset.selected_example()
+        if example is None:
+            return
+        config = self.current_config()
+        self.push_screen(PreviewScreen(self.engine, example, config.model, config.max_length))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_preview()
+
+    # -- the run -------------------------------------------------------------------------------------------
+    def action_train(self) -> None:
+        self._start_flow()
+
+    @work(exclusive=True, group="start-run")
+    async def _start_flow(self) -> None:
+        if self.training.running:
+            self.notify("a run is already going; s stops it", severity="warning")
+            return
+        config = self.presets.config
+        if config is None:
+            self.notify("fix the values marked in red first", title="Cannot start", severity="error")
+            self.action_show_tab("preset")
+            return
+        if self.dataset.error is not None:
+            self.notify("the dataset has problems: fix the file and press r, or press k to skip the bad rows",
+                        title="Cannot start", severity="error")
+            self.action_show_tab("dataset")
+            return
+        warnings = self.presets.warnings()
+        if warnings:
+            body = "\n".join(f"⚠ {w}" for w in warnings) + "\n\nStart anyway?"
+            if not await self.push_screen_wait(ConfirmScreen("This run will probably not fit this machine", body,
+                                                             yes="start anyway", no="go back")):
+                return
+        resume = overwrite = False
+        found = existing_output(self.output_dir)
+        if found:
+            what, resumable = found
+            choices = {"o": ("overwrite", "start over, replacing it")}
+            if resumable:
+                choices = {"r": ("resume", "resume from its last checkpoint"), **choices}
+            choice = await self.push_screen_wait(ChoiceScreen("The output folder is not empty", what, choices))
+            if choice is None:
+                return
+            resume, overwrite = choice == "resume", choice == "overwrite"
+        self._launch(config, resume=resume, overwrite=overwrite)
+
+    def _launch(self, config, *, resume: bool, overwrite: bool) -> None:
+        self.stop_event = threading.Event()
+        self.quit_after_stop = False
+        dataset = self.dataset.path
+        self.training.start(config.preset, dataset, self.output_dir, resume=resume)
+        self.action_show_tab("training")
+        self._train(config, dataset, self.output_dir, self.stop_event, dict(
+            resume=resume, overwrite=overwrite, skip_invalid=self.dataset.skip_invalid))
+        self.refresh_bindings()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train")
+    def _train(self, config, dataset: str, output: str, stop_event: threading.Event, options: dict) -> Path:
+        return self.engine.train(config, dataset, output, on_event=lambda e: self.post_message(EngineEvent(e)),
+                                 stop_event=stop_event, **options)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        self.training.handle(message.event)
+        if isinstance(message.event, Finished):
+            self.training_result = message.event
+        if isinstance(message.event, (Finished, Failed)):
+            self.refresh_bindings()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker, state = event.worker, event.state
+        if state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        if worker.group == "train":
+            error = worker.error if state == WorkerState.ERROR else None
+            if error is not None and not hasattr(error, "render"):
+                trace = "".join(traceback.format_exception(error)).rstrip()
+                self.training.log_line(Text(trace, style="red"))
+            self.training.ended(error)
+            self.sub_title = self.idle_sub_title
+            self.refresh_bindings()
+            if self.quit_after_stop:
+                self.exit()
+        elif state == WorkerState.ERROR:
+            if worker.group == "probe":
+                self.hardware_panel.show_error(f"{type(worker.error).__name__}: {worker.error}")
+            self.notify(f"{worker.group} failed: {worker.error}", severity="error", timeout=10)
+
+    def action_stop(self) -> None:
+        if self.training.state != "running":
+            return
+        self.stop_event.set()
+        self.training.stopping()
+        self.sub_title = "stopping… saving the adapter"
+        self.refresh_bindings()
+
+    async def action_quit(self) -> None:
+        if not self.training.running:
+            self.exit()
+        elif any(isinstance(s, ConfirmScreen) for s in self.screen_stack):
+            return  # already asking
+        elif self.training.state == "stopping":
+            self.quit_after_stop = True
+            self.notify("still saving the adapter; the app quits as soon as it is done")
+        else:
+            self._confirm_quit()
+
+    @work(exclusive=True, group="quit")
+    async def _confirm_quit(self) -> None:
+        ok = await self.push_screen_wait(ConfirmScreen(
+            "A training run is going",
+            "Quit now? The run stops after the current step; the adapter and a resumable checkpoint are "
+            "saved before the app exits.", yes="stop, save and quit", no="keep training"))
+        if not ok:
+            return
+        if not self.training.running:
+            self.exit()
+            return
+        self.quit_after_stop = True
+        self.action_stop()
+
+    # -- after a run ---------------------------------------------------------------------------------------
+    def _next_step(self, what: str, command: str) -> None:
+        self.training.log_line(Text.assemble((f"{what}: ", "bold"), command))
+        self.copy_to_clipboard(command)
+        self.notify(command, title=f"To {what}, run (copied to the clipboard)", timeout=15)
+        self.action_show_tab("training")
+
+    def action_evaluate(self) -> None:
+        if self.training.adapter_dir:
+            self._next_step("evaluate", eval_command(self.training.adapter_dir, self.dataset.path))
+
+    def action_export(self) -> None:
+        if self.training.adapter_dir:
+            self._next_step("export", export_command(self.training.adapter_dir))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        training: TrainingPanel | None = getattr(self, "training", None)
+        if training is None:  # not mounted yet
+            return True
+        state = training.state
+        if any(isinstance(s, (ChoiceScreen, PreviewScreen)) for s in self.screen_stack):
+            return action == "quit"  # a dialog is open: it has the keys (ctrl+q still quits)
+        if action == "stop":
+            return state == "running"
+        if action == "train":
+            return None if state in ("running", "stopping") else True
+        if action in ("evaluate", "export"):
+            return training.finished is not None
+        if action == "skip_invalid":
+            return self.dataset.error is not None
+        if action == "preview":
+            return self.tabs.active == "dataset" and self.dataset.report is not None
+        return True
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="genaptitude-trainer-tui",
+                                     description="Fine-tune a small instruct model with LoRA on a GenAptitude "
+                                                 "export, from the terminal (works over SSH).")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="JSONL file (default: ./dataset.jsonl)")
+    parser.add_argument("--model", default=None, help="model id or path (default: the preset's)")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT,
+                        help="adapter folder (default: ./genaptitude-qwen-adapter)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="preset to start with (default: suggested from the GPU)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    app = TrainerApp(dataset=args.dataset, output=args.output, preset=args.preset, model=args.model)
+    app.run()
+    done = app.training_result
+    if done is not None:
+        print(f"adapter: {done.output_dir}" + (" (stopped early; resumable)" if done.stopped_early else ""))
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

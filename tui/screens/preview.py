@@ -1,0 +1,96 @@
+"""One sample rendered exactly as the model sees it, with the tokens that carry the loss highlighted."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from core.errors import TrainerError
+
+from ..messages import PreviewReady
+
+TRAINED = "bold reverse green"  # reverse keeps it visible on terminals without colour
+CONTEXT = ""
+
+
+def legend() -> Text:
+    return Text.assemble(("trained", TRAINED), " tokens carry the loss (the answer and its end-of-turn token)   ",
+                         ("context", "dim"), " is seen but not learned")
+
+
+def rendered_text(rendered: Any) -> Text:
+    text = Text()
+    for piece, trained in rendered.segments:
+        text.append(piece, style=TRAINED if trained else CONTEXT)
+    return text
+
+
+def header_text(rendered: Any, line: int, model: str, max_length: int) -> Text:
+    text = Text.assemble((f"line {line}", "bold"), f" · {model} · {rendered.n_tokens} tokens, ",
+                         (f"{rendered.n_trained} trained", "bold green"))
+    if rendered.truncated:
+        text.append(f"\n⚠ truncated at max length {max_length}: the end of this row is not seen by the model",
+                    style="bold yellow")
+    if rendered.n_trained == 0:
+        text.append("\n⚠ no token is trained in this row (the answer was cut off?)", style="bold red")
+    return text
+
+
+class PreviewScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    PreviewScreen { align: center middle; }
+    PreviewScreen > Vertical { width: 100%; height: 100%; border: thick $primary; background: $surface; padding: 0 1; }
+    PreviewScreen #preview-head { height: auto; }
+    PreviewScreen #preview-legend { height: auto; margin-bottom: 1; }
+    PreviewScreen #preview-body { height: 1fr; }
+    """
+    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+
+    def __init__(self, engine: Any, example: Any, model: str, max_length: int) -> None:
+        super().__init__()
+        self.engine, self.example, self.model, self.max_length = engine, example, model, max_length
+        self.rendered: Any | None = None
+        self.body: Text | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "sample as the model sees it"
+            box.border_subtitle = "esc close"
+            yield Static(Text(f"line {self.example.line} · rendering with {self.model}'s chat template…",
+                              style="dim"), id="preview-head")
+            yield Static(legend(), id="preview-legend")
+            with VerticalScroll(id="preview-body"):
+                yield Static("", id="preview-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#preview-body").focus()
+        self._render_sample()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="preview")
+    def _render_sample(self) -> None:
+        try:
+            rendered = self.engine.preview(self.model, self.example, self.max_length)
+        except Exception as exc:
+            message = exc.render() if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
+            self.post_message(PreviewReady(None, message))
+        else:
+            self.post_message(PreviewReady(rendered))
+
+    def on_preview_ready(self, message: PreviewReady) -> None:
+        head = self.query_one("#preview-head", Static)
+        if message.rendered is None:
+            head.update(Text(f"line {self.example.line}: cannot render this sample\n{message.error}", style="red"))
+            return
+        self.rendered = message.rendered
+        head.update(header_text(message.rendered, self.example.line, self.model, self.max_length))
+        self.body = rendered_text(message.rendered)
+        self.query_one("#preview-text", Static).update(self.body)
+
+    async def action_dismiss(self, result: Any = None) -> None:
+        self.dismiss(None)

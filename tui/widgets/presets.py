@@ -1,0 +1,267 @@
+"""Preset panel: pick a preset, edit its key values (validated as typed), see the VRAM estimate and fit."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from core.errors import InputError, Problem
+from core.presets import PRESETS, TrainConfig, config_for
+
+from ..messages import ConfigChanged
+
+# (TrainConfig field, label, type) for the values a user typically changes.
+FIELDS: tuple[tuple[str, str, type], ...] = (
+    ("model", "model", str),
+    ("epochs", "epochs", float),
+    ("max_steps", "max steps", int),
+    ("batch_size", "batch size", int),
+    ("grad_accum", "grad accum", int),
+    ("lr", "learning rate", float),
+    ("max_length", "max length", int),
+    ("lora_r", "LoRA r", int),
+)
+# Which field a TrainConfig.validate() problem is about, from the words its message starts with.
+_PROBLEM_FIELDS = (
+    ("nothing to train", "epochs"), ("batch size", "batch_size"), ("gradient accumulation", "grad_accum"),
+    ("learning rate", "lr"), ("max length", "max_length"), ("LoRA r ", "lora_r"),
+)
+
+
+def problem_field(problem: Problem) -> str | None:
+    for words, name in _PROBLEM_FIELDS:
+        if problem.message.startswith(words):
+            return name
+    return None
+
+
+def shown(name: str, value: Any) -> str:
+    if name == "max_steps" and value <= 0:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def parse(name: str, kind: type, text: str) -> tuple[Any, str]:
+    """The typed value and an error message ('' when fine)."""
+    text = text.strip()
+    if name == "max_steps" and text in ("", "0"):
+        return -1, ""
+    if not text:
+        return None, "required"
+    try:
+        return kind(text), ""
+    except ValueError:
+        return None, "must be a whole number" if kind is int else "must be a number (e.g. 2e-4)" if kind is float \
+            else "invalid"
+
+
+def fit_warnings(config: TrainConfig, report: Any | None, need_gib: float | None) -> list[str]:
+    """Reasons this run will probably not work on this machine (asked to confirm before it starts)."""
+    preset = PRESETS.get(config.preset)
+    if report is None or config.device != "cuda":
+        return []
+    if not report.gpus:
+        return [f"preset {config.preset} needs an NVIDIA GPU and none was found; pick cpu"]
+    gpu = max(report.gpus, key=lambda g: g.free_gib)
+    out = []
+    if preset and preset.needs_bf16 and not gpu.bf16:
+        out.append(f"{gpu.name} has no bf16 (compute capability < 8.0); pick t4-fp16")
+    if need_gib is not None and need_gib > gpu.free_gib:
+        out.append(f"needs ≈ {need_gib:.1f} GiB but {gpu.name} has {gpu.free_gib:.1f} GiB free: lower batch size "
+                   "or max length (an out-of-memory step halves the batch and doubles accumulation)")
+    return out
+
+
+class FieldRow(Horizontal):
+    DEFAULT_CSS = """
+    FieldRow { height: auto; }
+    FieldRow > Label { width: 14; }
+    FieldRow > Input { width: 12; }
+    FieldRow > Input.-invalid { color: $error; }
+    FieldRow > .message { width: 1fr; padding-left: 1; color: $error; }
+    FieldRow#row-model > Input { width: 1fr; max-width: 48; }
+    FieldRow#row-model > .message { width: auto; max-width: 40; }
+    """
+
+    def __init__(self, name: str, label: str) -> None:
+        super().__init__(id=f"row-{name}")
+        self.field_name, self.label = name, label
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.label)
+        yield Input(id=f"field-{self.field_name}", compact=True, select_on_focus=False,
+                    placeholder="off" if self.field_name == "max_steps" else "")
+        yield Static("", id=f"msg-{self.field_name}", classes="message")
+
+
+class PresetPanel(Horizontal):
+    DEFAULT_CSS = """
+    PresetPanel { height: 1fr; }
+    PresetPanel > #preset-side { width: 26; }
+    PresetPanel #preset-list { height: auto; max-height: 8; }
+    PresetPanel #suggestion { padding: 1 0 0 1; color: $text-muted; }
+    PresetPanel > #preset-form { width: 1fr; padding: 0 1; }
+    PresetPanel #preset-about { color: $text-muted; margin-bottom: 1; }
+    PresetPanel #general { color: $error; }
+    PresetPanel #estimate { margin-top: 1; }
+    PresetPanel #why { margin-top: 1; color: $text-muted; }
+    """
+
+    BINDINGS = [Binding("escape", "leave_field", "Leave field")]
+
+    def __init__(self, engine: Any, preset: str | None = None, model: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.engine = engine
+        self.model_override = model
+        self.preset = preset or "cpu"
+        self.chosen = preset is not None  # the user picked one: a hardware suggestion does not override it
+        self.report: Any | None = None
+        self.suggestion: Any | None = None
+        self.config: TrainConfig | None = None
+        self.errors: dict[str, str] = {}
+        self.estimate_gib: float | None = None
+        self._checked: dict[str, str] = {}  # field values at the last validation
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="preset-side"):
+            yield OptionList(*[Option(self._prompt(n), id=n) for n in PRESETS], id="preset-list")
+            yield Static("", id="suggestion")
+        with VerticalScroll(id="preset-form"):
+            yield Static("", id="preset-about")
+            for name, label, _ in FIELDS:
+                yield FieldRow(name, label)
+            yield Static("", id="general")
+            yield Static("", id="estimate")
+            yield Static("", id="why")
+
+    def on_mount(self) -> None:
+        self.use_preset(self.preset, chosen=self.chosen)
+
+    def _prompt(self, name: str) -> Text:
+        text = Text(name)
+        if self.suggestion is not None and self.suggestion.preset == name:
+            text.append("  ★ suggested", style="bold green")
+        return text
+
+    # -- choosing ------------------------------------------------------------------------------------------
+    def set_hardware(self, report: Any, suggestion: Any) -> None:
+        self.report, self.suggestion = report, suggestion
+        option_list = self.query_one("#preset-list", OptionList)
+        for name in PRESETS:
+            option_list.replace_option_prompt(name, self._prompt(name))
+        reason = Text.assemble(("suggested: ", "bold"), (suggestion.preset, "bold green"), "\n", suggestion.reason)
+        self.query_one("#suggestion", Static).update(reason)
+        if self.chosen:
+            self.revalidate()
+        else:
+            self.use_preset(suggestion.preset, chosen=False)
+
+    def use_preset(self, name: str, chosen: bool = True) -> None:
+        """Make `name` the active preset and reset the fields to its values."""
+        self.preset = name
+        self.chosen = self.chosen or chosen
+        option_list = self.query_one("#preset-list", OptionList)
+        index = option_list.get_option_index(name)
+        if option_list.highlighted != index:
+            option_list.highlighted = index
+        config = config_for(name, model=self.model_override)
+        for field, _, _ in FIELDS:
+            self.query_one(f"#field-{field}", Input).value = shown(field, getattr(config, field))
+        preset = PRESETS[name]
+        self.query_one("#preset-about", Static).update(Text(f"{name}: {preset.summary}"))
+        self.revalidate()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        # Read the list's state now: highlight events set by use_preset itself may arrive late and are stale.
+        option = event.option_list.highlighted_option
+        if event.option_list.has_focus and option is not None and option.id != self.preset:
+            self.use_preset(option.id)
+
+    def action_leave_field(self) -> None:
+        """Back to the preset list, where the app's keys (1-4, t, q…) work again."""
+        self.query_one("#preset-list", OptionList).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":
+            return isinstance(self.app.focused, Input)
+        return True
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.query_one("#field-epochs", Input).focus()
+
+    # -- editing -------------------------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        # Setting the fields from a preset posts Changed too, after revalidate() has already seen the values.
+        if self._checked.get((event.input.id or "").removeprefix("field-")) != event.value:
+            self.revalidate()
+
+    def on_descendant_focus(self, event) -> None:
+        field = (event.widget.id or "").removeprefix("field-")
+        reason = PRESETS[self.preset].reasons.get(field)
+        why = self.query_one("#why", Static)
+        why.update(Text.assemble(("why this value: ", "bold"), reason) if reason else "")
+
+    def revalidate(self) -> None:
+        """Parse every field, build the config, validate it, and put each message next to its field."""
+        values, errors = {}, {}
+        self._checked = {name: self.query_one(f"#field-{name}", Input).value for name, _, _ in FIELDS}
+        for name, _, kind in FIELDS:
+            value, error = parse(name, kind, self._checked[name])
+            if error:
+                errors[name] = error
+            else:
+                values[name] = value
+        general: list[str] = []
+        config = None
+        try:
+            config = config_for(self.preset, **values)
+            config.validate()
+        except InputError as exc:
+            for p in exc.problems or [Problem(exc.message)]:
+                field = problem_field(p)
+                if field and field not in errors:
+                    errors[field] = p.message
+                elif not field:
+                    general.append(p.message)
+        self.config = None if errors or general else config
+        self.errors = errors
+        for name, _, _ in FIELDS:
+            self.query_one(f"#msg-{name}", Static).update(Text(errors.get(name, "")))
+            self.query_one(f"#field-{name}", Input).set_class(name in errors, "-invalid")
+        self.query_one("#general", Static).update(Text("\n".join(general)))
+        self._show_estimate()
+        self.post_message(ConfigChanged(self.config))
+
+    def _show_estimate(self) -> None:
+        widget = self.query_one("#estimate", Static)
+        self.estimate_gib = None
+        if self.config is None:
+            widget.update(Text("fix the values marked above to see the memory estimate", style="dim"))
+            return
+        c = self.config
+        text = Text.assemble(("effective batch ", "bold"), f"{c.effective_batch} ({c.batch_size} × {c.grad_accum})")
+        try:
+            est = self.engine.estimate(c)
+        except Exception as exc:  # the estimate is a help, never a reason to fail
+            text.append(f"\nmemory estimate unavailable: {exc}", style="dim")
+        else:
+            self.estimate_gib = est.total_gib
+            where = "VRAM" if c.device == "cuda" else "RAM"
+            text.append(f"\n{where} estimate ≈ {est.total_gib:.1f} GiB", style="bold")
+            parts = " · ".join(f"{k} {v:.1f}" for k, v in est.parts.items())
+            if parts:
+                text.append(f"  ({parts})", style="dim")
+        for warning in self.warnings():
+            text.append(f"\n⚠ {warning}", style="bold yellow")
+        widget.update(text)
+
+    def warnings(self) -> list[str]:
+        return fit_warnings(self.config, self.report, self.estimate_gib) if self.config else []

@@ -1,0 +1,317 @@
+"""Training panel: progress, loss chart, memory over time, log, and the end-of-run summary.
+
+It only draws: `handle(event)` turns each `core.events` event into widget updates. The app owns the run.
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import ProgressBar, RichLog, Sparkline, Static
+
+from core.errors import TrainerError
+from core.events import (CheckpointSaved, EvalLogged, Event, Failed, Finished, LogLine, MemorySample,
+                         OomRecovered, Phase, RunStarted, StepLogged)
+
+from .chart import LossChart
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def eval_command(adapter: str, dataset: str) -> str:
+    return f"genaptitude-trainer evaluate --adapter {shlex.quote(adapter)} --dataset {shlex.quote(dataset)}"
+
+
+def export_command(adapter: str) -> str:
+    return f"genaptitude-trainer export --adapter {shlex.quote(adapter)} --zip adapter.zip"
+
+
+def _loss(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def summary_text(done: Finished) -> Text:
+    text = Text()
+    if done.stopped_early:
+        text.append("■ Stopped", style="bold yellow")
+        text.append(f" at step {done.steps} of {done.total_steps}")
+    else:
+        text.append("✔ Finished", style="bold green")
+        text.append(f": {done.steps}/{done.total_steps} steps")
+    text.append(f" in {duration(done.runtime_s)} · train loss {_loss(done.train_loss)} · "
+                f"eval loss {_loss(done.eval_loss)}")
+    text.append("\nAdapter: ", style="bold")
+    text.append(done.output_dir)
+    if done.stopped_early and done.checkpoint_dir:
+        text.append("\nResumable checkpoint: ", style="bold")
+        text.append(done.checkpoint_dir)
+        text.append("  (t, then r resume, continues the run)", style="dim")
+    text.append("\nGenAptitude: ", style="bold")
+    text.append(f"RAISE_LORA_PATH={done.output_dir}")
+    text.append("\nNext: ", style="bold")
+    text.append("e", style="bold reverse")
+    text.append(" evaluate   ")
+    text.append("x", style="bold reverse")
+    text.append(" export a zip   ")
+    text.append("t", style="bold reverse")
+    text.append(" train again")
+    return text
+
+
+def failure_text(message: str, hint: str = "", problems: list | None = None) -> Text:
+    text = Text.assemble(("✘ Training failed: ", "bold red"), message)
+    for p in (problems or [])[:8]:
+        p = p if isinstance(p, dict) else {"line": getattr(p, "line", None), "message": getattr(p, "message", p),
+                                           "fix": getattr(p, "fix", "")}
+        where = f"line {p['line']}: " if p.get("line") is not None else ""
+        text.append(f"\n  {where}{p.get('message', '')}")
+        if p.get("fix"):
+            text.append(f"  fix: {p['fix']}", style="dim")
+    if hint:
+        text.append("\nhint: ", style="bold")
+        text.append(hint)
+    text.append("\nThe app is still usable: fix the problem, then press t to start again.", style="dim")
+    return text
+
+
+class MemoryPanel(Vertical):
+    DEFAULT_CSS = """
+    MemoryPanel { width: 1fr; min-width: 24; border: round $primary-darken-2; padding: 0 1; }
+    MemoryPanel Sparkline { height: 2; }
+    MemoryPanel #mem-nvml { height: 1; }
+    MemoryPanel.-no-nvml #mem-nvml, MemoryPanel.-no-nvml #mem-nvml-label { display: none; }
+    MemoryPanel.-empty Sparkline, MemoryPanel.-empty .label { display: none; }
+    """
+
+    def compose(self) -> ComposeResult:
+        self.border_title = "memory"
+        self.add_class("-empty")
+        yield Static(Text("no samples yet", style="dim"), id="mem-text")
+        yield Static(Text("allocated", style="dim"), id="mem-main-label", classes="label")
+        yield Sparkline([], id="mem-main")
+        yield Static(Text("GPU used (NVML)", style="dim"), id="mem-nvml-label", classes="label")
+        yield Sparkline([], id="mem-nvml")
+
+    def reset(self) -> None:
+        self.main: list[float] = []
+        self.nvml: list[float] = []
+        self.query_one("#mem-text", Static).update(Text("no samples yet", style="dim"))
+        self.query_one("#mem-main", Sparkline).data = []
+        self.query_one("#mem-nvml", Sparkline).data = []
+        self.add_class("-empty")
+
+    def add(self, m: MemorySample) -> None:
+        if not hasattr(self, "main"):
+            self.reset()
+        text = Text()
+        if m.torch_allocated_gib is not None:
+            text.append(f"torch {m.torch_allocated_gib:.2f} GiB", style="bold")
+            if m.torch_peak_gib is not None:
+                text.append(f"\npeak  {m.torch_peak_gib:.2f} GiB")
+            self.main.append(m.torch_allocated_gib)
+        elif m.process_rss_gib is not None:
+            text.append(f"RAM {m.process_rss_gib:.2f} GiB", style="bold")
+            self.main.append(m.process_rss_gib)
+        label = "torch allocated" if m.torch_allocated_gib is not None else "process RAM"
+        self.query_one("#mem-main-label", Static).update(Text(label, style="dim"))
+        if m.nvml_used_gib is not None:
+            total = f" / {m.nvml_total_gib:.1f}" if m.nvml_total_gib else ""
+            text.append(f"\nGPU   {m.nvml_used_gib:.1f}{total} GiB")
+            self.nvml.append(m.nvml_used_gib)
+        self.query_one("#mem-text", Static).update(text)
+        self.query_one("#mem-main", Sparkline).data = list(self.main)
+        self.query_one("#mem-nvml", Sparkline).data = list(self.nvml)
+        self.set_class(not self.nvml, "-no-nvml")
+        self.remove_class("-empty")
+
+
+class TrainingPanel(Vertical):
+    DEFAULT_CSS = """
+    TrainingPanel { padding: 0 1; }
+    TrainingPanel #run-status { height: 1; }
+    TrainingPanel #run-progress { height: 1; display: none; }
+    TrainingPanel.-started #run-progress { display: block; }
+    TrainingPanel #run-progress Bar { width: 1fr; }
+    TrainingPanel #run-metrics { height: auto; }
+    TrainingPanel #run-charts { height: 2fr; min-height: 6; }
+    TrainingPanel LossChart { width: 2fr; }
+    TrainingPanel #run-summary { display: none; height: auto; border: round $success; padding: 0 1; }
+    TrainingPanel #run-summary.-failed { border: round $error; }
+    TrainingPanel.-done #run-summary { display: block; }
+    TrainingPanel #run-log { height: 1fr; min-height: 4; border: round $primary-darken-2; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.state = "idle"
+        self.finished: Finished | None = None
+        self.failure: str = ""
+        self.step = 0
+        self.total_steps = 0
+        self.runs = 0
+        self.output_dir = ""
+        self._eval_loss: float | None = None
+        self._last_step: StepLogged | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("No run yet: press t to train with the chosen preset.", style="dim"), id="run-status")
+        yield ProgressBar(total=None, show_eta=False, id="run-progress")
+        yield Static("", id="run-metrics")
+        with Horizontal(id="run-charts"):
+            yield LossChart(id="loss-chart")
+            yield MemoryPanel(id="memory")
+        yield Static("", id="run-summary")
+        log = RichLog(id="run-log", wrap=True, markup=False, max_lines=5000)
+        log.border_title = "log"
+        yield log
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def log_line(self, text: str | Text, style: str = "") -> None:
+        self.query_one(RichLog).write(text if isinstance(text, Text) else Text(text, style=style))
+
+    def status(self, text: str | Text) -> None:
+        self.query_one("#run-status", Static).update(text if isinstance(text, Text) else Text(text))
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "stopping")
+
+    # -- the run's life ------------------------------------------------------------------------------------
+    def start(self, preset: str, dataset: str, output_dir: str, resume: bool = False) -> None:
+        self.runs += 1
+        self.state, self.finished, self.failure = "running", None, ""
+        self.step, self.total_steps, self.output_dir = 0, 0, output_dir
+        self._eval_loss: float | None = None
+        self._last_step: StepLogged | None = None
+        self.remove_class("-done")
+        self.add_class("-started")
+        self.query_one("#run-summary").remove_class("-failed")
+        self.query_one(LossChart).reset()
+        self.query_one(MemoryPanel).reset()
+        self.query_one(ProgressBar).update(total=None, progress=0)
+        self.query_one("#run-metrics", Static).update("")
+        what = "resuming" if resume else "starting"
+        self.log_line(f"── run {self.runs}: {what} preset {preset} on {dataset} → {output_dir}", "bold")
+        self.status(f"{what} run {self.runs}…")
+
+    def idle_hint(self, preset: str, dataset: str, output_dir: str) -> None:
+        if self.state == "idle":
+            self.status(Text.assemble("No run yet: ", ("t", "bold reverse"), f" trains preset {preset} on {dataset} → "
+                                      f"{output_dir}", style="dim"))
+
+    def stopping(self) -> None:
+        self.state = "stopping"
+        self.status(Text("stopping… finishing the current step, then saving the adapter and a resumable "
+                         "checkpoint", style="bold yellow"))
+        self.log_line("stop requested: the adapter and a resumable checkpoint are saved first", "yellow")
+
+    def ended(self, error: BaseException | None = None) -> None:
+        """The worker is over. Shows `error` when the run raised without sending `Failed` first."""
+        if error is not None and self.state != "failed":
+            if isinstance(error, TrainerError):
+                self.fail(error.message, error.hint, error.problems)
+            else:
+                self.fail(f"unexpected {type(error).__name__}: {error}",
+                          "this is a bug in the trainer; the log above has the details")
+        elif self.state in ("running", "stopping"):  # returned without Finished: still done
+            self.state = "finished"
+            self.status("run ended")
+
+    def fail(self, message: str, hint: str = "", problems: list | None = None) -> None:
+        self.state, self.failure = "failed", message
+        self.status(Text(f"failed: {message}", style="bold red"))
+        summary = self.query_one("#run-summary", Static)
+        summary.update(failure_text(message, hint, problems))
+        summary.add_class("-failed")
+        self.add_class("-done")
+        self.log_line(f"failed: {message}" + (f" (hint: {hint})" if hint else ""), "bold red")
+
+    # -- events --------------------------------------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        if isinstance(event, StepLogged):
+            self._step(event)
+        elif isinstance(event, MemorySample):
+            self.query_one(MemoryPanel).add(event)
+        elif isinstance(event, EvalLogged):
+            self.query_one(LossChart).add_eval(event.step, event.eval_loss)
+            self.log_line(f"step {event.step}: eval loss {event.eval_loss:.4f}", "yellow")
+            self._eval_loss = event.eval_loss
+            self._metrics()
+        elif isinstance(event, Phase):
+            self.status(f"{event.name}… {event.detail}".rstrip())
+            self.log_line(f"▶ {event.name}" + (f": {event.detail}" if event.detail else ""), "cyan")
+        elif isinstance(event, LogLine):
+            style = {"warning": "yellow", "error": "bold red", "debug": "dim"}.get(event.level, "")
+            self.log_line(event.message, style)
+        elif isinstance(event, RunStarted):
+            self._started(event)
+        elif isinstance(event, CheckpointSaved):
+            self.log_line(f"checkpoint saved at step {event.step}: {event.path}", "green")
+        elif isinstance(event, OomRecovered):
+            self.log_line(f"out of GPU memory at step {event.step}: batch {event.old_batch_size} → "
+                          f"{event.new_batch_size}, grad accumulation {event.old_grad_accum} → "
+                          f"{event.new_grad_accum} (same effective batch); the run goes on", "bold yellow")
+        elif isinstance(event, Finished):
+            self._finished(event)
+        elif isinstance(event, Failed):
+            self.fail(event.message, event.hint, event.problems)
+
+    def _started(self, e: RunStarted) -> None:
+        self.total_steps = e.total_steps
+        self.query_one(ProgressBar).update(total=e.total_steps, progress=e.resumed_from_step)
+        self.query_one(LossChart).reset(e.total_steps)
+        self.output_dir = e.output_dir
+        resumed = f", resumed from step {e.resumed_from_step}" if e.resumed_from_step else ""
+        self.log_line(f"run started on {e.device}: {e.train_rows} train rows, {e.eval_rows} eval rows, "
+                      f"{e.total_steps} steps{resumed}")
+        self.status(f"training on {e.device}: step {e.resumed_from_step}/{e.total_steps}")
+
+    def _step(self, e: StepLogged) -> None:
+        self.step, self.total_steps = e.step, e.total_steps
+        self.query_one(ProgressBar).update(total=e.total_steps, progress=e.step)
+        self.query_one(LossChart).total_steps = e.total_steps
+        self.query_one(LossChart).add_train(e.step, e.loss)
+        if self.state == "running":
+            self.status(Text.assemble(("step ", "bold"), (f"{e.step}/{e.total_steps}", "bold"),
+                                      f"  epoch {e.epoch:.2f}  elapsed {duration(e.elapsed_s)}"))
+        self._last_step = e
+        self._metrics()
+
+    def _metrics(self) -> None:
+        e = self._last_step
+        if e is None:
+            return
+        metrics = Text.assemble(("loss ", "bold"), f"{e.loss:.4f}", ("  eval ", "bold"), _loss(self._eval_loss),
+                                ("  lr ", "bold"), f"{e.lr:.2e}", ("  ", ""), (f"{e.tokens_per_s:,.0f}", "bold"),
+                                " tok/s", ("  ETA ", "bold"), duration(e.eta_s) if self.running else "done")
+        if e.grad_norm is not None:
+            metrics.append(f"  grad norm {e.grad_norm:.2f}", style="dim")
+        self.query_one("#run-metrics", Static).update(metrics)
+
+    def _finished(self, e: Finished) -> None:
+        self.finished = e
+        self.state = "stopped" if e.stopped_early else "finished"
+        self._metrics()
+        self.output_dir = e.output_dir
+        self.query_one("#run-summary", Static).update(summary_text(e))
+        self.add_class("-done")
+        self.status(Text("stopped: adapter saved" if e.stopped_early else "finished: adapter saved",
+                         style="bold yellow" if e.stopped_early else "bold green"))
+        self.log_line(f"{'stopped' if e.stopped_early else 'finished'} at step {e.steps}/{e.total_steps}; "
+                      f"adapter in {e.output_dir}", "bold green")
+
+    @property
+    def adapter_dir(self) -> str | None:
+        return self.finished.output_dir if self.finished else None
