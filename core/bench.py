@@ -164,6 +164,18 @@ def matmul_tflops() -> float | None:
     return 10 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e12
 
 
+def parse_overrides(text: str, cfg: TrainConfig) -> dict:
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        current = getattr(cfg, key.strip())
+        if isinstance(current, bool):
+            out[key.strip()] = value.strip().lower() in ("1", "true", "yes")
+        else:
+            out[key.strip()] = type(current)(value.strip())
+    return out
+
+
 def run_bench(presets: list[str], *, arch: str, steps: int, min_len: int, max_len: int, smoke: bool,
               overrides: dict | None = None, emit=print) -> dict:
     import torch
@@ -178,16 +190,19 @@ def run_bench(presets: list[str], *, arch: str, steps: int, min_len: int, max_le
     vocab = ARCH_CONFIGS[arch]["vocab_size"]
     peak = matmul_tflops()
     results = []
-    for name in presets:
+    for spec in presets:
+        name, _, extra = spec.partition(":")  # e.g. "modern-bf16:batch_size=32" measures a variant
         cfg = old_settings() if name == "old-settings" else config_for(name)
+        if extra:
+            cfg = replace(cfg, **parse_overrides(extra, cfg))
         if smoke:
             cfg = replace(cfg, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
                           optimizer="adamw_torch", batch_size=2, grad_accum=1, padding_free=False)
-        cfg = replace(cfg, model=str(folder), max_length=max(max_len, 16), **(overrides or {}))
+        cfg = replace(cfg, model=str(folder), max_length=max(max_len, 16), preset=spec, **(overrides or {}))
         try:
             r = measure(cfg, folder, steps=steps, min_len=min_len, max_len=max_len, vocab=vocab, peak_tflops=peak)
         except Exception as exc:  # one failing configuration must not lose the others' numbers
-            r = {"preset": name, "error": f"{type(exc).__name__}: {exc}"}
+            r = {"preset": spec, "error": f"{type(exc).__name__}: {exc}"}
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         emit(json.dumps(r))

@@ -39,11 +39,12 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer")
     g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--tensorboard", action="store_true", default=None)
+    g.add_argument("--gpu-memory-fraction", type=float, help="cap this process's share of GPU memory (0-1)")
 
 
 OVERRIDES = ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
              "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
-             "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard")
+             "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,7 +279,7 @@ def cmd_bench(args) -> int:
 
     lo, _, hi = args.seq_len.partition("-")
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    unknown = [p for p in presets if p != "old-settings" and p not in PRESETS]
+    unknown = [p for p in presets if p.split(":")[0] not in ("old-settings", *PRESETS)]
     if unknown:
         raise InputError(f"unknown preset(s): {', '.join(unknown)}", hint=f"choose from old-settings, {', '.join(PRESETS)}")
     result = run_bench(presets, arch=args.arch, steps=args.steps, min_len=int(lo), max_len=int(hi or lo),

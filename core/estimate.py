@@ -57,27 +57,37 @@ def lora_params(a: Arch, config: TrainConfig) -> float:
     return a.layers * sum(config.lora_r * (i + o) for t, (i, o) in dims.items() if t in config.lora_targets)
 
 
+CALIBRATION = {  # fitted on H100 peaks (benchmarks/results/h100-bench*.json), Qwen2.5-1.5B, NF4, r=64
+    "per_token_factor": 0.75,  # × layers × hidden × 2 bytes kept per token with activation checkpointing
+    "quadratic_gib_per_ktok2": 0.0018,  # allocator growth seen at very large micro-batches (64 × 1024 tokens)
+    "workspace_gib": 0.25,  # cuBLAS workspace, CUDA graphs of the optimizer, fragmentation
+}
+LOGITS_CHUNK = 1024  # core.loss.CHUNK
+
+
 def estimate_vram(config: TrainConfig, arch: Arch | None = None) -> VramEstimate:
+    """Peak torch-allocated memory of one training step on the longest batch (batch × max length tokens)."""
     a = arch or arch_for(config.model)
     half = config.compute_dtype in ("bfloat16", "float16")
     act_bytes = 2 if (half or config.autocast != "no") else 4
-    embed = a.vocab * a.hidden  # embeddings (and the LM head when untied) stay unquantised
-    body = a.params - 2 * embed
+    embed = a.vocab * a.hidden  # the (tied) embedding stays unquantised
+    body = a.params - embed
     if config.quantization == "nf4":
-        weights = body * 0.5 * 1.07 + 2 * embed * (2 if half else 4)  # 4-bit + absmax/double-quant overhead
+        weights = body * 0.5 * 1.07 + embed * (2 if half else 4)  # 4-bit + absmax/double-quant overhead
     else:
         weights = a.params * (2 if half else 4)
     lora = lora_params(a, config) * (4 + 4 + 8)  # fp32 weights, grads, AdamW moments
     tokens = config.batch_size * config.max_length
+    ktok = tokens / 1024
     if config.gradient_checkpointing:
-        # one hidden state per layer kept, plus one layer's full activations during recompute
-        act = tokens * a.hidden * act_bytes * a.layers + tokens * (14 * a.hidden + 3 * a.intermediate) * act_bytes
+        act = CALIBRATION["per_token_factor"] * tokens * a.layers * a.hidden * act_bytes
     else:
         act = tokens * a.layers * (14 * a.hidden + 3 * a.intermediate) * act_bytes
-    logits = tokens * a.vocab * (4 + act_bytes)  # logits + fp32 upcast for the loss
-    overhead = 0.6 * GIB if config.device == "cuda" else 0.0  # CUDA context and allocator slack
+    act += CALIBRATION["quadratic_gib_per_ktok2"] * ktok ** 2 * (a.hidden / 1536) * GIB
+    trained = tokens if not config.fast_loss else min(tokens, LOGITS_CHUNK)
+    logits = trained * a.vocab * (act_bytes + 4 + 4)  # logits, fp32 upcast, its gradient
     parts = {"weights": weights / GIB, "lora+optimizer": lora / GIB, "activations": act / GIB,
-             "logits": logits / GIB, "cuda overhead": overhead / GIB}
-    if config.device != "cuda":
-        del parts["cuda overhead"]
+             "logits": logits / GIB}
+    if config.device == "cuda":
+        parts["cuda workspace"] = CALIBRATION["workspace_gib"]
     return VramEstimate(sum(parts.values()), {k: round(v, 3) for k, v in parts.items()})

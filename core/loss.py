@@ -2,15 +2,23 @@
 
 An SFT row of a GenAptitude export is mostly prompt (a serialised JSON element) and a one-sentence answer.
 The LM head (49k entries for SmolLM2, 152k for Qwen2.5) is applied only at positions whose next token is
-trained, so the logits tensor shrinks by the prompt/answer ratio (often 5-10x), in compute and in memory.
+trained, in chunks that are recomputed in backward (activation checkpointing), so at most one chunk of
+logits is alive at a time whatever the batch: memory no longer grows with vocabulary × tokens.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+CHUNK = 1024  # trained positions per LM-head chunk: 1024 × 152k fp32 logits ≈ 0.6 GB
 
 
-def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 4096) -> torch.Tensor:
+def _chunk_ce(head, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(h).float(), y, reduction="sum")
+
+
+def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK) -> torch.Tensor:
     """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count)."""
     labels = inputs["labels"]
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -23,9 +31,12 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     y = target[keep]
     head = causal_lm.get_output_embeddings()
     total = hidden.new_zeros((), dtype=torch.float32)
-    for i in range(0, h.shape[0], chunk):  # bounded logits memory for long answers / big vocabularies
-        logits = head(h[i:i + chunk]).float()
-        total = total + F.cross_entropy(logits, y[i:i + chunk], reduction="sum")
+    for i in range(0, h.shape[0], chunk):
+        h_i, y_i = h[i:i + chunk], y[i:i + chunk]
+        if torch.is_grad_enabled() and h_i.requires_grad:
+            total = total + checkpoint(_chunk_ce, head, h_i, y_i, use_reentrant=False)
+        else:
+            total = total + _chunk_ce(head, h_i, y_i)
     count = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
     if isinstance(count, torch.Tensor):
         count = count.to(total.device)

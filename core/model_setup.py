@@ -39,6 +39,8 @@ def load_model_from_path(config: TrainConfig, path, emit):
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype)
     kwargs["device_map"] = {"": 0} if config.device == "cuda" else {"": "cpu"}
+    if config.device == "cuda" and config.gpu_memory_fraction > 0:
+        torch.cuda.set_per_process_memory_fraction(config.gpu_memory_fraction, 0)
     model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     model.config.use_cache = False
     if config.quantization == "nf4":
@@ -68,6 +70,9 @@ def attach_lora(model, config: TrainConfig):
     if config.lora_top_fraction < 1 and n_layers:
         keep = max(1, math.ceil(n_layers * config.lora_top_fraction))
         layers = list(range(n_layers - keep, n_layers))
+    from transformers import set_seed
+
+    set_seed(config.seed)  # LoRA A is initialised randomly: the same seed gives the same run
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_targets), layers_to_transform=layers, bias="none",
                       task_type="CAUSAL_LM")
@@ -135,6 +140,7 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
 
 
 def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started):
+    import torch
     from trl import SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -146,6 +152,36 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
 
     class Trainer(SFTTrainer):
         loss_is_scaled_for_ga = True  # answer_only_loss divides by num_items_in_batch itself
+        splits = 1  # micro-batch split factor after out-of-memory errors (only grows)
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            from .events import OomRecovered
+            from .oom import free_memory, injected_oom, restore_grads, save_grads, split_inputs
+
+            rows = inputs["input_ids"].shape[0]
+            params = [p for p in model.parameters() if p.requires_grad]
+            saved = save_grads(params) if any(p.grad is not None for p in params) else None
+            while True:
+                try:
+                    pieces = split_inputs(inputs, self.splits)
+                    loss = None
+                    for piece in pieces:
+                        injected_oom(piece["input_ids"].shape[0])
+                        piece_loss = super().training_step(model, piece, num_items_in_batch)
+                        loss = piece_loss if loss is None else loss + piece_loss
+                    return loss
+                except torch.OutOfMemoryError:
+                    size = -(-rows // self.splits)
+                    if size <= 1 or config.padding_free:
+                        raise
+                    restore_grads(params, saved) if saved is not None else model.zero_grad(set_to_none=True)
+                    free_memory()
+                    old = self.splits
+                    self.splits *= 2
+                    emit(OomRecovered(step=self.state.global_step + 1, old_batch_size=size,
+                                      new_batch_size=-(-rows // self.splits),
+                                      old_grad_accum=config.grad_accum * old,
+                                      new_grad_accum=config.grad_accum * self.splits))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not config.fast_loss:  # the library's loss: logits for every position

@@ -41,6 +41,7 @@ class TrainConfig:
     lora_top_fraction: float = 1.0  # adapt only the top fraction of layers; backward stops at the lowest one
     group_by_length: bool = False  # batch rows of similar length together: less padding
     fast_loss: bool = True  # LM head only where the loss is (answer tokens), in chunks; False = library loss
+    gpu_memory_fraction: float = 0.0  # cap this process's share of the GPU (0 = no cap), e.g. on a shared card
     kbit_prepare: bool = False  # peft.prepare_model_for_kbit_training (fp32 upcast), as the old script did
     optimizer: str = "adamw_torch"
     gradient_checkpointing: bool = False
@@ -85,6 +86,7 @@ class TrainConfig:
         need(0 < self.lora_top_fraction <= 1, f"LoRA top fraction must be in (0, 1] (got {self.lora_top_fraction})", "use 1 for all layers, 0.5 for the top half")
         need(len(self.lora_targets) > 0, "no LoRA target modules", "e.g. --lora-targets q_proj,v_proj")
         need(0 <= self.eval_fraction < 0.5, f"eval fraction {self.eval_fraction} is out of range", "use 0 to 0.2")
+        need(0 <= self.gpu_memory_fraction <= 1, "GPU memory fraction must be in [0, 1]", "e.g. 0.5 for half the card")
         need(self.save_every >= 0, "save interval must be ≥ 0", "0 saves only at the end")
         if self.device == "cpu":
             need(self.autocast == "no", f"{self.autocast} autocast needs a GPU", "use --preset cpu (fp32) or run on a GPU")

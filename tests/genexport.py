@@ -45,7 +45,8 @@ from typing import Any, Iterable
 
 # --------------------------------------------------------------------------- closed sets
 
-#: Arcadia layer code -> French label (the only non-copy slot in any answer).
+#: Arcadia layer code -> French label. Exported elements carry it as `layerName` (as Capella exports do), and the
+#: empty-input questions name it, so every answer slot can be read off the row: a fine-tune is seen to learn.
 LAYER_LABELS: dict[str, str] = {
     "OA": "analyse opérationnelle",
     "SA": "analyse système",
@@ -56,11 +57,7 @@ LAYER_LABELS: dict[str, str] = {
 
 #: Fixed answers for the empty-input questions, one per layer code.
 LAYER_ANSWERS: dict[str, str] = {
-    "OA": "Dans la méthode Arcadia, la couche OA est celle de l'analyse opérationnelle.",
-    "SA": "Dans la méthode Arcadia, la couche SA est celle de l'analyse système.",
-    "LA": "Dans la méthode Arcadia, la couche LA est celle de l'architecture logique.",
-    "PA": "Dans la méthode Arcadia, la couche PA est celle de l'architecture physique.",
-    "EPBS": "Dans la méthode Arcadia, la couche EPBS est celle de la structure de décomposition produit.",
+    code: f"Dans la méthode Arcadia, {code} désigne la couche « {label} »." for code, label in LAYER_LABELS.items()
 }
 
 INSTRUCTIONS: dict[str, str] = {
@@ -69,7 +66,7 @@ INSTRUCTIONS: dict[str, str] = {
     "allocation": "Identifier l'allocation de cette fonction du domaine {domain}.",
     "exchange": "Décrire cet échange du domaine {domain}.",
     "requirement": "Vérifier le statut de cette exigence du domaine {domain}.",
-    "layer": "Quel est le rôle de la couche {code} dans la méthode Arcadia ?",
+    "layer": "Quel est le rôle de la couche {code} ({label}) dans la méthode Arcadia ?",
 }
 
 TEMPLATES: dict[str, str] = {
@@ -361,12 +358,12 @@ def _row_criticality(rng: random.Random, domain: str, layer: str | None = None) 
         layer = rng.choice(list(LAYER_LABELS))
     kind = rng.choice([k for k, lay in COMPONENT_KINDS if lay == layer])
     core = [("id", _elem_id(rng)), ("kind", kind), ("name", _component_name(rng, domain)),
-            ("layer", layer), ("criticality", _criticality(rng, domain))]
+            ("layer", layer), ("layerName", LAYER_LABELS[layer]), ("criticality", _criticality(rng, domain))]
     if rng.random() < 0.5:
         core.append(("allocatedFunctions", [_function_name(rng, domain) for _ in range(rng.randint(1, 3))]))
     doc = _finish(rng, core, _tail(rng, domain), domain)
     out = TEMPLATES["criticality"].format(name=doc["name"], criticality=doc["criticality"],
-                                          layer_label=LAYER_LABELS[doc["layer"]], layer=doc["layer"])
+                                          layer_label=doc["layerName"], layer=doc["layer"])
     return _row("criticality", domain, doc, out)
 
 
@@ -415,7 +412,8 @@ def _row(kind: str, domain: str, doc: dict[str, Any], out: str) -> dict[str, str
 
 def _row_layer(rng: random.Random) -> dict[str, str]:
     code = rng.choice(list(LAYER_LABELS))
-    return {"instruction": INSTRUCTIONS["layer"].format(code=code), "input": "", "output": LAYER_ANSWERS[code]}
+    return {"instruction": INSTRUCTIONS["layer"].format(code=code, label=LAYER_LABELS[code]), "input": "",
+            "output": LAYER_ANSWERS[code]}
 
 
 _BUILDERS = {

@@ -27,6 +27,7 @@ def expected_output(instruction: str, input_text: str) -> str:
     """Re-derive the answer from instruction + input alone, independently of the generator's code."""
     if not input_text:
         code = instruction.removeprefix("Quel est le rôle de la couche ").removesuffix(" dans la méthode Arcadia ?")
+        code = code.split(" (")[0]
         assert code in LAYER_LABELS, instruction
         return LAYER_ANSWERS[code]
     doc = json.loads(input_text)
@@ -34,7 +35,7 @@ def expected_output(instruction: str, input_text: str) -> str:
         return f"L'entité appartient à la collection '{doc['collection']}' dans l'espace projet '{doc['space']}'."
     if instruction.startswith("Évaluer la criticité"):
         return (f"Le composant '{doc['name']}' est de niveau de criticité {doc['criticality']} "
-                f"et relève de la couche {LAYER_LABELS[doc['layer']]} ({doc['layer']}).")
+                f"et relève de la couche {doc['layerName']} ({doc['layer']}).")
     if instruction.startswith("Identifier l'allocation"):
         return f"La fonction '{doc['name']}' est allouée au composant '{doc['parent']['name']}'."
     if instruction.startswith("Décrire cet échange"):
