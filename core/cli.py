@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also answer with the base model, side by side")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("export", help="zip the adapter (Colab download) or install it for GenAptitude")
+    p.add_argument("--adapter", default=DEFAULT_OUTPUT)
+    p.add_argument("--zip", dest="zip_path", default=None, help="write the adapter into this zip file")
+    p.add_argument("--install", action="store_true", help="copy into --lora-root and set RAISE_LORA_PATH")
+    p.add_argument("--lora-root", default="~/genaptitude-llm/ai-assets/lora")
+    p.add_argument("--env-file", default=None, help="GenAptitude's .env to update (backed up first)")
+
     p = sub.add_parser("bench", help="tokens/s, ms/step, peak VRAM and MFU: presets vs the old script's settings")
     p.add_argument("--presets", default="old-settings,modern-bf16,8gb,t4-fp16,t4-fp32",
                    help="comma-separated; old-settings is the old train.py configuration")
@@ -274,6 +281,23 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_zip, install
+
+    if not args.zip_path and not args.install:
+        raise InputError("nothing to do", hint="give --zip FILE and/or --install [--env-file PATH]")
+    if args.zip_path:
+        print(f"wrote {export_zip(args.adapter, args.zip_path)}")
+    if args.install:
+        dest, backup = install(args.adapter, args.lora_root, args.env_file)
+        print(f"installed {dest}")
+        if args.env_file:
+            print(f"{args.env_file}: RAISE_LORA_PATH={dest}" + (f" (backup: {backup})" if backup else ""))
+        else:
+            print(f"set in GenAptitude's .env: RAISE_LORA_PATH={dest}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -304,7 +328,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"check": cmd_check, "doctor": cmd_doctor, "presets": cmd_presets, "train": cmd_train,
-            "evaluate": cmd_evaluate, "bench": cmd_bench}
+            "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export}
 
 if __name__ == "__main__":
     sys.exit(main())

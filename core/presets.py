@@ -209,12 +209,12 @@ PRESETS: dict[str, Preset] = {
                 "compute_dtype": "fp32: CPUs have no fast half-precision path for training",
                 "batch_size": "4 rows per step: 2 CPU cores are saturated by matrix work either way, and one "
                               "epoch of a small export then gets ~50 updates",
-                "lora_top_fraction": "LoRA on the top half of the layers only: backward stops there, ~1.6x faster "
-                                     "on CPU, and the answer templates are still learnt",
                 "group_by_length": "rows of similar length in a batch: ~35% less padding on a 2-core CPU",
-                "lr": "1e-3: a small model with a small adapter learns the export's patterns in one epoch",
+                "lr": "1.5e-3: a small model with a small adapter learns the export's patterns in one epoch "
+                      "(1e-3 ended one epoch at eval loss 0.017, 1.5e-3 at 0.015 on the bundled data)",
                 "lr_scheduler": "linear decay to 0 over the run: stable at the end of one short epoch",
-                "lora_r": "r=16 on all projections: enough capacity for the domain's answer templates",
+                "lora_r": "r=16 on all projections of all layers: adapting only the top half was 1.6x faster "
+                          "per step but ended one epoch at held-out exact match 0.67 against 0.88",
                 "lora_alpha": "alpha = 2·r, the usual scaling",
                 "gradient_checkpointing": "off: recomputation costs CPU time and memory is not the limit",
                 "max_length": "512 tokens covers the bundled export; longer rows are reported by `check`",
@@ -222,9 +222,9 @@ PRESETS: dict[str, Preset] = {
             },
             needs_cuda=False,
             model=BUNDLED_MODEL, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
-            batch_size=4, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2,
+            batch_size=4, grad_accum=1, lr=1.5e-3, lr_scheduler="linear", warmup_steps=2,
             lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="adamw_torch", max_length=512,
-            lora_top_fraction=0.5, group_by_length=True,
+            group_by_length=True,
         ),
     )
 }

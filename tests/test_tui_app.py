@@ -28,6 +28,64 @@ def make_app(engine: FakeEngine, tmp_path: Path, **kw) -> TrainerApp:
     return app
 
 
+# -- the first screen -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_first_screen_shows_no_gpu_the_suggested_cpu_preset_and_a_data_sample(tmp_path, size):
+    app = make_app(FakeEngine(NO_GPU), tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        assert app.tabs.active == "overview"  # nothing pressed: this is what the user sees first
+        text = screen_text(app)
+        # the hardware panel's no-GPU state
+        assert "No NVIDIA GPU available" in text and "training runs on the CPU" in text
+        assert "NVIDIA driver library (libnvidia-ml) not found" in text
+        # the suggested preset, with its reason and what it will run
+        preset_line = next(line for line in text.splitlines() if "Preset cpu" in line)
+        assert "Preset cpu  ★ suggested" in preset_line
+        assert "why: no NVIDIA GPU; training runs on the CPU with the bundled small model" in text
+        assert "smollm2-135m-instruct, 1 epoch" in text and "RAM ≈" in text
+        # a sample of the data: format, row count, the first rows as instruction → answer
+        assert "Data dataset.jsonl, 3 rows, GenAptitude / Alpaca format" in text
+        first = next(line for line in text.splitlines() if "Analyser cet élément technique" in line)
+        assert "→ L'entité appartient" in first
+        assert "Résumer la fonction. → La fonction contrôle l'attitude." in text
+        assert "Which layer holds this component? → The logical architecture layer (LA)." in text
+        assert "{" not in first  # the instruction only, not the JSON input attached to it
+        # all of it fits: nothing is scrolled out of sight, no row wraps past the screen
+        assert app.overview.max_scroll_y == 0
+        assert all(len(line) <= size[0] for line in text.splitlines())
+
+
+async def test_first_screen_with_a_gpu_shows_its_name_vram_and_suggestion(tmp_path):
+    app = make_app(FakeEngine(RTX_3060, RTX_SAMPLES), tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await wait_until(pilot, lambda: "37%" in screen_text(app))
+        text = screen_text(app)
+        assert "NVIDIA GeForce RTX 3060" in text and "3.0 / 8.0 GiB (38%)" in text
+        assert "Preset 8gb  ★ suggested" in text and "has bf16 but only 6.5 GiB" in text
+        assert "Analyser cet élément technique" in text
+        assert app.overview.max_scroll_y == 0
+
+
+async def test_first_screen_names_a_chosen_preset_and_a_bad_dataset(tmp_path):
+    app = make_app(FakeEngine(NO_GPU, lines=BAD_LINES), tmp_path, preset="t4-fp16")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        assert "Preset t4-fp16  (chosen; change it on tab 2)" in text
+        assert "suggested: cpu" in text
+        assert "⚠ preset t4-fp16 needs an NVIDIA GPU and none was found" in text
+        assert "Data ✘ dataset.jsonl cannot be used as it is" in text
+        assert "dataset.jsonl:3:" in text and "k to skip the bad rows" in text
+        await pilot.press("k")
+        await wait_until(pilot, lambda: app.overview.dataset_shown is app.dataset.report is not None)
+        await pilot.press("1")
+        text = screen_text(app)
+        assert "3 rows" in text and "⚠ 2 invalid row(s) skipped (line 3, 5)" in text
+        assert "Which layer holds this component?" in text
+
+
 # -- hardware and presets ---------------------------------------------------------------------------------
 async def test_no_gpu_says_so_suggests_cpu_and_presets_are_picked_with_keys(tmp_path):
     app = make_app(FakeEngine(NO_GPU), tmp_path)
@@ -35,15 +93,14 @@ async def test_no_gpu_says_so_suggests_cpu_and_presets_are_picked_with_keys(tmp_
         await settle(pilot)
         assert app.presets.preset == "cpu"
         text = screen_text(app)
-        assert "★ suggested" in text and "suggested: cpu" in text
-        assert "NVIDIA driver library (libnvidia-ml) not found" in static_text(app, "#suggestion")  # the reason
-        await pilot.press("1")
-        text = screen_text(app)
         assert "No NVIDIA GPU available" in text
         assert "libnvidia-ml) not found: no NVIDIA GPU or driver on this machine" in text
         assert "training runs on the CPU" in text
-        # pick another preset with the keyboard: its values fill the fields
         await pilot.press("2")
+        text = screen_text(app)
+        assert "★ suggested" in text and "suggested: cpu" in text
+        assert "NVIDIA driver library (libnvidia-ml) not found" in static_text(app, "#suggestion")  # the reason
+        # pick another preset with the keyboard: its values fill the fields
         assert app.focused is app.query_one("#preset-list", OptionList)
         await pilot.press("up")  # cpu is last; t4-fp32 is above it
         assert app.presets.preset == "t4-fp32"
@@ -73,6 +130,7 @@ async def test_invalid_values_show_their_message_next_to_the_field(tmp_path):
     app = make_app(engine, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
+        await pilot.press("2")
         field = app.query_one("#field-batch_size", Input)
         field.focus()
         await pilot.press("end", "backspace", "0")  # type over the preset's 8

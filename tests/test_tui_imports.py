@@ -32,9 +32,11 @@ from tui.app import TrainerApp
 async def main():
     app = TrainerApp(dataset={str(ROOT / 'dataset.jsonl')!r}, refresh_interval=None, stats_delay=60)
     async with app.run_test(size=(80, 24)) as pilot:
-        while app.hardware is None or not (app.dataset.report or app.dataset.error):
+        sample = app.overview.query_one("DataSample")
+        while app.hardware is None or not (sample.rows or app.dataset.error):
             await pilot.pause(0.05)
         assert app.startup_seconds is not None
+        assert app.tabs.active == "overview" and sample.rows  # the first screen shows a sample of the data
 asyncio.run(main())
 """
     loaded = loaded_after(code)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from core.errors import Problem
 from core.events import Finished, MemorySample, StepLogged
-from core.presets import config_for
+from core.presets import config_for, suggest
 from tests.tui_fakes import NO_GPU, RTX_3060
 from tui.app import existing_output
 from tui.messages import EngineEvent, GpuSampled
 from tui.widgets.chart import AXIS_WIDTH, render_chart
+from tui.widgets.overview import reason_text, sample_line
 from tui.widgets.presets import fit_warnings, parse, problem_field
 from tui.widgets.training import duration, failure_text, summary_text
 
@@ -92,3 +93,20 @@ def test_existing_output_detection(tmp_path):
     (tmp_path / "adapter.partial" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     what, resumable = existing_output(str(out))
     assert "unfinished run" in what and resumable
+
+
+def test_sample_lines_fit_the_width_and_keep_both_sides():
+    short = sample_line(2, "Résumer la fonction.", "La fonction contrôle l'attitude.", 76).plain
+    assert short == "   2  Résumer la fonction. → La fonction contrôle l'attitude."
+    long = sample_line(14, "Identifier l'allocation " * 5, "Elle est allouée au composant " * 5, 60).plain
+    assert len(long) == 60 and long.startswith("  14  Identifier") and "→ Elle est allouée" in long
+    assert long.count("…") == 2  # both sides cut, each keeps about half the room
+    tight = sample_line(1, "x" * 100, "ok", 40).plain
+    assert len(tight) == 40 and tight.endswith("… → ok")  # a short answer is kept whole
+    assert sample_line(7, "plain text row", "", 40).plain == "   7  plain text row"
+
+
+def test_suggestion_reason_does_not_repeat_the_nvml_error():
+    reason = reason_text(suggest(NO_GPU), NO_GPU)
+    assert reason == "no NVIDIA GPU; training runs on the CPU with the bundled small model"
+    assert reason_text(suggest(RTX_3060), RTX_3060) == suggest(RTX_3060).reason

@@ -1,4 +1,5 @@
-"""Snapshots of every tab and dialog at 80×24 and 120×40, with the scripted engine (fixed numbers, no timers).
+"""Snapshots of the first screen (Overview), every tab and dialog at 80×24 and 120×40, with the scripted engine
+(fixed numbers, no timers).
 
 Update with `pytest tests/test_tui_snapshots.py --snapshot-update`, then review the SVGs before keeping them.
 """
@@ -31,14 +32,24 @@ async def finished_run(pilot) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_hardware_tab_with_gpu(snap_compare, size):
-    assert snap_compare(snapshot_app(FakeEngine(RTX_3060, RTX_SAMPLES)), press=["1"], terminal_size=size,
-                        run_before=ready)
+def test_first_screen_without_gpu(snap_compare, size):
+    """The Overview tab, as the app opens: no-GPU state, the suggested cpu preset and a sample of the data."""
+    assert snap_compare(snapshot_app(FakeEngine(NO_GPU)), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_first_screen_with_gpu(snap_compare, size):
+    assert snap_compare(snapshot_app(FakeEngine(RTX_3060, RTX_SAMPLES)), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_first_screen_with_a_bad_dataset(snap_compare, size):
+    assert snap_compare(snapshot_app(FakeEngine(NO_GPU, lines=BAD_LINES)), terminal_size=size, run_before=ready)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_preset_tab_without_gpu(snap_compare, size):
-    assert snap_compare(snapshot_app(FakeEngine(NO_GPU)), terminal_size=size, run_before=ready)
+    assert snap_compare(snapshot_app(FakeEngine(NO_GPU)), press=["2"], terminal_size=size, run_before=ready)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -161,7 +161,8 @@ async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
 
 
 async def settle(pilot) -> None:
-    """Wait for the probe, the dataset read and the token-length stats to come back."""
+    """Wait for the probe, the dataset read (also shown on the overview) and the token-length stats to come back."""
     app = pilot.app
     await wait_until(pilot, lambda: app.hardware is not None and (app.dataset.report or app.dataset.error)
+                     and app.overview.dataset_shown is not None
                      and (app.dataset.error or app.dataset.stats is not None))

@@ -1,5 +1,7 @@
 """genaptitude-trainer-tui: pick a preset, check the dataset, train a LoRA adapter and watch it, from a terminal.
 
+The first screen (tab 1, Overview) shows the hardware, the suggested preset with its reason and a sample of the data.
+
 The app owns the run (a thread worker calling `Engine.train`) and routes engine events to the panels.
 Nothing here imports torch: the engine is imported lazily by `RealEngine` when a slow job starts.
 """
@@ -25,11 +27,12 @@ from core.presets import PRESETS, config_for
 
 from .commands import TrainerCommands
 from .engine import Engine, RealEngine
-from .messages import ConfigChanged, EngineEvent, HardwareProbed
+from .messages import ConfigChanged, DatasetLoaded, EngineEvent, HardwareProbed
 from .screens.confirm import ChoiceScreen, ConfirmScreen
 from .screens.preview import PreviewScreen
 from .widgets.dataset import DatasetPanel
 from .widgets.hardware import HardwarePanel
+from .widgets.overview import OverviewPanel
 from .widgets.presets import PresetPanel
 from .widgets.training import TrainingPanel, eval_command, export_command
 
@@ -58,7 +61,7 @@ class TrainerApp(App):
     TabPane { padding: 0; }
     """
     BINDINGS = [
-        Binding("1", "show_tab('hardware')", "Hardware", group=TABS),
+        Binding("1", "show_tab('overview')", "Overview", group=TABS),
         Binding("2", "show_tab('preset')", "Preset", group=TABS),
         Binding("3", "show_tab('dataset')", "Dataset", group=TABS),
         Binding("4", "show_tab('training')", "Training", group=TABS),
@@ -93,14 +96,15 @@ class TrainerApp(App):
     def compose(self) -> ComposeResult:
         # The panels live as long as the app: keep them at hand (check_action runs on every footer refresh).
         self.hardware_panel = HardwarePanel(self.engine, self.refresh_interval)
+        self.overview = OverviewPanel(self.hardware_panel, self.initial_preset or "cpu")
         self.presets = PresetPanel(self.engine, self.initial_preset, self.model)
         self.dataset = DatasetPanel(self.engine, self.dataset_path)
         self.training = TrainingPanel()
-        self.tabs = TabbedContent(initial="preset")
+        self.tabs = TabbedContent(initial="overview")
         yield Header(show_clock=False, icon="≡")
         with self.tabs:
-            with TabPane("1 Hardware", id="hardware"):
-                yield self.hardware_panel
+            with TabPane("1 Overview", id="overview"):
+                yield self.overview
             with TabPane("2 Preset", id="preset"):
                 yield self.presets
             with TabPane("3 Dataset", id="dataset"):
@@ -111,8 +115,9 @@ class TrainerApp(App):
 
     def on_mount(self) -> None:
         self._probe()
+        self.overview.show_reading(self.dataset_path)
         self.dataset.load(self.dataset_path)
-        self.query_one("#preset-list", OptionList).focus()
+        self.overview.focus()
 
     def on_ready(self) -> None:
         self.startup_seconds = seconds_since_start()
@@ -129,11 +134,12 @@ class TrainerApp(App):
 
     def on_hardware_probed(self, message: HardwareProbed) -> None:
         self.hardware = message.report
-        self.hardware_panel.show_report(message.report, message.suggestion)
+        self.overview.show_report(message.report, message.suggestion)
         self.presets.set_hardware(message.report, message.suggestion)
 
     # -- settings and dataset ------------------------------------------------------------------------------
     def on_config_changed(self, message: ConfigChanged) -> None:
+        self.overview.show_config(self.presets.preset, message.config, self.presets.estimate_gib)
         if message.config is None:
             return
         self.training.idle_hint(message.config.preset, self.dataset.path, self.output_dir)
@@ -142,6 +148,11 @@ class TrainerApp(App):
         model, max_length = message.config.model, message.config.max_length
         self._stats_timer = self.set_timer(max(self.stats_delay, 0.001), lambda: self.dataset.measure(model, max_length))
 
+    def on_dataset_loaded(self, message: DatasetLoaded) -> None:
+        # Bubbled up from the dataset panel, which has already shown it: the overview shows a sample too.
+        self.overview.show_dataset(self.dataset.path, message.report, message.error,
+                                   self.engine.format_label(message.report.format) if message.report else "")
+
     def use_preset(self, name: str) -> None:
         self.presets.use_preset(name)
         self.action_show_tab("preset")
@@ -149,7 +160,7 @@ class TrainerApp(App):
     def action_show_tab(self, tab: str) -> None:
         self.tabs.active = tab
         focus = {"preset": "#preset-list", "dataset": "#dataset-error" if self.dataset.error else "#samples",
-                 "training": "#run-log", "hardware": "HardwarePanel"}
+                 "training": "#run-log", "overview": "OverviewPanel"}
         self.query_one(focus[tab]).focus()
 
     @on(TabbedContent.TabActivated)
@@ -157,10 +168,12 @@ class TrainerApp(App):
         self.refresh_bindings()
 
     def action_reload_dataset(self) -> None:
+        self.overview.show_reading(self.dataset.path)
         self.dataset.load(skip_invalid=False)
         self.action_show_tab("dataset")
 
     def action_skip_invalid(self) -> None:
+        self.overview.show_reading(self.dataset.path)
         self.dataset.load(skip_invalid=True)
         self.action_show_tab("dataset")
 

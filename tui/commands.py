@@ -15,7 +15,7 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Skip invalid dataset rows", "skip_invalid", "train on the valid rows only (k)"),
     ("Evaluate the adapter", "evaluate", "show the evaluate command (e)"),
     ("Export the adapter as a zip", "export", "show the export command (x)"),
-    ("Show hardware", "show_tab('hardware')", "GPU, VRAM, driver (1)"),
+    ("Show overview", "show_tab('overview')", "hardware, suggested preset, data sample (1)"),
     ("Show presets", "show_tab('preset')", "preset and values (2)"),
     ("Show dataset", "show_tab('dataset')", "format, rows, samples (3)"),
     ("Show training", "show_tab('training')", "loss, memory, log (4)"),

@@ -1,11 +1,14 @@
-"""Hardware panel: what GPU is here and how busy it is, refreshed about once a second from NVML."""
+"""Hardware panel: what GPU is here and how busy it is, refreshed about once a second from NVML.
+
+It sits at the top of the Overview tab (the first screen), so it sizes to its text and does not scroll itself.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from rich.text import Text
 from textual import work
-from textual.containers import VerticalScroll
+from textual.containers import Vertical
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
@@ -58,11 +61,11 @@ def report_text(report: Any | None, samples: dict[int, Any]) -> Text:
     return text
 
 
-class HardwarePanel(VerticalScroll):
+class HardwarePanel(Vertical):
     """Shows the probe report; a thread worker samples NVML once, then every `interval` seconds (None: once)."""
 
     DEFAULT_CSS = """
-    HardwarePanel { padding: 0 1; }
+    HardwarePanel { height: auto; }
     """
 
     def __init__(self, engine: Any, interval: float | None = 1.0, **kwargs) -> None:
@@ -91,12 +94,7 @@ class HardwarePanel(VerticalScroll):
         self._paint()
 
     def _paint(self) -> None:
-        text = report_text(self.report, self.samples)
-        if self.suggestion is not None:
-            text.append("\n\nSuggested preset: ", style="bold")
-            text.append(self.suggestion.preset, style="bold green")
-            text.append(f" ({self.suggestion.reason}); change it on the Preset tab (2)")
-        self.query_one("#hw-text", Static).update(text)
+        self.query_one("#hw-text", Static).update(report_text(self.report, self.samples))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="hardware-sample")
     def _sample_loop(self) -> None:
