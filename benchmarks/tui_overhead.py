@@ -1,0 +1,95 @@
+"""Training throughput with the TUI attached vs the headless CLI, same preset, data and steps.
+
+    python benchmarks/tui_overhead.py --steps 16 --pairs 2 > benchmarks/results/tui-overhead.json
+
+The TUI runs in Textual's headless driver (the app renders every frame as it would in a terminal) with the real
+engine; the CLI runs `genaptitude-trainer train --json`. Both read tokens/s from their run's metrics.jsonl
+(median over steps after the first 4). Runs alternate (CLI, TUI, TUI, CLI, ...) so drift hits both.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def rate(out: Path, skip: int = 4) -> float:
+    steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"event": "step"' in l]
+    tail = [s["tokens_per_s"] for s in steps[skip:]]
+    return statistics.median(tail)
+
+
+PRESET, MODEL = "cpu", None
+
+
+def cli_run(dataset: str, steps: int, out: Path) -> float:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    model = ["--model", MODEL] if MODEL else []
+    subprocess.run([sys.executable, "-m", "core", "train", "--dataset", dataset, "--preset", PRESET, *model,
+                    "--max-steps", str(steps), "--output", str(out), "--json"], check=True, env=env, capture_output=True)
+    return rate(out)
+
+
+def tui_run(dataset: str, steps: int, out: Path) -> float:
+    from tui.app import TrainerApp
+    from tui.engine import RealEngine
+
+    class Engine(RealEngine):  # same run as the CLI: only max_steps differs from the preset
+        def train(self, config, *a, **kw):
+            from dataclasses import replace
+            return super().train(replace(config, max_steps=steps), *a, **kw)
+
+    async def go():
+        app = TrainerApp(Engine(), dataset=dataset, output=str(out), preset=PRESET, model=MODEL, refresh_interval=1.0,
+                         stats_delay=0.5, show_startup_time=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.hardware is None or app.dataset.report is None:
+                await asyncio.sleep(0.1)
+            await pilot.press("4", "t")  # watch the training tab, as a user would
+            while app.training_result is None and app.training.state != "failed":
+                await asyncio.sleep(0.2)
+    asyncio.run(go())
+    return rate(out)
+
+
+def _gpu() -> str:
+    from core.hardware import probe
+
+    gpus = probe().gpus
+    return gpus[0].name if gpus else "none"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", default=str(ROOT / "dataset.jsonl"))
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--model", default=None)
+    a = p.parse_args()
+    global PRESET, MODEL
+    PRESET, MODEL = a.preset, a.model
+    work = Path(tempfile.mkdtemp())
+    cli, tui = [], []
+    for i in range(a.pairs):
+        order = [("cli", cli_run, cli), ("tui", tui_run, tui)]
+        for name, fn, acc in (order if i % 2 == 0 else order[::-1]):
+            acc.append(fn(a.dataset, a.steps, work / f"{name}-{i}"))
+            print(f"{name} run {i}: {acc[-1]:.1f} tokens/s", file=sys.stderr, flush=True)
+    result = {"preset": a.preset, "model": a.model or "preset default", "steps": a.steps, "cli_tokens_per_s": cli,
+              "tui_tokens_per_s": tui, "tui_vs_cli": statistics.mean(tui) / statistics.mean(cli),
+              "machine": f"{os.cpu_count()} CPU cores", "gpu": _gpu()}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
