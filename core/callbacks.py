@@ -1,7 +1,6 @@
 """The bridge from transformers' Trainer to our typed events (imported only once a run starts)."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -93,14 +92,3 @@ class EventCallback(TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         self.emit(CheckpointSaved(step=state.global_step, path=str(path)))
 
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out

@@ -249,7 +249,7 @@ def cmd_evaluate(args) -> int:
     from .dataset import read_dataset, split_examples
     from .evaluate import evaluate
 
-    model, examples = args.model, None
+    model = args.model
     report = read_dataset(args.dataset)
     record = {}
     if args.adapter:

@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -139,14 +138,6 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     logging.getLogger("peft").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"(transformers|peft|trl|bitsandbytes|torch)\b.*")
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def versions() -> dict[str, str]:

@@ -42,16 +42,15 @@ def normalise(text: str) -> str:
 
 def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = False):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from .models import resolve
-    from .render import ensure_pad_token
+    from .render import tokenizer_from
 
     path = resolve(model, trust_remote_code=trust_remote_code)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    tok = AutoTokenizer.from_pretrained(str(adapter or path))
-    ensure_pad_token(tok)
+    tok = tokenizer_from(adapter or path)
     base = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code).to(device)
     base.eval()
     if adapter is None:

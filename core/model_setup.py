@@ -11,15 +11,12 @@ DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def load_model_and_tokenizer(config: TrainConfig, emit):
-    from transformers import AutoTokenizer
-
     from .models import resolve
-    from .render import ensure_pad_token
+    from .render import tokenizer_from
 
     emit(Phase("resolving model", config.model))
     path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), trust_remote_code=config.trust_remote_code)
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)
-    ensure_pad_token(tok)
+    tok = tokenizer_from(path, config.trust_remote_code)
     return tok, load_model_from_path(config, path, emit), path
 
 

@@ -52,11 +52,15 @@ class LengthStats:
 
 
 def load_tokenizer(model: str, trust_remote_code: bool = False, on_phase=None):
-    from transformers import AutoTokenizer
-
     from .models import resolve
 
-    path = resolve(model, on_phase=on_phase, trust_remote_code=trust_remote_code)
+    return tokenizer_from(resolve(model, on_phase=on_phase, trust_remote_code=trust_remote_code), trust_remote_code)
+
+
+def tokenizer_from(path, trust_remote_code: bool = False):
+    """The tokenizer saved in a local folder, with a pad token distinct from EOS."""
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     ensure_pad_token(tok)
     return tok

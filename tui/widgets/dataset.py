@@ -30,6 +30,13 @@ def prompt_and_answer(example: Any) -> tuple[str, str]:
     return example.text or "", ""
 
 
+def skipped_rows(report) -> tuple[int, str]:
+    """How many rows --skip-invalid left out, and " (line 3, 5…)" naming the first eight (or "")."""
+    skipped = max(getattr(report, "invalid_lines", 0), len(report.problems))
+    lines = ", ".join(str(p.line) for p in report.problems[:8] if p.line is not None)
+    return skipped, (f" (line {lines}{'…' if skipped > 8 else ''})" if lines else "")
+
+
 def error_text(error: BaseException) -> str:
     if isinstance(error, TrainerError):
         return error.render(limit=50)
@@ -129,11 +136,9 @@ class DatasetPanel(Vertical):
                  "byte-order mark" if getattr(report, "had_bom", False) else ""]
         if any(notes):
             text.append(f"  ({', '.join(n for n in notes if n)})", style="dim")
-        skipped = max(getattr(report, "invalid_lines", 0), len(report.problems))
+        skipped, where = skipped_rows(report)
         if skipped:
-            lines = ", ".join(str(p.line) for p in report.problems[:8] if p.line is not None)
-            text.append(f"\n⚠ skipped {skipped} invalid row(s)"
-                        + (f" (line {lines}{'…' if skipped > 8 else ''})" if lines else ""), style="bold yellow")
+            text.append(f"\n⚠ skipped {skipped} invalid row(s){where}", style="bold yellow")
         summary.update(text)
         self._fill_table()
         self.measure(self.model, self.max_length)

@@ -15,7 +15,7 @@ from textual.widgets import Static
 
 from core.presets import PRESETS
 
-from .dataset import error_text, prompt_and_answer
+from .dataset import error_text, prompt_and_answer, skipped_rows
 from .hardware import HardwarePanel
 from .presets import fit_warnings
 
@@ -179,11 +179,9 @@ class OverviewPanel(VerticalScroll):
         # The short name ("GenAptitude / Alpaca"): the fields it expects are on tab 3 and in the row sample.
         short = format_label.split(" (", 1)[0]
         text = Text.assemble(("Data ", "bold"), path, ", ", (plural(rows, "row"), "bold"), ", ", f"{short} format")
-        skipped = max(getattr(report, "invalid_lines", 0), len(report.problems))
+        skipped, where = skipped_rows(report)
         if skipped:
-            lines = ", ".join(str(p.line) for p in report.problems[:8] if p.line is not None)
-            text.append(f"\n⚠ {skipped} invalid row(s) skipped"
-                        + (f" (line {lines}{'…' if skipped > 8 else ''})" if lines else ""), style="bold yellow")
+            text.append(f"\n⚠ {skipped} invalid row(s) skipped{where}", style="bold yellow")
         head.update(text)
         sample.show(report.examples)
         hint.update("tab 3: every row, token lengths, the text the model sees · t: train")
