@@ -31,6 +31,16 @@ class Phase(Event):
 
 
 @dataclass(frozen=True)
+class Progress(Event):
+    """How far a long preparation step has got (e.g. rows tokenised), sent every batch."""
+
+    kind: ClassVar[str] = "progress"
+    phase: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class LogLine(Event):
     kind: ClassVar[str] = "log"
     message: str
@@ -124,7 +134,7 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Phase, LogLine, RunStarted, StepLogged, EvalLogged, MemorySample, CheckpointSaved,
+    for cls in (Phase, Progress, LogLine, RunStarted, StepLogged, EvalLogged, MemorySample, CheckpointSaved,
                 OomRecovered, Finished, Failed)
 }
 

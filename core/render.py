@@ -7,8 +7,12 @@ its end-of-turn token) are trained, everything else is not. This works for templ
 """
 from __future__ import annotations
 
+import re
 import statistics
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import islice
+from operator import itemgetter, le
 
 from .dataset import Example
 from .errors import InputError, Problem
@@ -120,6 +124,116 @@ def features(tok, example: Example, max_length: int) -> Features:
     return Features(ids, labels, truncated, text, offsets)
 
 
+def label_tokens(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Each token's id where its first character lies in a trained span, else -100.
+
+    Token starts are non-decreasing for every tokenizer we know, so each span covers one contiguous run of tokens,
+    found by bisection; should a tokenizer ever report starts out of order, the per-token test is used instead.
+    """
+    starts = list(map(itemgetter(0), offsets))
+    if not all(map(le, starts, islice(starts, 1, None))):
+        return [tid if any(a <= start < b for a, b in spans) else -100 for tid, start in zip(ids, starts)]
+    labels = [-100] * len(ids)
+    for a, b in spans:
+        i, j = bisect_left(starts, a), bisect_left(starts, b)
+        labels[i:j] = ids[i:j]
+    return labels
+
+
+# Each message's content is replaced by a numbered sentinel (private-use characters) wrapped in padding that a
+# template which trims, escapes or parses content would change: then the rendered "skeleton" of a conversation
+# shape (its tuple of roles) holds every content verbatim and any row of that shape renders by substitution.
+_PAD = "\n \t<think>\"'&\\</think> \n"
+_SENTINELS = ("\ue000", "\ue001")
+_SLOT = re.compile(re.escape(_PAD) + "\ue000([0-9]+)\ue001" + re.escape(_PAD))
+
+
+def _slot(i: int) -> str:
+    return f"{_PAD}\ue000{i}\ue001{_PAD}"
+
+
+@dataclass(frozen=True)
+class _Skeleton:
+    """A conversation shape rendered once: pieces[0] + content[slots[0]] + pieces[1] + ... + pieces[-1]."""
+
+    pieces: tuple[str, ...]
+    slots: tuple[int, ...]  # the message whose content fills each gap between pieces
+    marks: tuple[tuple[int, int], ...]  # each span edge as (contents before it, literal characters before it)
+
+
+def _skeleton(tok, roles: tuple[str, ...]) -> _Skeleton | None:
+    """The shape's skeleton, or None where substitution cannot reproduce the template (the caller renders each row)."""
+    msgs = [{"role": r, "content": _slot(i)} for i, r in enumerate(roles)]
+    try:
+        full = _template(tok, msgs, generation_prompt=False)
+        edges = []
+        for i, role in enumerate(roles):
+            if role != "assistant":
+                continue
+            before = _template(tok, msgs[:i], generation_prompt=True) if i else ""
+            upto = _template(tok, msgs[: i + 1], generation_prompt=False)
+            if not (full.startswith(upto) and upto.startswith(before)):
+                return None
+            edges += [len(before), len(upto)]
+    except Exception:  # a template that refuses this shape: rendering each row raises the proper error
+        return None
+    parts = _SLOT.split(full)
+    pieces, slots = tuple(parts[0::2]), tuple(int(x) for x in parts[1::2])
+    if any(c in p for p in pieces for c in _SENTINELS):  # the template altered a content
+        return None
+    marks = []
+    for edge in edges:  # skeleton position -> (slots wholly before it, literal characters before it)
+        pos = 0
+        for k, piece in enumerate(pieces):
+            if edge <= pos + len(piece):
+                marks.append((k, edge - pos + sum(map(len, pieces[:k]))))
+                break
+            pos += len(piece) + len(_slot(slots[k]))
+            if edge < pos:  # an edge inside a content: not expressible
+                return None
+    return _Skeleton(pieces, slots, tuple(marks))
+
+
+class SpanRenderer:
+    """`trained_spans` for many rows: each conversation shape's template is rendered once, rows by substitution.
+
+    The first row of every shape is also rendered directly and compared; a shape whose template the skeleton does
+    not reproduce, and a row whose content holds the sentinel characters, take the direct path.
+    """
+
+    def __init__(self, tok) -> None:
+        self.tok = tok
+        self._shapes: dict[tuple[str, ...], _Skeleton | None] = {}
+
+    def __call__(self, example: Example) -> tuple[str, list[tuple[int, int]]]:
+        if example.text is not None:
+            return trained_spans(self.tok, example)
+        msgs = example.messages
+        roles = tuple(m["role"] for m in msgs)
+        contents = [m["content"] for m in msgs]
+        if any(len(m) != 2 or not isinstance(c, str) or _SENTINELS[0] in c or _SENTINELS[1] in c
+               for m, c in zip(msgs, contents)):
+            return trained_spans(self.tok, example)
+        if roles not in self._shapes:
+            skel = _skeleton(self.tok, roles) if getattr(self.tok, "chat_template", None) else None
+            direct = trained_spans(self.tok, example)
+            self._shapes[roles] = skel if skel is not None and _fill(skel, contents) == direct else None
+            return direct
+        skel = self._shapes[roles]
+        return trained_spans(self.tok, example) if skel is None else _fill(skel, contents)
+
+
+def _fill(skel: _Skeleton, contents: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    fill = [contents[i] for i in skel.slots]
+    parts = [skel.pieces[0]]
+    cum = [0]  # characters of content before each slot
+    for text, piece in zip(fill, skel.pieces[1:]):
+        parts += (text, piece)
+        cum.append(cum[-1] + len(text))
+    edges = [lit + cum[k] for k, lit in skel.marks]
+    return "".join(parts), list(zip(edges[0::2], edges[1::2]))
+
+
 def render_example(tok, example: Example, max_length: int) -> RenderedExample:
     f = features(tok, example, max_length)
     segments: list[tuple[str, bool]] = []
@@ -143,7 +257,12 @@ def _append(segments: list[tuple[str, bool]], text: str, trained: bool) -> None:
 
 
 def length_stats(tok, examples: list[Example], max_length: int) -> LengthStats:
-    lengths = sorted(len(tok(trained_spans(tok, e)[0], add_special_tokens=False)["input_ids"]) for e in examples)
+    spans_of, lengths = SpanRenderer(tok), []
+    for start in range(0, len(examples), 1000):  # batched like tokenize.encode: the Rust tokenizer uses every core
+        texts = [spans_of(e)[0] for e in examples[start:start + 1000]]
+        lengths += map(len, tok(texts, add_special_tokens=False, return_attention_mask=False,
+                                return_token_type_ids=False)["input_ids"])
+    lengths.sort()
     if not lengths:
         return LengthStats(0, 0, 0, 0, 0, 0, max_length)
     p95 = lengths[min(len(lengths) - 1, int(round(0.95 * (len(lengths) - 1))))]

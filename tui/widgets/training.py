@@ -14,7 +14,7 @@ from textual.widgets import ProgressBar, RichLog, Sparkline, Static
 
 from core.errors import TrainerError
 from core.events import (CheckpointSaved, EvalLogged, Event, Failed, Finished, LogLine, MemorySample,
-                         OomRecovered, Phase, RunStarted, StepLogged)
+                         OomRecovered, Phase, Progress, RunStarted, StepLogged)
 
 from .chart import LossChart
 
@@ -252,6 +252,8 @@ class TrainingPanel(Vertical):
         elif isinstance(event, Phase):
             self.status(f"{event.name}… {event.detail}".rstrip())
             self.log_line(f"▶ {event.name}" + (f": {event.detail}" if event.detail else ""), "cyan")
+        elif isinstance(event, Progress):  # every batch: the status line only, the log keeps the Phase line
+            self.status(f"{event.phase}… {event.done:,}/{event.total:,} rows")
         elif isinstance(event, LogLine):
             style = {"warning": "yellow", "error": "bold red", "debug": "dim"}.get(event.level, "")
             self.log_line(event.message, style)
