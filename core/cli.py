@@ -22,6 +22,8 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=float)
     g.add_argument("--max-steps", type=int)
     g.add_argument("--batch-size", type=int)
+    g.add_argument("--batch-tokens", type=int, help="micro-batches of length-sorted rows up to N padded tokens "
+                                                     "(0: a fixed --batch-size rows)")
     g.add_argument("--grad-accum", type=int)
     g.add_argument("--lr", type=float)
     g.add_argument("--lr-scheduler")
@@ -42,7 +44,7 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-memory-fraction", type=float, help="cap this process's share of GPU memory (0-1)")
 
 
-OVERRIDES = ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
+OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
              "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
              "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction")
 
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, report the others")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.add_argument("--config-json", default=None, help="a whole training configuration as JSON (what the TUI "
+                                                      "sends its run process); replaces --preset, overrides apply")
     _add_overrides(p)
 
     p = sub.add_parser("evaluate", help="greedy answers on held-out rows: exact match, similarity, eval loss")
@@ -168,6 +172,11 @@ def cmd_presets(args) -> int:
 def resolve_config(args):
     from .presets import config_for
 
+    if getattr(args, "config_json", None):
+        from .presets import config_from_dict
+
+        overrides = {k: v for k in OVERRIDES if (v := getattr(args, k)) is not None}
+        return config_from_dict({**json.loads(Path(args.config_json).read_text(encoding="utf-8")), **overrides})
     preset = args.preset
     if preset is None:
         from .hardware import probe
@@ -214,17 +223,30 @@ def json_printer(event) -> None:
     print(event.to_json(), flush=True)
 
 
+_shown_progress: dict[str, tuple[int, int]] = {}  # phase -> (tenth, done) last printed: a line per 10% at most
+
+
 def human_printer(event) -> None:
-    from .events import CheckpointSaved, EvalLogged, Failed, Finished, LogLine, OomRecovered, Phase, RunStarted, StepLogged
+    from .presets import batch_label, config_from_dict
+    from .events import (
+        CheckpointSaved, EvalLogged, Failed, Finished, LogLine, OomRecovered, Phase, Progress, RunStarted, StepLogged,
+    )
 
     if isinstance(event, Phase):
         print(f"[{event.name}] {event.detail}", flush=True)
+    elif isinstance(event, Progress):
+        tenth = event.done * 10 // event.total if event.total > 0 else 10
+        last_tenth, last_done = _shown_progress.get(event.phase, (-1, -1))
+        if tenth != last_tenth or event.done <= last_done:  # a new tenth of the way, or the phase started over
+            _shown_progress[event.phase] = (tenth, event.done)
+            pct = 100 * event.done // event.total if event.total > 0 else 100
+            print(f"[{event.phase}] {event.done:,}/{event.total:,} rows ({pct}%)", flush=True)
     elif isinstance(event, LogLine):
         print(f"{event.level}: {event.message}", flush=True)
     elif isinstance(event, RunStarted):
         c = event.config
         print(f"run: preset {c['preset']}, model {c['model']}, {event.train_rows} train / {event.eval_rows} eval rows, "
-              f"{event.total_steps} steps, effective batch {c['batch_size'] * c['grad_accum']}", flush=True)
+              f"{event.total_steps} steps, batch {batch_label(config_from_dict(c))}", flush=True)
     elif isinstance(event, StepLogged):
         eta = f"{event.eta_s:.0f}s" if event.eta_s is not None else "?"
         print(f"step {event.step}/{event.total_steps}  loss {event.loss:.4f}  lr {event.lr:.2e}  "

@@ -16,7 +16,7 @@ from typing import Callable
 from . import output
 from .dataset import DatasetReport, read_dataset, split_examples
 from .errors import InputError, Problem, TrainerError
-from .events import Event, Failed, Finished, LogLine, Phase
+from .events import Event, Failed, Finished, LogLine, Phase, Progress
 from .presets import TrainConfig
 
 
@@ -82,6 +82,37 @@ def check_device(config: TrainConfig) -> None:
         raise InputError(f"{len(problems)} problem(s) with the hardware for this run", problems=problems)
 
 
+MIN_UPDATES = 64  # a token budget never leaves a run with fewer optimizer steps than this (small exports)
+
+
+def batch_text(config: TrainConfig) -> str:
+    from .presets import batch_label
+
+    if config.batch_tokens > 0:
+        return f"micro-batches of {batch_label(config)} per update (≤{config.batch_size} rows each)"
+    return f"effective batch {config.effective_batch} ({batch_label(config)})"
+
+
+def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
+    """Shrink the token budget of a small export so the run still makes MIN_UPDATES optimizer steps."""
+    if config.batch_tokens <= 0 or config.max_steps > 0:
+        return config
+    from dataclasses import replace
+
+    from .batching import fit_budget_to_updates
+
+    lengths = [len(r) for r in train_ds["input_ids"]]
+    budget = fit_budget_to_updates(lengths, config.batch_tokens, config.batch_size, config.grad_accum,
+                                   config.epochs, MIN_UPDATES, floor_tokens=max(config.max_length, 1024),
+                                   seed=config.seed)
+    if budget == config.batch_tokens:
+        return config
+    emit(LogLine(f"small dataset ({len(lengths)} rows): micro-batches of ≤{budget:,} tokens instead of "
+                 f"{config.batch_tokens:,}, so the run makes enough optimizer steps to learn (≥{MIN_UPDATES} "
+                 "where the data allows)"))
+    return replace(config, batch_tokens=budget)
+
+
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
     from .model_setup import build_trainer, load_model_and_tokenizer
     from .tokenize import tokenize_split
@@ -91,10 +122,12 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     tok, model, model_path = load_model_and_tokenizer(config, emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
-    train_ds, eval_ds, dropped = tokenize_split(tok, train_ex, eval_ex, config.max_length)
+    train_ds, eval_ds, dropped = tokenize_split(tok, train_ex, eval_ex, config.max_length,
+                                                lambda done, total: emit(Progress("tokenizing", done, total)))
     if dropped:
         emit(LogLine(f"{dropped} row(s) have no answer token left within --max-length {config.max_length} "
                      "and are left out", "warning"))
+    config = fit_batch_to_data(config, train_ds, emit)
     dirs.work.mkdir(parents=True, exist_ok=True)
     if dirs.resume_from is not None:
         output.trim_metrics(dirs.metrics, int(dirs.resume_from.name.split("-")[-1]))
@@ -102,7 +135,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
                    device=config.device, output_dir=str(dirs.output))
     trainer, callback = build_trainer(config, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started)
-    emit(Phase("training", f"{len(train_ds)} rows, effective batch {config.effective_batch}"))
+    emit(Phase("training", f"{len(train_ds)} rows, {batch_text(config)}"))
     trainer.train(resume_from_checkpoint=str(dirs.resume_from) if dirs.resume_from else None)
     stopped = callback.stopped_early
     if eval_ds is not None and not stopped and callback.last_eval is None:
