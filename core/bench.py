@@ -7,6 +7,7 @@ configuration goes through the same engine path as a real run (model_setup.build
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -30,7 +31,8 @@ ARCH_CONFIGS = {
 def old_settings() -> TrainConfig:
     """The old train.py: NF4, fp32 compute, fp32 model, batch 4, paged AdamW 32-bit, dropout 0.1, HF full loss."""
     return replace(config_for("t4-fp32"), preset="old-settings", lora_r=64, lora_alpha=16, lora_dropout=0.1,
-                   kbit_prepare=True, fast_loss=False, gradient_checkpointing=True)
+                   kbit_prepare=True, fast_loss=False, gradient_checkpointing=True, fast_lora=False, liger=False,
+                   batch_tokens=0, mask_padding=True, lora_dtype="float32", pad_to_multiple=0)
 
 
 def build_arch(name: str, folder: Path, dtype: str = "bfloat16") -> Path:
@@ -68,6 +70,9 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
     import torch
     from datasets import Dataset
 
+    if os.environ.get("GENAPTITUDE_TRAINER_SDPA") == "no-cudnn" and torch.cuda.is_available():
+        torch.backends.cuda.enable_cudnn_sdp(False)  # a bench knob: does the cuDNN attention plan cache cost us?
+
     from .model_setup import build_trainer, load_model_from_path
     from .output import RunDirs
 
@@ -103,17 +108,25 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
             tokens.append(sum(callback.counter.history[i * ga:(i + 1) * ga]))
 
     trainer.add_callback(Timer())
+    profile_dir = os.environ.get("GENAPTITUDE_TRAINER_PROFILE")
+    if profile_dir:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in config.preset)
+        trainer.add_callback(_profiler(Path(profile_dir) / f"{safe[:80]}.txt", start=8, steps=3))
     trainer.train()
     losses = [json.loads(l)["loss"] for l in dirs.metrics.read_text().splitlines() if '"event": "step"' in l]
     skip = min(8, len(times) // 3)
     steady_t, steady_n = times[skip:], tokens[skip:]
-    tok_s = sum(steady_n) / sum(steady_t)
+    # The median of per-step rates: a step that JIT-compiles a Triton kernel for a new shape (Liger, first use in
+    # a process; cached on disk afterwards) must not decide the number. The mean is kept beside it.
+    tok_s = statistics.median(n / t for n, t in zip(steady_n, steady_t))
     flops_per_token = (6 if config.gradient_checkpointing else 4) * n_params
     result = {
         "preset": config.preset,
         "tokens_per_s": round(tok_s, 1),
         "ms_per_step": round(1000 * statistics.median(steady_t), 1),
         "tokens_per_step": round(statistics.mean(steady_n), 1),
+        "tokens_per_s_mean": round(sum(steady_n) / sum(steady_t), 1),
+        "step_ms": [round(1000 * t, 1) for t in times],
         "peak_vram_gib": None,
         "reserved_vram_gib": None,
         "nvml_used_gib": None,
@@ -123,7 +136,8 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
         "steps": len(times),
         "config": {k: v for k, v in cfg.to_dict().items()
                    if k in ("batch_size", "grad_accum", "compute_dtype", "autocast", "optimizer", "max_length",
-                            "gradient_checkpointing", "padding_free", "lora_r", "lora_dropout", "quantization")},
+                            "gradient_checkpointing", "padding_free", "lora_r", "lora_dropout", "quantization",
+                            "batch_tokens", "mask_padding", "lora_dtype", "pad_to_multiple", "fast_lora", "liger")},
     }
     if torch.cuda.is_available():
         from .hardware import nvml_used_gib
@@ -138,6 +152,43 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return result
+
+
+def _profiler(path: Path, start: int, steps: int):
+    """torch.profiler over `steps` steady steps: the kernels that take the GPU time and the ops that take the CPU."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    class Profile(TrainerCallback):
+        prof = None
+        t0 = 0.0
+
+        def on_step_begin(self, args, state, control, **k):
+            if state.global_step == start:
+                torch.cuda.synchronize()
+                self.t0 = time.perf_counter()
+                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                self.prof.__enter__()
+
+        def on_step_end(self, args, state, control, **k):
+            if self.prof is not None and state.global_step == start + steps:
+                torch.cuda.synchronize()
+                wall = time.perf_counter() - self.t0
+                self.prof.__exit__(None, None, None)
+                ka = self.prof.key_averages()
+                gpu = sum(e.self_device_time_total for e in ka) / 1e3
+                launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
+                                                                  "cudaLaunchKernelExC"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(
+                    f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "
+                    f"kernel launches {launches / steps:.0f}/step\n\n"
+                    + ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
+                    + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60))
+                self.prof = None
+
+    return Profile()
 
 
 def _dense_params(model_dir: Path) -> int:
@@ -166,7 +217,7 @@ def matmul_tflops() -> float | None:
 
 def parse_overrides(text: str, cfg: TrainConfig) -> dict:
     out = {}
-    for item in text.split(","):
+    for item in text.split("+"):  # "batch_tokens=32768+mask_padding=false" (commas separate the presets)
         key, _, value = item.partition("=")
         current = getattr(cfg, key.strip())
         if isinstance(current, bool):
@@ -191,7 +242,7 @@ def run_bench(presets: list[str], *, arch: str, steps: int, min_len: int, max_le
     peak = matmul_tflops()
     results = []
     for spec in presets:
-        name, _, extra = spec.partition(":")  # e.g. "modern-bf16:batch_size=32" measures a variant
+        name, _, extra = spec.partition(":")  # e.g. "modern-bf16:batch_size=32+lora_dtype=bfloat16"
         cfg = old_settings() if name == "old-settings" else config_for(name)
         if extra:
             cfg = replace(cfg, **parse_overrides(extra, cfg))

@@ -43,6 +43,14 @@ def arch_for(model: str) -> Arch:
     return ARCHS["qwen2.5-1.5b"]
 
 
+def micro_batch_tokens(config: TrainConfig) -> int:
+    """Padded tokens of the largest micro-batch: rows × max length, or the token budget (one row at least)."""
+    tokens = config.batch_size * config.max_length
+    if config.batch_tokens > 0:
+        tokens = max(min(config.batch_tokens, tokens), config.max_length)
+    return tokens
+
+
 @dataclass
 class VramEstimate:
     total_gib: float
@@ -76,8 +84,9 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None) -> VramEstimate
         weights = body * 0.5 * 1.07 + embed * (2 if half else 4)  # 4-bit + absmax/double-quant overhead
     else:
         weights = a.params * (2 if half else 4)
-    lora = lora_params(a, config) * (4 + 4 + 8)  # fp32 weights, grads, AdamW moments
-    tokens = config.batch_size * config.max_length
+    width = 2 if config.lora_dtype == "bfloat16" else 4
+    lora = lora_params(a, config) * width * 4  # weights, grads, two AdamW moments
+    tokens = micro_batch_tokens(config)
     ktok = tokens / 1024
     if config.gradient_checkpointing:
         act = CALIBRATION["per_token_factor"] * tokens * a.layers * a.hidden * act_bytes

@@ -18,17 +18,26 @@ def _chunk_ce(head, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(head(h).float(), y, reduction="sum")
 
 
+def loss_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices (into batch × length) of the positions whose next token is trained. The collator computes them
+    on the CPU, so the GPU never has to report how many there are (a boolean index would stall every step)."""
+    nxt = torch.full_like(labels, -100)
+    nxt[:, :-1] = labels[:, 1:]
+    return (nxt.reshape(-1) != -100).nonzero().squeeze(1)
+
+
 def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK) -> torch.Tensor:
     """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count)."""
     labels = inputs["labels"]
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = causal_lm.get_decoder()
-    kwargs = {k: v for k, v in inputs.items() if k != "labels"}  # padding-free batches carry cu_seq_lens etc.
+    kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "loss_index")}  # padding-free: cu_seq_lens…
     hidden = decoder(**kwargs, use_cache=False).last_hidden_state
-    target = labels[:, 1:]
-    keep = target != -100
-    h = hidden[:, :-1][keep]
-    y = target[keep]
+    index = inputs.get("loss_index")
+    if index is None:
+        index = loss_positions(labels)  # on the GPU: one sync, fine outside the training loop
+    h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
+    y = labels.reshape(-1).index_select(0, index + 1)
     head = causal_lm.get_output_embeddings()
     total = hidden.new_zeros((), dtype=torch.float32)
     for i in range(0, h.shape[0], chunk):
@@ -37,7 +46,7 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
             total = total + checkpoint(_chunk_ce, head, h_i, y_i, use_reentrant=False)
         else:
             total = total + _chunk_ce(head, h_i, y_i)
-    count = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
+    count = num_items_in_batch if num_items_in_batch is not None else max(int(index.numel()), 1)
     if isinstance(count, torch.Tensor):
         count = count.to(total.device)
     return total / count

@@ -20,6 +20,9 @@ def injected_oom(rows: int) -> None:
 
 
 def split_inputs(inputs: dict, parts: int) -> list[dict]:
+    if parts <= 1:
+        return [inputs]
+    inputs = {k: v for k, v in inputs.items() if k != "loss_index"}  # flat positions of the whole batch: recomputed
     rows = inputs["input_ids"].shape[0]
     size = -(-rows // parts)
     out = []

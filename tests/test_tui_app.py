@@ -63,7 +63,7 @@ async def test_first_screen_with_a_gpu_shows_its_name_vram_and_suggestion(tmp_pa
         await wait_until(pilot, lambda: "37%" in screen_text(app))
         text = screen_text(app)
         assert "NVIDIA GeForce RTX 3060" in text and "3.0 / 8.0 GiB (38%)" in text
-        assert "Preset 8gb  ★ suggested" in text and "has bf16 but only 6.5 GiB" in text
+        assert "Preset 8gb  ★ suggested" in text and "has bf16 but only 6.5" in text
         assert "Analyser cet élément technique" in text
         assert app.overview.max_scroll_y == 0
 
@@ -165,14 +165,15 @@ async def test_invalid_values_show_their_message_next_to_the_field(tmp_path):
 
 async def test_estimate_over_free_vram_asks_before_starting(tmp_path):
     engine = FakeEngine(RTX_3060, RTX_SAMPLES)
-    app = make_app(engine, tmp_path, preset="modern-bf16")  # batch 16 at 2048 tokens: 17 GiB in the fake
+    app = make_app(engine, tmp_path, preset="modern-bf16")  # 32k-token micro-batches: 9 GiB in the fake
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        assert "VRAM estimate ≈ 17.0 GiB" in static_text(app, "#estimate")
-        assert "needs ≈ 17.0 GiB but NVIDIA GeForce RTX 3060 has 6.5 GiB free" in static_text(app, "#estimate")
+        assert "micro-batches ≤32,768 tokens (≤256 rows) × 1 per update" in static_text(app, "#estimate")
+        assert "VRAM estimate ≈ 9.0 GiB" in static_text(app, "#estimate")
+        assert "needs ≈ 9.0 GiB but NVIDIA GeForce RTX 3060 has 6.5 GiB free" in static_text(app, "#estimate")
         await pilot.press("t")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "needs ≈ 17.0 GiB" in screen_text(app)
+        assert "needs ≈ 9.0 GiB" in screen_text(app)
         await pilot.press("n")
         await pilot.pause()
         assert engine.train_calls == [] and not isinstance(app.screen, ConfirmScreen)

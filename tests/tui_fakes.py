@@ -123,7 +123,9 @@ class FakeEngine(Engine):
         return LengthStats(len(examples), STATS.min, STATS.median, STATS.p95, STATS.max, STATS.over_max, max_length)
 
     def estimate(self, config) -> VramEstimate:
-        act = 0.5 * config.batch_size * config.max_length / 1024
+        from core.estimate import micro_batch_tokens
+
+        act = 0.25 * micro_batch_tokens(config) / 1024
         return VramEstimate(round(1.0 + act, 2), {"weights": 0.8, "LoRA+optimizer": 0.2, "activations": act})
 
     def train(self, config, dataset_path: str, output_dir: str, *, on_event: Callable,

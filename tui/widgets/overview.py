@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
-from core.presets import PRESETS
+from core.presets import PRESETS, batch_label
 
 from .dataset import error_text, prompt_and_answer, skipped_rows
 from .hardware import HardwarePanel
@@ -86,7 +86,7 @@ def reason_text(suggestion: Any, report: Any | None) -> str:
 
 def config_line(config: Any, estimate_gib: float | None) -> str:
     steps = plural(config.max_steps, "step") if config.max_steps > 0 else plural(config.epochs, "epoch")
-    line = f"{config.model}, {steps}, batch {config.batch_size}×{config.grad_accum}, max len {config.max_length}"
+    line = f"{config.model}, {steps}, batch {batch_label(config)}, max len {config.max_length}"
     if estimate_gib is not None:
         line += f", {'VRAM' if config.device == 'cuda' else 'RAM'} ≈ {estimate_gib:.1f} GiB"
     return line

@@ -247,7 +247,12 @@ class PresetPanel(Horizontal):
             widget.update(Text("fix the values marked above to see the memory estimate", style="dim"))
             return
         c = self.config
-        text = Text.assemble(("effective batch ", "bold"), f"{c.effective_batch} ({c.batch_size} × {c.grad_accum})")
+        if c.batch_tokens > 0:
+            text = Text.assemble(("micro-batches ", "bold"), f"≤{c.batch_tokens:,} tokens (≤{c.batch_size} rows) "
+                                 f"× {c.grad_accum} per update")
+        else:
+            text = Text.assemble(("effective batch ", "bold"),
+                                 f"{c.effective_batch} ({c.batch_size} × {c.grad_accum})")
         try:
             est = self.engine.estimate(c)
         except Exception as exc:  # the estimate is a help, never a reason to fail

@@ -1,0 +1,77 @@
+"""Token-budget micro-batches (core/batching.py) and how a run uses them."""
+from __future__ import annotations
+
+import json
+import random
+
+from core import events as ev
+from core.batching import TokenBudgetSampler, budget_batches, fit_budget_to_updates, padded_tokens
+from core.engine import MIN_UPDATES, train
+from core.presets import config_for
+
+
+def lengths(n=3000, lo=128, hi=1024, seed=0):
+    rng = random.Random(seed)
+    return [rng.randint(lo, hi) for _ in range(n)]
+
+
+def test_every_row_once_within_budget_and_row_cap():
+    ls = lengths()
+    batches = budget_batches(ls, max_tokens=16384, max_rows=64, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(len(ls)))
+    for b in batches:
+        assert len(b) <= 64
+        assert len(b) == 1 or len(b) * max(ls[i] for i in b) <= 16384
+
+
+def test_far_less_padding_than_fixed_random_batches():
+    ls = lengths()
+    real, padded = padded_tokens(ls, budget_batches(ls, 16384, 256, seed=1))
+    order = list(range(len(ls)))
+    random.Random(1).shuffle(order)
+    fixed = [order[i:i + 16] for i in range(0, len(order), 16)]
+    real_f, padded_f = padded_tokens(ls, fixed)
+    assert real == real_f
+    assert padded / real < 1.02  # length-sorted pools: under 2% padding
+    assert padded_f / real_f > 1.3  # 16 random rows of 128–1024 tokens: ~40% padding
+
+
+def test_largest_batch_first_so_memory_problems_show_at_step_one():
+    ls = lengths(seed=3)
+    batches = budget_batches(ls, 8192, 256, seed=3)
+    cost = [len(b) * max(ls[i] for i in b) for b in batches]
+    assert cost[0] == max(cost)
+
+
+def test_sampler_reshuffles_each_epoch_and_covers_all_rows():
+    ls = lengths(500)
+    s = TokenBudgetSampler(ls, 4096, 64, seed=0)
+    first = list(s)
+    s.set_epoch(1)
+    second = list(s)
+    assert first != second
+    assert sorted(i for b in second for i in b) == list(range(500))
+    assert abs(len(s) - len(second)) <= 2
+
+
+def test_small_exports_get_a_smaller_budget_large_ones_keep_it():
+    short = lengths(240, 80, 300)  # the bundled export's size and row lengths
+    small = fit_budget_to_updates(short, 32768, 256, 1, 1.0, min_updates=64, floor_tokens=1024)
+    assert small < 32768
+    assert len(budget_batches(short, small, 256, 42)) >= 64 or small == 1024
+    big = lengths(20000, 80, 300)
+    assert fit_budget_to_updates(big, 32768, 256, 1, 1.0, min_updates=64, floor_tokens=1024) == 32768
+
+
+def test_a_run_with_a_token_budget_shrinks_it_for_a_small_export_and_says_so(tiny_qwen_dir, small_dataset, tmp_path):
+    events = []
+    cfg = config_for("cpu", model=str(tiny_qwen_dir), batch_tokens=32768, batch_size=256, epochs=1,
+                     eval_fraction=0.1)
+    out = train(cfg, str(small_dataset), str(tmp_path / "out"), on_event=events.append)
+    said = [e.message for e in events if isinstance(e, ev.LogLine) and "small dataset" in e.message]
+    assert said and "≤1,024 tokens instead of 32,768" in said[0]
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["batch_tokens"] == 1024
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    assert started.total_steps > 1  # 36 rows in many small batches, not one 32k-token batch
+    assert MIN_UPDATES == 64
