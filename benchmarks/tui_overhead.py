@@ -1,9 +1,11 @@
 """Training throughput with the TUI attached vs the headless CLI, same preset, data and steps.
 
-    python benchmarks/tui_overhead.py --steps 16 --pairs 2 > benchmarks/results/tui-overhead.json
+    python benchmarks/tui_overhead.py --steps 16 --pairs 2 [--engine thread] > benchmarks/results/tui-overhead.json
 
 The TUI runs in Textual's headless driver (the app renders every frame as it would in a terminal) with the real
-engine; the CLI runs `genaptitude-trainer train --json`. Both read tokens/s from their run's metrics.jsonl
+engine; the CLI runs `genaptitude-trainer train --json`. With `--engine process` (the app's default) the app runs
+training in a child process and the CLI runs as a process; with `--engine thread` the app trains in a thread and
+the CLI's `main` runs in this process. One warm-up run comes first. Both read tokens/s from their run's metrics.jsonl
 (median over steps after the first 4). Runs alternate (CLI, TUI, TUI, CLI, ...) so drift hits both.
 """
 from __future__ import annotations
@@ -13,7 +15,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,22 +29,41 @@ def rate(out: Path, skip: int = 4) -> float:
     return statistics.median(tail)
 
 
-PRESET, MODEL = "cpu", None
+PRESET, MODEL, ENGINE = "cpu", None, "process"
 
 
 def cli_run(dataset: str, steps: int, out: Path) -> float:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    """`genaptitude-trainer train --json` as its own process, like the app's default (child-process) engine."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     model = ["--model", MODEL] if MODEL else []
     subprocess.run([sys.executable, "-m", "core", "train", "--dataset", dataset, "--preset", PRESET, *model,
-                    "--max-steps", str(steps), "--output", str(out), "--json"], check=True, env=env, capture_output=True)
+                    "--max-steps", str(steps), "--output", str(out), "--json"], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return rate(out)
+
+
+def cli_run_in_process(dataset: str, steps: int, out: Path) -> float:
+    """`genaptitude-trainer train --json`, in this process (like thread-engine TUI runs), its JSON to a file."""
+    import contextlib
+
+    from core.cli import main
+
+    model = ["--model", MODEL] if MODEL else []
+    with open(out.parent / f"{out.name}.jsonl", "w") as sink, contextlib.redirect_stdout(sink):
+        code = main(["train", "--dataset", dataset, "--preset", PRESET, *model, "--max-steps", str(steps),
+                     "--output", str(out), "--json"])
+    if code != 0:
+        raise SystemExit(f"CLI run failed with exit code {code}")
     return rate(out)
 
 
 def tui_run(dataset: str, steps: int, out: Path) -> float:
     from tui.app import TrainerApp
-    from tui.engine import RealEngine
+    from tui.engine import ProcessEngine, RealEngine
 
-    class Engine(RealEngine):  # same run as the CLI: only max_steps differs from the preset
+    class Engine(ProcessEngine if ENGINE == "process" else RealEngine):  # same run as the CLI: only max_steps differs from the preset
         def train(self, config, *a, **kw):
             from dataclasses import replace
             return super().train(replace(config, max_steps=steps), *a, **kw)
@@ -75,17 +95,23 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--preset", default="cpu")
     p.add_argument("--model", default=None)
+    p.add_argument("--engine", choices=["process", "thread"], default="process",
+                   help="process: the app's default (run in a child process; CLI runs as a process too); "
+                        "thread: the run in a thread of the app (CLI runs in this process too)")
     a = p.parse_args()
-    global PRESET, MODEL
-    PRESET, MODEL = a.preset, a.model
+    global PRESET, MODEL, ENGINE
+    PRESET, MODEL, ENGINE = a.preset, a.model, a.engine
+    run_cli = cli_run if ENGINE == "process" else cli_run_in_process
     work = Path(tempfile.mkdtemp())
+    # One unmeasured run first (disk caches, Triton kernels); then CLI and TUI runs alternate.
+    print(f"warm-up run: {run_cli(a.dataset, min(a.steps, 10), work / 'warmup'):.1f} tokens/s", file=sys.stderr)
     cli, tui = [], []
     for i in range(a.pairs):
-        order = [("cli", cli_run, cli), ("tui", tui_run, tui)]
+        order = [("cli", run_cli, cli), ("tui", tui_run, tui)]
         for name, fn, acc in (order if i % 2 == 0 else order[::-1]):
             acc.append(fn(a.dataset, a.steps, work / f"{name}-{i}"))
             print(f"{name} run {i}: {acc[-1]:.1f} tokens/s", file=sys.stderr, flush=True)
-    result = {"preset": a.preset, "model": a.model or "preset default", "steps": a.steps, "cli_tokens_per_s": cli,
+    result = {"engine": a.engine, "preset": a.preset, "model": a.model or "preset default", "steps": a.steps, "cli_tokens_per_s": cli,
               "tui_tokens_per_s": tui, "tui_vs_cli": statistics.mean(tui) / statistics.mean(cli),
               "machine": f"{os.cpu_count()} CPU cores", "gpu": _gpu()}
     print(json.dumps(result, indent=2))

@@ -26,7 +26,7 @@ from core.events import Failed, Finished
 from core.presets import PRESETS, config_for
 
 from .commands import TrainerCommands
-from .engine import Engine, RealEngine
+from .engine import Engine, ProcessEngine
 from .messages import ConfigChanged, DatasetLoaded, EngineEvent, HardwareProbed
 from .screens.confirm import ChoiceScreen, ConfirmScreen
 from .screens.preview import PreviewScreen
@@ -80,7 +80,7 @@ class TrainerApp(App):
                  refresh_interval: float | None = 1.0, stats_delay: float = 0.5,
                  show_startup_time: bool = True) -> None:
         super().__init__()
-        self.engine = engine or RealEngine()
+        self.engine = engine or ProcessEngine()
         self.dataset_path, self.output_dir = dataset, output
         self.initial_preset, self.model = preset, model
         self.refresh_interval, self.stats_delay = refresh_interval, stats_delay

@@ -107,3 +107,85 @@ class RealEngine(Engine):
         from core.engine import train
 
         return train(config, dataset_path, output_dir, on_event=on_event, stop_event=stop_event, **kw)
+
+
+class ProcessEngine(RealEngine):
+    """RealEngine whose training runs in a child process (`python -m core train --json`), events read back.
+
+    In-process, the training thread and Textual's render loop share one GIL: on an H100 the app cost ~5% of
+    tokens/s (benchmarks/README.md). A child process has its own interpreter, so the UI costs the run nothing, and
+    a crash in CUDA or a native library ends the run, not the app. Stop sends SIGINT, which the CLI turns into
+    "finish this step, save the adapter and a checkpoint".
+    """
+
+    def train(self, config: TrainConfig, dataset_path: str, output_dir: str, *,
+              on_event: Callable[[Event], None], stop_event: threading.Event, overwrite: bool = False,
+              resume: bool = False, skip_invalid: bool = False) -> Path:
+        import json
+        import os
+        import signal
+        import subprocess
+        import sys
+        import tempfile
+        from collections import deque
+
+        from core.errors import TrainerError
+        from core.events import Failed, Finished, from_dict
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
+            json.dump(config.to_dict(), fh)
+        cmd = [sys.executable, "-m", "core", "train", "--config-json", fh.name, "--dataset", dataset_path,
+               "--output", output_dir, "--json"]
+        cmd += ["--overwrite"] * overwrite + ["--resume"] * resume + ["--skip-invalid"] * skip_invalid
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                env=env, cwd=os.getcwd())
+        stderr_tail: deque[str] = deque(maxlen=20)
+        failed: list[Failed] = []
+        finished: list[Finished] = []
+
+        done = threading.Event()
+
+        def watch_stop() -> None:
+            while not done.wait(0.2):
+                if stop_event.is_set():
+                    if proc.poll() is None and not finished:  # a finished run is only saving: let it
+                        proc.send_signal(signal.SIGINT)
+                    return
+
+        def drain_stderr() -> None:
+            for line in proc.stderr:
+                stderr_tail.append(line.rstrip())
+
+        threading.Thread(target=watch_stop, daemon=True).start()
+        threading.Thread(target=drain_stderr, daemon=True).start()
+        try:
+            for line in proc.stdout:
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                data = json.loads(line)
+                if "event" in data:
+                    event = from_dict(data)
+                    if isinstance(event, Failed):
+                        failed.append(event)
+                    elif isinstance(event, Finished):
+                        finished.append(event)
+                    on_event(event)
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            Path(fh.name).unlink(missing_ok=True)
+            done.set()
+        if code == 0 or (finished and code == -signal.SIGINT):  # a stop that landed after the adapter was saved
+            return Path(output_dir)
+        if failed:
+            raise TrainerError(failed[-1].message, hint=failed[-1].hint)
+        tail = "\n".join(stderr_tail)
+        err = TrainerError(f"the training process ended with exit code {code}",
+                           hint=f"its last output:\n{tail}" if tail else "run the same settings with the CLI to see why")
+        on_event(Failed(err.message, err.hint))
+        raise err
