@@ -17,7 +17,7 @@ from . import output
 from .dataset import DatasetReport, read_dataset, split_examples
 from .errors import InputError, Problem, TrainerError
 from .events import Event, Failed, Finished, LogLine, Phase, Progress
-from .presets import TrainConfig
+from .presets import TrainConfig, batch_description
 
 
 def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
@@ -85,14 +85,6 @@ def check_device(config: TrainConfig) -> None:
 MIN_UPDATES = 64  # a token budget never leaves a run with fewer optimizer steps than this (small exports)
 
 
-def batch_text(config: TrainConfig) -> str:
-    from .presets import batch_label
-
-    if config.batch_tokens > 0:
-        return f"micro-batches of {batch_label(config)} per update (≤{config.batch_size} rows each)"
-    return f"effective batch {config.effective_batch} ({batch_label(config)})"
-
-
 def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
     """Shrink the token budget of a small export so the run still makes MIN_UPDATES optimizer steps."""
     if config.batch_tokens <= 0 or config.max_steps > 0:
@@ -135,7 +127,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
                    device=config.device, output_dir=str(dirs.output))
     trainer, callback = build_trainer(config, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started)
-    emit(Phase("training", f"{len(train_ds)} rows, {batch_text(config)}"))
+    emit(Phase("training", f"{len(train_ds)} rows, {' '.join(batch_description(config))}"))
     trainer.train(resume_from_checkpoint=str(dirs.resume_from) if dirs.resume_from else None)
     stopped = callback.stopped_early
     if eval_ds is not None and not stopped and callback.last_eval is None:

@@ -28,9 +28,12 @@ def _fast_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     if name not in self.lora_A:
         return original(x, *args, **kwargs)
     lora_a, lora_b = self.lora_A[name].weight, self.lora_B[name].weight
-    result = self.base_layer(x)
-    if not torch.is_autocast_enabled(x.device.type) and not (x.dtype == lora_a.dtype == result.dtype):
+    autocast = torch.is_autocast_enabled(x.device.type)
+    if not autocast and x.dtype != lora_a.dtype:
         return original(x, *args, **kwargs)  # mixed dtypes without autocast: PEFT's casts are needed
+    result = self.base_layer(x)
+    if not autocast and result.dtype != x.dtype:  # a base layer that computes in another dtype (rare)
+        return original(x, *args, **kwargs)
     xa = F.linear(self.lora_dropout[name](x), lora_a)
     out = torch.addmm(result.reshape(-1, result.shape[-1]), xa.reshape(-1, xa.shape[-1]), lora_b.t(),
                       alpha=self.scaling[name])

@@ -101,26 +101,15 @@ def _apply_liger(model, emit) -> None:
 
 
 def trainable_to(model, dtype: str = "float32"):
-    """Trainable (LoRA) weights in the preset's LoRA dtype (see trainable_to_fp32 for why fp32 is the default)."""
+    """Every trainable (LoRA) weight in the preset's LoRA dtype, whatever the base dtype. fp32 by default: the fp16
+    grad scaler cannot unscale half gradients, and fp32 master weights keep small updates. TRL casts QLoRA adapters
+    to bf16 in its constructor, which would break T4s (no bf16), so this runs again after the trainer is built."""
     import torch
 
-    if dtype == "float32":
-        return trainable_to_fp32(model)
+    want = getattr(torch, dtype)
     for p in model.parameters():
-        if p.requires_grad:
-            p.data = p.data.to(getattr(torch, dtype))
-    return model
-
-
-def trainable_to_fp32(model):
-    """Every trainable (LoRA) weight in fp32, whatever the base dtype: the fp16 grad scaler cannot unscale half
-    gradients, and fp32 master weights keep small updates. TRL casts QLoRA adapters to bf16 in its constructor,
-    which would break T4s (no bf16), so this runs again after the trainer is built."""
-    import torch
-
-    for p in model.parameters():
-        if p.requires_grad and p.dtype != torch.float32:
-            p.data = p.data.float()
+        if p.requires_grad and p.dtype != want:
+            p.data = p.data.to(want)
     return model
 
 

@@ -288,6 +288,14 @@ def batch_label(config: TrainConfig) -> str:
     return f"{config.batch_size}×{config.grad_accum}"
 
 
+def batch_description(config: TrainConfig) -> tuple[str, str]:
+    """What one optimizer update holds, as (label, detail), for the preset panel and the run's log."""
+    if config.batch_tokens > 0:
+        return "micro-batches", (f"≤{config.batch_tokens:,} tokens (≤{config.batch_size} rows) × {config.grad_accum} "
+                                 "per update")
+    return "effective batch", f"{config.effective_batch} ({config.batch_size} × {config.grad_accum})"
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from its `to_dict` form (run.json, the TUI's run process); unknown keys are refused."""
     names = {f.name for f in fields(TrainConfig)}

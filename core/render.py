@@ -88,6 +88,22 @@ def _template(tok, messages, *, generation_prompt: bool) -> str:
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
+def _assistant_edges(tok, msgs: list[dict]) -> tuple[str, list[int]] | None:
+    """The rendered conversation and the [start, end) character edges of each assistant turn, from prefix renders;
+    None when the template is not prefix-stable (the answer cannot be located)."""
+    full = _template(tok, msgs, generation_prompt=False)
+    edges: list[int] = []
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        before = _template(tok, msgs[:i], generation_prompt=True) if i else ""
+        upto = _template(tok, msgs[: i + 1], generation_prompt=False)
+        if not (full.startswith(upto) and upto.startswith(before)):
+            return None
+        edges += [len(before), len(upto)]
+    return full, edges
+
+
 def trained_spans(tok, example: Example) -> tuple[str, list[tuple[int, int]]]:
     """The full rendered text and the [start, end) character spans that carry the loss."""
     if example.text is not None:
@@ -96,28 +112,21 @@ def trained_spans(tok, example: Example) -> tuple[str, list[tuple[int, int]]]:
     if not getattr(tok, "chat_template", None):
         raise InputError("this model's tokenizer has no chat template",
                          hint="use an instruct/chat model, or a dataset of plain {\"text\": ...} rows")
-    msgs = example.messages
-    full = _template(tok, msgs, generation_prompt=False)
-    spans = []
-    for i, m in enumerate(msgs):
-        if m["role"] != "assistant":
-            continue
-        before = _template(tok, msgs[:i], generation_prompt=True) if i else ""
-        upto = _template(tok, msgs[: i + 1], generation_prompt=False)
-        if not (full.startswith(upto) and upto.startswith(before)):
-            raise InputError(
-                "this model's chat template does not render conversations prefix by prefix, so the answer "
-                "tokens cannot be located", problems=[Problem("template is not prefix-stable", line=example.line)],
-                hint="use another model or a plain text dataset")
-        spans.append((len(before), len(upto)))
-    return full, spans
+    rendered = _assistant_edges(tok, example.messages)
+    if rendered is None:
+        raise InputError(
+            "this model's chat template does not render conversations prefix by prefix, so the answer "
+            "tokens cannot be located", problems=[Problem("template is not prefix-stable", line=example.line)],
+            hint="use another model or a plain text dataset")
+    full, edges = rendered
+    return full, list(zip(edges[0::2], edges[1::2]))
 
 
 def features(tok, example: Example, max_length: int) -> Features:
     text, spans = trained_spans(tok, example)
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-    labels = [tid if any(a <= start < b for a, b in spans) else -100 for tid, (start, _) in zip(ids, offsets)]
+    labels = label_tokens(ids, offsets, spans)
     truncated = len(ids) > max_length
     if truncated:
         ids, labels, offsets = ids[:max_length], labels[:max_length], offsets[:max_length]
@@ -165,18 +174,12 @@ def _skeleton(tok, roles: tuple[str, ...]) -> _Skeleton | None:
     """The shape's skeleton, or None where substitution cannot reproduce the template (the caller renders each row)."""
     msgs = [{"role": r, "content": _slot(i)} for i, r in enumerate(roles)]
     try:
-        full = _template(tok, msgs, generation_prompt=False)
-        edges = []
-        for i, role in enumerate(roles):
-            if role != "assistant":
-                continue
-            before = _template(tok, msgs[:i], generation_prompt=True) if i else ""
-            upto = _template(tok, msgs[: i + 1], generation_prompt=False)
-            if not (full.startswith(upto) and upto.startswith(before)):
-                return None
-            edges += [len(before), len(upto)]
+        rendered = _assistant_edges(tok, msgs)
     except Exception:  # a template that refuses this shape: rendering each row raises the proper error
         return None
+    if rendered is None:
+        return None
+    full, edges = rendered
     parts = _SLOT.split(full)
     pieces, slots = tuple(parts[0::2]), tuple(int(x) for x in parts[1::2])
     if any(c in p for p in pieces for c in _SENTINELS):  # the template altered a content

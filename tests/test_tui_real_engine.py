@@ -15,13 +15,23 @@ def anyio_backend():
     return "asyncio"
 
 
+def real_app(engine, dataset, out, model) -> TrainerApp:
+    """The app on the cpu preset with a real engine, no timers (refresh, stats delay) that would slow a test."""
+    app = TrainerApp(engine, dataset=str(dataset), output=str(out), preset="cpu", model=str(model),
+                     refresh_interval=None, stats_delay=0, show_startup_time=False)
+    app.animation_level = "none"
+    return app
+
+
+async def ready(pilot, app) -> None:
+    await wait_until(pilot, lambda: app.hardware is not None and app.dataset.report is not None, timeout=60)
+
+
 async def test_real_engine_trains_a_tiny_model_inside_the_app(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "adapter"
-    app = TrainerApp(RealEngine(), dataset=str(small_dataset), output=str(out), preset="cpu",
-                     model=str(tiny_model_dir), refresh_interval=None, stats_delay=0, show_startup_time=False)
-    app.animation_level = "none"
+    app = real_app(RealEngine(), small_dataset, out, tiny_model_dir)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.hardware is not None and app.dataset.report is not None, timeout=60)
+        await ready(pilot, app)
         await pilot.press("t")
         await wait_until(pilot, lambda: app.training_result is not None or app.training.state == "failed",
                          timeout=240)
@@ -46,11 +56,9 @@ async def test_app_runs_training_in_a_child_process_and_stop_saves_a_checkpoint(
             return super().train(replace(config, max_steps=5000), *a, **kw)
 
     out = tmp_path / "adapter"
-    app = TrainerApp(LongRun(), dataset=str(small_dataset), output=str(out), preset="cpu",
-                     model=str(tiny_model_dir), refresh_interval=None, stats_delay=0, show_startup_time=False)
-    app.animation_level = "none"
+    app = real_app(LongRun(), small_dataset, out, tiny_model_dir)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.hardware is not None and app.dataset.report is not None, timeout=60)
+        await ready(pilot, app)
         await pilot.press("t")
         await wait_until(pilot, lambda: len(app.query_one("#loss-chart").train) >= 2, timeout=180)
         await pilot.press("s")
@@ -68,12 +76,9 @@ async def test_app_runs_training_in_a_child_process_and_stop_saves_a_checkpoint(
 async def test_a_child_process_that_fails_shows_its_message_and_the_app_stays_usable(small_dataset, tmp_path):
     from tui.engine import ProcessEngine
 
-    app = TrainerApp(ProcessEngine(), dataset=str(small_dataset), output=str(tmp_path / "o"), preset="cpu",
-                     model=str(tmp_path / "no-such-model"), refresh_interval=None, stats_delay=0,
-                     show_startup_time=False)
-    app.animation_level = "none"
+    app = real_app(ProcessEngine(), small_dataset, tmp_path / "o", tmp_path / "no-such-model")
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.hardware is not None and app.dataset.report is not None, timeout=60)
+        await ready(pilot, app)
         await pilot.press("t")
         await wait_until(pilot, lambda: app.training.state == "failed", timeout=120)
         await pilot.pause()

@@ -11,7 +11,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from core.errors import InputError, Problem
-from core.presets import PRESETS, TrainConfig, config_for
+from core.presets import PRESETS, TrainConfig, batch_description, config_for
 
 from ..messages import ConfigChanged
 
@@ -247,12 +247,8 @@ class PresetPanel(Horizontal):
             widget.update(Text("fix the values marked above to see the memory estimate", style="dim"))
             return
         c = self.config
-        if c.batch_tokens > 0:
-            text = Text.assemble(("micro-batches ", "bold"), f"≤{c.batch_tokens:,} tokens (≤{c.batch_size} rows) "
-                                 f"× {c.grad_accum} per update")
-        else:
-            text = Text.assemble(("effective batch ", "bold"),
-                                 f"{c.effective_batch} ({c.batch_size} × {c.grad_accum})")
+        label, detail = batch_description(c)
+        text = Text.assemble((f"{label} ", "bold"), detail)
         try:
             est = self.engine.estimate(c)
         except Exception as exc:  # the estimate is a help, never a reason to fail
