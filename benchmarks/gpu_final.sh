@@ -7,7 +7,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   && export PYTHONPATH=/tmp/site:$PWD || exit 1
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -m core bench --presets old-settings,modern-bf16,8gb,t4-fp16,t4-fp32,modern-bf16:lora_dtype=float32,modern-bf16:liger=false \
+python3 -m core bench --presets old-settings,modern-bf16,8gb,t4-fp16,t4-fp32,modern-bf16:fused_ce=false,modern-bf16:liger=false \
   --steps 24 --out $OUT/bench.json 2> $OUT/bench.err | tee $OUT/bench.txt
 python3 -m core bench --presets old-settings,8gb,modern-bf16,t4-fp16 --seq-len 1024-2048 --steps 14 \
   --out $OUT/bench-2048.json 2> $OUT/bench-2048.err | tee $OUT/bench-2048.txt
+grep -h "^{" $OUT/bench.err $OUT/bench-2048.err > $OUT/rows.jsonl

@@ -70,9 +70,6 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
     import torch
     from datasets import Dataset
 
-    if os.environ.get("GENAPTITUDE_TRAINER_SDPA") == "no-cudnn" and torch.cuda.is_available():
-        torch.backends.cuda.enable_cudnn_sdp(False)  # a bench knob: does the cuDNN attention plan cache cost us?
-
     from .model_setup import build_trainer, load_model_from_path
     from .output import RunDirs
 
@@ -137,7 +134,8 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
         "config": {k: v for k, v in cfg.to_dict().items()
                    if k in ("batch_size", "grad_accum", "compute_dtype", "autocast", "optimizer", "max_length",
                             "gradient_checkpointing", "padding_free", "lora_r", "lora_dropout", "quantization",
-                            "batch_tokens", "mask_padding", "lora_dtype", "pad_to_multiple", "fast_lora", "liger")},
+                            "batch_tokens", "mask_padding", "lora_dtype", "pad_to_multiple", "fast_lora", "liger",
+                            "cudnn_attention")},
     }
     if torch.cuda.is_available():
         from .hardware import nvml_used_gib

@@ -26,8 +26,19 @@ def loss_positions(labels: torch.Tensor) -> torch.Tensor:
     return (nxt.reshape(-1) != -100).nonzero().squeeze(1)
 
 
-def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK) -> torch.Tensor:
-    """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count)."""
+def _fused_ce(head, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Liger's fused linear cross-entropy (CUDA, Triton): logits in chunks, each chunk's gradient computed in the
+    forward pass, so no fp32 logits, no softmax backward and no recomputed LM head."""
+    from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+
+    weight = head.weight
+    return LigerFusedLinearCrossEntropyLoss(reduction="sum")(weight, h.to(weight.dtype), y).float()
+
+
+def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK,
+                     fused: bool = False) -> torch.Tensor:
+    """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count).
+    `fused`: Liger's fused linear cross-entropy while training on CUDA (same bf16 logits, fp32 softmax)."""
     labels = inputs["labels"]
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = causal_lm.get_decoder()
@@ -39,14 +50,22 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
     y = labels.reshape(-1).index_select(0, index + 1)
     head = causal_lm.get_output_embeddings()
-    total = hidden.new_zeros((), dtype=torch.float32)
+    if fused and h.requires_grad and h.is_cuda and getattr(head, "bias", None) is None:
+        total = _fused_ce(head, h, y)
+    else:
+        total = _chunked_ce(head, h, y, chunk)
+    count = num_items_in_batch if num_items_in_batch is not None else max(int(index.numel()), 1)
+    if isinstance(count, torch.Tensor):
+        count = count.to(total.device)
+    return total / count
+
+
+def _chunked_ce(head, h: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
+    total = h.new_zeros((), dtype=torch.float32)
     for i in range(0, h.shape[0], chunk):
         h_i, y_i = h[i:i + chunk], y[i:i + chunk]
         if torch.is_grad_enabled() and h_i.requires_grad:
             total = total + checkpoint(_chunk_ce, head, h_i, y_i, use_reentrant=False)
         else:
             total = total + _chunk_ce(head, h_i, y_i)
-    count = num_items_in_batch if num_items_in_batch is not None else max(int(index.numel()), 1)
-    if isinstance(count, torch.Tensor):
-        count = count.to(total.device)
-    return total / count
+    return total

@@ -36,6 +36,8 @@ def load_model_from_path(config: TrainConfig, path, emit):
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype)
     kwargs["device_map"] = {"": 0} if config.device == "cuda" else {"": "cpu"}
+    if config.device == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(config.cudnn_attention)
     if config.device == "cuda" and config.gpu_memory_fraction > 0:
         torch.cuda.set_per_process_memory_fraction(config.gpu_memory_fraction, 0)
     model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
@@ -98,6 +100,16 @@ def _apply_liger(model, emit) -> None:
     _apply_liger_kernel_to_instance(model=model, rope=False, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
     emit(LogLine("Liger kernels: fused RMSNorm and SwiGLU"))
+
+
+def _liger_available(emit) -> bool:
+    try:
+        import liger_kernel.transformers.fused_linear_cross_entropy  # noqa: F401
+    except ImportError as exc:
+        emit(LogLine(f"Liger's fused cross-entropy not available ({exc}); the chunked LM-head loss runs instead",
+                     "warning"))
+        return False
+    return True
 
 
 def trainable_to(model, dtype: str = "float32"):
@@ -190,6 +202,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                                                pad_to_multiple_of=config.pad_to_multiple or None)
     counter = TokenCounter(_collate_for(config, collator))
     callback = EventCallback(emit, stop_event, counter, dirs.metrics, started, config.device)
+    fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _liger_available(emit)
 
     class Trainer(SFTTrainer):
         loss_is_scaled_for_ga = True  # answer_only_loss divides by num_items_in_batch itself
@@ -230,7 +243,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
             from .loss import answer_only_loss
 
             with self.accelerator.autocast():
-                loss = answer_only_loss(model, inputs, num_items_in_batch)
+                loss = answer_only_loss(model, inputs, num_items_in_batch, fused=fused_ce)
             return (loss, None) if return_outputs else loss
 
         def get_train_dataloader(self):
