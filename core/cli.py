@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-root", default="~/genaptitude-llm/ai-assets/lora")
     p.add_argument("--env-file", default=None, help="GenAptitude's .env to update (backed up first)")
 
+    p = sub.add_parser("report", help="draw a run's loss and memory curves into a PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a train --output folder (finished, stopped or .partial)")
+    p.add_argument("--out", default=None, help="PNG file to write (default: RUN_DIR/report.png)")
+
+    p = sub.add_parser("merge", help="save the base model with the adapter merged in (bf16), for other tools")
+    p.add_argument("--adapter", default=DEFAULT_OUTPUT)
+    p.add_argument("--out", required=True, help="folder for the merged model (written whole or not at all)")
+    p.add_argument("--model", default=None, help="base model (default: the one the adapter was trained on)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
+
     p = sub.add_parser("bench", help="tokens/s, ms/step, peak VRAM and MFU: presets vs the old script's settings")
     p.add_argument("--presets", default="old-settings,modern-bf16,8gb,t4-fp16,t4-fp32",
                    help="comma-separated; old-settings is the old train.py configuration")
@@ -268,26 +279,10 @@ def human_printer(event) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .dataset import read_dataset, split_examples
-    from .evaluate import evaluate
+    from .evaluate import evaluate, held_out
 
-    model = args.model
-    report = read_dataset(args.dataset)
-    record = {}
-    if args.adapter:
-        run_json = Path(args.adapter) / "run.json"
-        if not (Path(args.adapter) / "adapter_config.json").is_file():
-            raise InputError(f"{args.adapter} is not an adapter folder (no adapter_config.json)")
-        if run_json.is_file():
-            record = json.loads(run_json.read_text(encoding="utf-8"))
-    model = model or record.get("config", {}).get("model") or "smollm2-135m-instruct"
-    examples = report.examples
-    if args.split == "eval" and record.get("dataset", {}).get("sha256") == report.sha256:
-        cfg = record["config"]
-        _, examples = split_examples(report.examples, cfg["eval_fraction"], cfg["seed"])
-    examples = [e for e in examples if e.text is None][: args.limit]
-    if not examples:
-        raise InputError("no chat rows to evaluate", hint="use --split all or another dataset")
+    rows = held_out(args.dataset, args.adapter, model=args.model, split=args.split, limit=args.limit)
+    model, examples = rows.model, rows.examples
     results = evaluate(model, args.adapter, examples, compare=args.compare, max_new_tokens=args.max_new_tokens)
     if args.json:
         out = {"model": model, "adapter": args.adapter, "rows": len(examples),
@@ -349,8 +344,28 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import summary, write_report
+
+    path, curves = write_report(args.run_dir, args.out)
+    print(summary(curves))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from .merge import gguf_instructions, merge
+
+    path = merge(args.adapter, args.out, model=args.model, overwrite=args.overwrite,
+                 trust_remote_code=args.trust_remote_code, say=lambda line: print(line, flush=True))
+    print(f"wrote {path} (bf16 safetensors + tokenizer; loads with AutoModelForCausalLM, no peft needed)")
+    print(gguf_instructions(path))
+    return 0
+
+
 COMMANDS = {"check": cmd_check, "doctor": cmd_doctor, "presets": cmd_presets, "train": cmd_train,
-            "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export}
+            "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export,
+            "report": cmd_report, "merge": cmd_merge}
 
 if __name__ == "__main__":
     sys.exit(main())

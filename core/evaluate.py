@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from .dataset import Example, example_to_prompt_and_answer
+from .errors import InputError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -40,6 +47,54 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+@dataclass
+class HeldOut:
+    """The rows an evaluation scores and the base model it loads."""
+
+    model: str
+    examples: list[Example]
+    split: str  # "eval": the run's own held-out rows; "all": every chat row of the file
+    total: int  # chat rows in that split, before `limit`
+
+    def describe(self, dataset: str) -> str:
+        n = len(self.examples)
+        if self.split == "eval":
+            text = f"{n} held-out rows of {dataset} (the run's eval split"
+            return text + (f", first {n} of {self.total})" if n < self.total else ")")
+        return (f"{n} rows of {dataset} (all rows: this adapter's held-out split of this file is not known"
+                + (f"; first {n} of {self.total})" if n < self.total else ")"))
+
+
+def run_record(adapter: str | None) -> dict:
+    """The adapter's run.json ({} without one); refuses a folder that is not an adapter."""
+    if not adapter:
+        return {}
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise InputError(f"{adapter} is not an adapter folder (no adapter_config.json)")
+    run_json = Path(adapter) / "run.json"
+    return json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+
+
+def held_out(dataset: str, adapter: str | None, *, model: str | None = None, split: str = "eval",
+             limit: int | None = None, skip_invalid: bool = False) -> HeldOut:
+    """What `evaluate` scores: with split "eval", the adapter run's held-out rows (same fraction and seed as its
+    run.json) when the file is the one it trained on, otherwise every row; chat rows only, the first `limit`."""
+    from .dataset import read_dataset, split_examples
+
+    report = read_dataset(dataset, skip_invalid=skip_invalid)
+    record = run_record(adapter)
+    model = model or record.get("config", {}).get("model") or DEFAULT_MODEL
+    examples, used = report.examples, "all"
+    if split == "eval" and record.get("dataset", {}).get("sha256") == report.sha256:
+        cfg = record["config"]
+        _, examples = split_examples(report.examples, cfg["eval_fraction"], cfg["seed"])
+        used = "eval"
+    chat = [e for e in examples if e.text is None]
+    if not chat[:limit]:
+        raise InputError("no chat rows to evaluate", hint="use --split all or another dataset")
+    return HeldOut(model, chat[:limit], used, len(chat))
+
+
 def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = False):
     import torch
     from transformers import AutoModelForCausalLM
@@ -60,15 +115,24 @@ def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = Fal
     return tok, base, PeftModel.from_pretrained(base, str(adapter)).eval()
 
 
-def generate_answers(tok, model, examples: list[Example], max_new_tokens: int = 96, batch_size: int = 8) -> list[str]:
+def generate_answers(tok, model, examples: list[Example], max_new_tokens: int = 96, batch_size: int = 8,
+                     on_batch: Callable[[int, int], None] | None = None) -> list[str]:
+    return generate_replies(tok, model, [example_to_prompt_and_answer(e)[0] for e in examples], max_new_tokens,
+                            batch_size, on_batch)
+
+
+def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 8,
+                     on_batch: Callable[[int, int], None] | None = None) -> list[str]:
+    """Greedy replies to each conversation; `on_batch(first, last)` (1-based rows) before each batch."""
     import torch
 
-    prompts = [tok.apply_chat_template(example_to_prompt_and_answer(e)[0], tokenize=False, add_generation_prompt=True)
-               for e in examples]
+    prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     answers: list[str] = []
     tok.padding_side = "left"
     device = next(model.parameters()).device
     for i in range(0, len(prompts), batch_size):
+        if on_batch:
+            on_batch(i + 1, min(i + batch_size, len(prompts)))
         enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
@@ -109,21 +173,46 @@ def score(label: str, examples: list[Example], answers: list[str], loss: float |
 
 
 def evaluate(model: str, adapter: str | None, examples: list[Example], *, compare: bool = False,
-             max_new_tokens: int = 96) -> list[EvalResult]:
-    """Score the adapter (and the base model first, with `compare` or when no adapter is given)."""
+             max_new_tokens: int = 96, on_progress: Say | None = None) -> list[EvalResult]:
+    """Score the adapter (and the base model first, with `compare` or when no adapter is given).
+
+    `on_progress(text)` is told each phase and batch; an exception it raises stops the evaluation there.
+    """
+    say = on_progress or (lambda text: None)
+    say(f"loading {model}" + (" and the adapter" if adapter else ""))
     tok, base, tuned = load_for_eval(model, adapter)
     results = []
     if tuned is None or compare:
         if tuned is not None:
             with tuned.disable_adapter():
-                results.append(_score_model("base", tok, tuned, examples, max_new_tokens))
+                results.append(_score_model("base", tok, tuned, examples, max_new_tokens, say))
         else:
-            results.append(_score_model("base", tok, base, examples, max_new_tokens))
+            results.append(_score_model("base", tok, base, examples, max_new_tokens, say))
     if tuned is not None:
-        results.append(_score_model("adapter", tok, tuned, examples, max_new_tokens))
+        results.append(_score_model("adapter", tok, tuned, examples, max_new_tokens, say))
     return results
 
 
-def _score_model(label, tok, model, examples, max_new_tokens) -> EvalResult:
-    answers = generate_answers(tok, model, examples, max_new_tokens)
+def _score_model(label, tok, model, examples, max_new_tokens, say: Say) -> EvalResult:
+    n = len(examples)
+    answers = generate_answers(tok, model, examples, max_new_tokens,
+                               on_batch=lambda first, last: say(f"{label}: answering rows {first}–{last} of {n}"))
+    say(f"{label}: eval loss on {n} rows")
     return score(label, examples, answers, eval_loss(tok, model, examples))
+
+
+class Chat:
+    """An adapter loaded once; each prompt is answered by the base weights (adapter disabled) and by the adapter."""
+
+    def __init__(self, adapter: str, model: str | None = None, max_new_tokens: int = 128) -> None:
+        self.adapter = str(adapter)
+        self.model = model or run_record(self.adapter).get("config", {}).get("model") or DEFAULT_MODEL
+        self.max_new_tokens = max_new_tokens
+        self.tok, _, self.tuned = load_for_eval(self.model, self.adapter)
+
+    def ask(self, prompt: str) -> tuple[str, str]:
+        """(base answer, adapter answer), greedy, to `prompt` as one user turn."""
+        messages = [[{"role": "user", "content": prompt}]]
+        with self.tuned.disable_adapter():
+            base = generate_replies(self.tok, self.tuned, messages, self.max_new_tokens)[0]
+        return base, generate_replies(self.tok, self.tuned, messages, self.max_new_tokens)[0]

@@ -1,0 +1,157 @@
+"""`merge`: the base model with the adapter folded into its weights, saved in bf16, for tools that want one model.
+
+GenAptitude itself loads the adapter (RAISE_LORA_PATH); a merged folder is for everything else (vLLM, llama.cpp
+after GGUF conversion, plain `AutoModelForCausalLM`). It is written into `<out>.partial`, then renamed into
+place, so a crash never leaves a half-written model. The merge runs on the CPU: no GPU memory is needed.
+
+GGUF: this tool does not write GGUF. The `gguf` package reads and edits GGUF files but cannot convert a Hugging
+Face model; llama.cpp's `convert_hf_to_gguf.py` can. `gguf_instructions` says whether one is installed here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from .errors import InputError, TrainerError
+from .output import ADAPTER_FILES, is_adapter
+
+CONVERTER_NAMES = ("convert_hf_to_gguf.py", "convert-hf-to-gguf.py")  # the second is llama.cpp's old name
+LLAMA_CPP = "https://github.com/ggml-org/llama.cpp"
+
+
+def base_model_of(adapter: Path) -> tuple[str | None, bool]:
+    """The base the adapter was trained on (run.json, else adapter_config.json) and its trust_remote_code."""
+    for name, key in (("run.json", "config"), ("adapter_config.json", None)):
+        try:
+            data = json.loads((adapter / name).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        section = data.get(key, {}) if key else data
+        model = section.get("model") if key else section.get("base_model_name_or_path")
+        if model:
+            return str(model), bool(section.get("trust_remote_code", False))
+    return None, False
+
+
+def _check_paths(adapter_dir: str, out_dir: str, overwrite: bool) -> tuple[Path, Path]:
+    adapter = Path(adapter_dir).expanduser().resolve()
+    if not is_adapter(adapter):
+        raise InputError(f"{adapter} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
+                         hint="give --adapter the --output folder of a finished `genaptitude-trainer train`")
+    out = Path(out_dir).expanduser().resolve()
+    if out == adapter or out in adapter.parents or adapter in out.parents:
+        raise InputError(f"--out {out} overlaps the adapter folder {adapter}",
+                         hint="write the merged model to a folder of its own, e.g. --out merged-model")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder", hint="choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out} already holds files; it is never overwritten silently",
+                         hint="pass --overwrite to replace it, or choose another --out")
+    return adapter, out
+
+
+def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite: bool = False,
+          trust_remote_code: bool = False, say: Callable[[str], None] = lambda line: None) -> Path:
+    """Load the base in bf16, apply the adapter, `merge_and_unload()`, save safetensors + tokenizer into `out_dir`."""
+    adapter, out = _check_paths(adapter_dir, out_dir, overwrite)
+    trained_on, trusted = base_model_of(adapter)
+    model = model or trained_on
+    if not model:
+        raise InputError(f"{adapter} does not say which base model it was trained on (no run.json)",
+                         hint="pass --model with that base (Hub id, local folder or .gguf)")
+    trust_remote_code = trust_remote_code or trusted
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from .engine import quiet_libraries
+    from .models import resolve
+    from .render import tokenizer_from
+
+    quiet_libraries()
+    path = resolve(model, trust_remote_code=trust_remote_code,
+                   on_phase=lambda name, detail: say(f"[{name}] {detail}"))
+    say(f"[loading] base {model} in bf16 on the CPU")
+    base = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
+    from peft import PeftModel
+
+    try:
+        tuned = PeftModel.from_pretrained(base, str(adapter))
+    except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatch, missing modules: the wrong base
+        raise InputError(f"the adapter in {adapter} does not fit base model {model}: {str(exc).splitlines()[0]}",
+                         hint="pass --model with the base it was trained on (run.json's config.model)") from None
+    say("[merging] folding the LoRA weights into the base weights")
+    merged = tuned.merge_and_unload()
+    merged.to(torch.bfloat16)
+    tok = tokenizer_from(adapter if (adapter / "tokenizer_config.json").is_file() else path, trust_remote_code)
+
+    work = out.with_name(out.name + ".partial")
+    if work.exists():
+        shutil.rmtree(work)  # a merge that died half-way
+    say(f"[saving] {out}")
+    try:
+        merged.save_pretrained(str(work))
+        tok.save_pretrained(str(work))
+    except Exception as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise TrainerError(f"could not save the merged model into {work}: {exc}",
+                           hint="check free disk space (about 2 bytes per parameter)") from exc
+    _move_into_place(work, out)
+    return out
+
+
+def _move_into_place(work: Path, out: Path) -> None:
+    """Rename `work` to `out`; an older `out` is kept until the new one is there."""
+    old = None
+    if out.exists():
+        old = out.with_name(f"{out.name}.old-{int(time.time())}")
+        os.replace(out, old)
+    try:
+        os.replace(work, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def find_converter() -> Path | None:
+    """llama.cpp's HF→GGUF script: on PATH, in $LLAMA_CPP_DIR, ~/llama.cpp or ./llama.cpp."""
+    for name in CONVERTER_NAMES:
+        if found := shutil.which(name):
+            return Path(found)
+    folders = [os.environ.get("LLAMA_CPP_DIR"), "~/llama.cpp", "llama.cpp"]
+    for folder in filter(None, folders):
+        for name in CONVERTER_NAMES:
+            candidate = Path(folder).expanduser() / name
+            if candidate.is_file():
+                return candidate.resolve()
+    return None
+
+
+def gguf_instructions(merged: Path, converter: Path | None = None) -> str:
+    """What to run for a GGUF file, or plainly that no converter is installed and how to get one.
+
+    The converter gets its own virtual environment: llama.cpp's requirements pin transformers < 5 and an older
+    numpy, which would break this tool's environment.
+    """
+    converter = converter or find_converter()
+    gguf = merged.with_name(merged.name + ".gguf")
+    if converter is not None:
+        return (f"GGUF: llama.cpp's converter is at {converter}; with a Python that has llama.cpp's "
+                "requirements (its own venv, see the README), run:\n"
+                f"  python {converter} {merged} --outtype bf16 --outfile {gguf}\n"
+                "  (then llama.cpp's llama-quantize makes a smaller file, e.g. Q4_K_M)")
+    return ("GGUF: no converter is installed here. This tool does not write GGUF, and the `gguf` package it uses "
+            "reads GGUF files but cannot convert a Hugging Face model. llama.cpp's convert_hf_to_gguf.py can, "
+            "in a virtual environment of its own (its requirements pin transformers < 5):\n"
+            f"  git clone --depth 1 {LLAMA_CPP}\n"
+            "  python -m venv gguf-venv && gguf-venv/bin/pip install -r "
+            "llama.cpp/requirements/requirements-convert_hf_to_gguf.txt\n"
+            f"  gguf-venv/bin/python llama.cpp/convert_hf_to_gguf.py {merged} --outtype bf16 --outfile {gguf}\n"
+            "  (with LLAMA_CPP_DIR set to a llama.cpp checkout, merge prints the command for it)")
