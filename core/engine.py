@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import output
+from . import history, output
 from .dataset import DatasetReport, read_dataset, split_examples
 from .errors import InputError, Problem, TrainerError
 from .events import Event, Failed, Finished, LogLine, Phase, Progress
@@ -121,6 +121,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
                      "and are left out", "warning"))
     config = fit_batch_to_data(config, train_ds, emit)
     dirs.work.mkdir(parents=True, exist_ok=True)
+    history.remember_run(dirs.output, config.preset, config.model, report.path)  # the TUI lists it; never raises
     if dirs.resume_from is not None:
         output.trim_metrics(dirs.metrics, int(dirs.resume_from.name.split("-")[-1]))
         emit(LogLine(f"resuming from {dirs.resume_from}"))

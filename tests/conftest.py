@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs the tests start are remembered in a throwaway run index, never in the user's own (core/history.py).
+os.environ.setdefault("GENAPTITUDE_TRAINER_HOME", tempfile.mkdtemp(prefix="genaptitude-trainer-home-"))
 
 from tests.tinymodels import BUNDLED_DATASET, ROOT, build_tiny_model, build_tokenizer, dataset_texts  # noqa: E402
 

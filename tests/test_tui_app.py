@@ -8,9 +8,10 @@ from textual.widgets import DataTable, Input, OptionList, ProgressBar, Static
 
 from tests.tui_fakes import (BAD_LINES, NO_GPU, RTX_3060, RTX_SAMPLES, FakeEngine, crashing_run, failing_run,
                              log_text, screen_text, settle, static_text, stoppable_run, wait_until)
-from tui.app import TrainerApp
+from tui.app import EVAL_ROWS, TrainerApp
 from tui.engine import RealEngine
 from tui.screens.confirm import ChoiceScreen, ConfirmScreen
+from tui.screens.evaluate import EvaluateScreen
 from tui.screens.preview import TRAINED, PreviewScreen
 
 pytestmark = pytest.mark.anyio
@@ -256,13 +257,15 @@ async def test_a_finished_run_shows_metrics_memory_log_and_next_steps(tmp_path):
         assert "checkpoint saved at step 2" in log and "▶ loading model: smollm2-135m-instruct" in log
         chart = app.query_one("#loss-chart")
         assert chart.train[-1] == (4, 1.25) and chart.eval == [(2, 1.9), (4, 1.4)]
-        await pilot.press("e")
-        await pilot.pause()
-        assert f"evaluate: genaptitude-trainer evaluate --adapter {out} --dataset dataset.jsonl" in log_text(app)
-        await pilot.press("x")
-        await pilot.pause()
-        assert f"export: genaptitude-trainer export --adapter {out} --zip adapter.zip" in log_text(app)
-        assert app.clipboard == f"genaptitude-trainer export --adapter {out} --zip adapter.zip"
+        assert "Next: e evaluate   c chat   x export (zip or install)   t train again" in text
+        await pilot.press("e")  # the after-run keys open their screens (tests/test_tui_after_run.py has the rest)
+        await wait_until(pilot, lambda: isinstance(app.screen, EvaluateScreen) and app.screen.results is not None)
+        assert engine.evaluate_calls == [(out, "dataset.jsonl", EVAL_ROWS, False)]
+        await pilot.press("escape", "x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        assert "z  zip: write" in screen_text(app)
+        assert f"zip: write {out}.zip" in str(app.screen.query_one(".keys", Static).render())
+        await pilot.press("escape")
         assert app.training_result.output_dir == out
 
 

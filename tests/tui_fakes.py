@@ -9,6 +9,7 @@ from typing import Any, Callable
 from core.dataset import parse_lines
 from core.errors import TrainerError
 from core.estimate import VramEstimate
+from core.evaluate import EvalResult, RowResult
 from core.events import (CheckpointSaved, EvalLogged, Failed, Finished, LogLine, MemorySample, Phase, RunStarted,
                          StepLogged)
 from core.hardware import GpuInfo, GpuSample, HardwareReport
@@ -47,6 +48,42 @@ PREVIEW = RenderedExample(
               ("L'entité appartient à la collection 'safety_rules' [un2].<|im_end|>", True), ("\n", False)],
     n_tokens=58, n_trained=17, truncated=False)
 STATS = LengthStats(count=3, min=41, median=58, p95=73, max=75, over_max=0, max_length=512)
+
+
+# What the evaluate view gets: the base model misses every row, the adapter gets two of three exactly.
+EVAL_HEADING = "3 held-out rows of dataset.jsonl (the run's eval split), base model smollm2-135m-instruct"
+_PROMPTS = [(1, "Analyser cet élément technique du domaine safety.\n\n{\"id\": \"1\", \"kind\": \"LogicalComponent\", "
+                "\"name\": \"Contrôleur de freinage\"}", "L'entité appartient à la collection 'safety_rules' [un2]."),
+            (2, "Résumer la fonction.", "La fonction contrôle l'attitude."),
+            (3, "Which layer holds this component?\n\n{\"layer\": \"LA\"}", "The logical architecture layer (LA).")]
+_BASE = [("Le contrôleur de freinage est un composant logique du système.", 0.31),
+         ("Cette fonction gère plusieurs aspects du système.", 0.30),
+         ("This component is in the physical layer.", 0.45)]
+_TUNED = [("L'entité appartient à la collection 'safety_rules' [un2].", 1.0),
+          ("La fonction contrôle l'altitude.", 0.97),
+          ("The logical architecture layer (LA).", 1.0)]
+
+
+def eval_results() -> list[EvalResult]:
+    def rows(answers):
+        return [RowResult(line, prompt, ref, a, a == ref, sim) for (line, prompt, ref), (a, sim) in zip(_PROMPTS, answers)]
+
+    return [EvalResult("base", rows(_BASE), eval_loss=2.8412), EvalResult("adapter", rows(_TUNED), eval_loss=0.3127)]
+
+
+def chat_answers(prompt: str) -> tuple[str, str]:
+    return f"I am not sure what you mean by: {prompt}", f"In GenAptitude terms: {prompt} → the LA layer."
+
+
+def adapter_run(on_event: Callable, stop_event: threading.Event, output_dir: str) -> Path:
+    """`happy_run` that also leaves a real adapter folder (config, weights, tokenizer, a checkpoint) behind."""
+    out = Path(output_dir)
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (out / "adapter_config.json").write_text('{"r": 16}')
+    (out / "adapter_model.safetensors").write_bytes(b"weights")
+    (out / "tokenizer.json").write_text("{}")
+    (out / "checkpoints" / "checkpoint-2" / "optimizer.pt").write_bytes(b"resume state")
+    return happy_run(on_event, stop_event, output_dir)
 
 
 def happy_run(on_event: Callable, stop_event: threading.Event, output_dir: str) -> Path:
@@ -105,6 +142,14 @@ class FakeEngine(Engine):
         self.train_calls: list[dict[str, Any]] = []
         self.stop_event: threading.Event | None = None
         self.preview_calls: list[tuple] = []
+        # after a run: what `evaluate` and `chat` answer; a gate (set it to let them answer) shows their busy state
+        self.eval_error: Exception | None = None
+        self.chat_error: Exception | None = None
+        self.gate: threading.Event | None = None
+        self.evaluate_calls: list[tuple] = []
+        self.chat_calls: list[tuple] = []
+        self.chat_closed = 0
+        self.evaluations_done = 0  # evaluate calls that got to the end (closing the screen stops one midway)
 
     def probe(self) -> HardwareReport:
         return self.report
@@ -133,6 +178,40 @@ class FakeEngine(Engine):
         self.train_calls.append({"config": config, "dataset": dataset_path, "output": output_dir, **kw})
         self.stop_event = stop_event
         return self.run(on_event, stop_event, output_dir)
+
+    def _wait(self) -> None:
+        if self.gate is not None and not self.gate.wait(10):
+            raise AssertionError("the test never opened the gate")
+
+    def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
+                 on_progress: Callable | None = None, *, skip_invalid: bool = False) -> list[EvalResult]:
+        self.evaluate_calls.append((adapter, dataset_path, limit, skip_invalid))
+        say = on_progress or (lambda text: None)
+        say(EVAL_HEADING)
+        say("loading smollm2-135m-instruct and the adapter")
+        self._wait()
+        if self.eval_error is not None:
+            raise self.eval_error
+        say("base: answering rows 1–3 of 3")
+        say("adapter: answering rows 1–3 of 3")
+        self.evaluations_done += 1
+        return eval_results()
+
+    def chat_load(self, adapter: str) -> str:
+        self.chat_calls.append(("load", adapter))
+        self._wait()
+        if self.chat_error is not None:
+            raise self.chat_error
+        return "smollm2-135m-instruct"
+
+    def chat(self, adapter: str, prompt: str) -> tuple[str, str]:
+        self.chat_calls.append(("chat", adapter, prompt))
+        if self.chat_error is not None:
+            raise self.chat_error
+        return chat_answers(prompt)
+
+    def chat_close(self) -> None:
+        self.chat_closed += 1
 
 
 # -- pilot helpers ------------------------------------------------------------------------------------------

@@ -22,23 +22,30 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, OptionList, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from core.events import Failed, Finished
+from core.events import Failed, Finished, MemorySample, Progress, StepLogged
 from core.presets import PRESETS, config_for
 
 from .commands import TrainerCommands
 from .engine import Engine, ProcessEngine
-from .messages import ConfigChanged, DatasetLoaded, EngineEvent, HardwareProbed
+from .messages import ConfigChanged, DatasetLoaded, EngineEvent, ExportDone, HardwareProbed, error_text
+from .screens.chat import ChatScreen
 from .screens.confirm import ChoiceScreen, ConfirmScreen
+from .screens.evaluate import EvaluateScreen
+from .screens.export import InstallScreen, export_choice, zip_path
 from .screens.preview import PreviewScreen
 from .widgets.dataset import DatasetPanel
 from .widgets.hardware import HardwarePanel
 from .widgets.overview import OverviewPanel
 from .widgets.presets import PresetPanel
-from .widgets.training import TrainingPanel, eval_command, export_command
+from .widgets.training import TrainingPanel
 
 DEFAULT_DATASET = "dataset.jsonl"
 DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
+EVAL_ROWS = 50  # at most this many held-out rows in the evaluate view: two models answer each, greedy
 TABS = Binding.Group("tabs ", compact=True)
+# Per-step events are drawn a few times a second, not one repaint each: on a 2-core box the training process needs
+# the cores the redraws would take (measured: 0.85 of the CLI's tokens/s with a repaint per event).
+FREQUENT = (StepLogged, MemorySample, Progress)
 
 
 def existing_output(output: str) -> tuple[str, bool] | None:
@@ -71,15 +78,20 @@ class TrainerApp(App):
         Binding("r", "reload_dataset", "Reload"),
         Binding("k", "skip_invalid", "Skip bad rows"),
         Binding("e", "evaluate", "Evaluate"),
+        Binding("c", "chat", "Chat"),
         Binding("x", "export", "Export"),
+        Binding("h", "history", "Runs"),
         Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, engine: Engine | None = None, *, dataset: str = DEFAULT_DATASET,
                  output: str = DEFAULT_OUTPUT, preset: str | None = None, model: str | None = None,
                  refresh_interval: float | None = 1.0, stats_delay: float = 0.5,
-                 show_startup_time: bool = True) -> None:
+                 show_startup_time: bool = True, ui_interval: float = 0.25) -> None:
         super().__init__()
+        self.ui_interval = ui_interval
+        self._pending: list = []
+        self._flush_timer = None
         self.engine = engine or ProcessEngine()
         self.dataset_path, self.output_dir = dataset, output
         self.initial_preset, self.model = preset, model
@@ -245,17 +257,37 @@ class TrainerApp(App):
                                  stop_event=stop_event, **options)
 
     def on_engine_event(self, message: EngineEvent) -> None:
+        if isinstance(message.event, FREQUENT) and self.ui_interval > 0:
+            self._pending.append(message.event)
+            if self._flush_timer is None:
+                self._flush_timer = self.set_timer(self.ui_interval, self._flush_events)
+            return
+        self._flush_events()  # keep the order: a run's last steps are drawn before its summary
         self.training.handle(message.event)
         if isinstance(message.event, Finished):
             self.training_result = message.event
         if isinstance(message.event, (Finished, Failed)):
             self.refresh_bindings()
 
+    def _flush_events(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        last_progress = max((i for i, e in enumerate(pending) if isinstance(e, Progress)), default=-1)
+        with self.batch_update():
+            for i, event in enumerate(pending):
+                if not isinstance(event, Progress) or i == last_progress:  # only the newest count is shown
+                    self.training.handle(event)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker, state = event.worker, event.state
         if state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             return
         if worker.group == "train":
+            self._flush_events()
             error = worker.error if state == WorkerState.ERROR else None
             if error is not None and not hasattr(error, "render"):
                 trace = "".join(traceback.format_exception(error)).rstrip()
@@ -304,33 +336,88 @@ class TrainerApp(App):
         self.action_stop()
 
     # -- after a run ---------------------------------------------------------------------------------------
-    def _next_step(self, what: str, command: str) -> None:
-        self.training.log_line(Text.assemble((f"{what}: ", "bold"), command))
-        self.copy_to_clipboard(command)
-        self.notify(command, title=f"To {what}, run (copied to the clipboard)", timeout=15)
-        self.action_show_tab("training")
+    def current_adapter(self) -> str | None:
+        """The finished run's adapter, else one already in the output folder (from an earlier session)."""
+        if self.training.running:
+            return None
+        if self.training.adapter_dir:
+            return self.training.adapter_dir
+        out = Path(self.output_dir).expanduser()
+        return str(out.resolve()) if (out / "adapter_config.json").is_file() else None
 
     def action_evaluate(self) -> None:
-        if self.training.adapter_dir:
-            self._next_step("evaluate", eval_command(self.training.adapter_dir, self.dataset.path))
+        if adapter := self.current_adapter():
+            self.push_screen(EvaluateScreen(self.engine, adapter, self.dataset.path, limit=EVAL_ROWS,
+                                            skip_invalid=self.dataset.skip_invalid))
+
+    def action_chat(self) -> None:
+        if adapter := self.current_adapter():
+            self.push_screen(ChatScreen(self.engine, adapter))
 
     def action_export(self) -> None:
-        if self.training.adapter_dir:
-            self._next_step("export", export_command(self.training.adapter_dir))
+        if adapter := self.current_adapter():
+            self._export_flow(adapter)
+
+    @work(exclusive=True, group="export-flow")
+    async def _export_flow(self, adapter: str) -> None:
+        choice = await self.push_screen_wait(export_choice(adapter))
+        if choice == "zip":
+            self._export("zip", adapter, zip_path(adapter))
+        elif choice == "install":
+            answer = await self.push_screen_wait(InstallScreen(adapter))
+            if answer is not None:
+                self._export("install", adapter, *answer)
+
+    @work(thread=True, exit_on_error=False, group="export")
+    def _export(self, how: str, adapter: str, target: str, env_file: str | None = None) -> None:
+        from core import export
+
+        try:
+            if how == "zip":
+                lines = [f"wrote {export.export_zip(adapter, target)}"]
+            else:
+                dest, backup = export.install(adapter, target, env_file)
+                lines = [f"installed {dest}"]
+                if env_file:
+                    lines.append(f"{env_file}: RAISE_LORA_PATH={dest}")
+                    lines.append(f"backup of the old .env: {backup}" if backup else f"{env_file} was created")
+                else:
+                    lines.append(f"set in GenAptitude's .env: RAISE_LORA_PATH={dest}")
+        except Exception as exc:
+            self.post_message(ExportDone(how, [], error_text(exc)))
+        else:
+            self.post_message(ExportDone(how, lines))
+
+    def on_export_done(self, message: ExportDone) -> None:
+        if message.error:
+            self.training.log_line(Text.assemble((f"export ({message.title}) failed: ", "bold red"), message.error))
+            self.notify(message.error, title=f"Export ({message.title}) failed", severity="error", timeout=15)
+        else:
+            for line in message.lines:
+                self.training.log_line(Text.assemble(("export: ", "bold green"), line))
+            self.notify("\n".join(message.lines), title=f"Exported ({message.title})", timeout=20)
+        self.action_show_tab("training")
+
+    def action_history(self) -> None:
+        from .screens.history import HistoryScreen  # rarely used: imported when first opened
+
+        self.push_screen(HistoryScreen(self.output_dir))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         training: TrainingPanel | None = getattr(self, "training", None)
         if training is None:  # not mounted yet
             return True
         state = training.state
-        if any(isinstance(s, (ChoiceScreen, PreviewScreen)) for s in self.screen_stack):
-            return action == "quit"  # a dialog is open: it has the keys (ctrl+q still quits)
+        if any(isinstance(s, (ChoiceScreen, PreviewScreen, EvaluateScreen, ChatScreen, InstallScreen))
+               for s in self.screen_stack):
+            # a dialog is open: it has the keys (ctrl+q still quits, tab still moves between its fields)
+            return action in ("quit", "focus_next", "focus_previous")
         if action == "stop":
             return state == "running"
         if action == "train":
             return None if state in ("running", "stopping") else True
-        if action in ("evaluate", "export"):
-            return training.finished is not None
+        if action in ("evaluate", "chat", "export"):
+            return self.current_adapter() is not None
         if action == "skip_invalid":
             return self.dataset.error is not None
         if action == "preview":

@@ -46,6 +46,24 @@ class Engine:
         """Run a whole training in the calling thread, sending events to `on_event`."""
         raise NotImplementedError
 
+    def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
+                 on_progress: Callable[[str], None] | None = None, *, skip_invalid: bool = False) -> list:
+        """`core.evaluate.EvalResult`s, base model then adapter, on the adapter run's held-out rows, as
+        `genaptitude-trainer evaluate --compare` picks them. `on_progress(text)` first says which rows, then each
+        phase; an exception it raises stops the evaluation."""
+        raise NotImplementedError
+
+    def chat_load(self, adapter: str) -> str:
+        """Load the base model and `adapter` once, kept for `chat`; returns the base model's name."""
+        raise NotImplementedError
+
+    def chat(self, adapter: str, prompt: str) -> tuple[str, str]:
+        """(base answer, adapter answer) to one prompt, from the same loaded weights (adapter off, then on)."""
+        raise NotImplementedError
+
+    def chat_close(self) -> None:
+        """Forget the model `chat_load` kept (frees its memory before the next run)."""
+
     def suggest(self, report: Any) -> Any:
         from core.presets import suggest
 
@@ -63,6 +81,8 @@ class RealEngine(Engine):
     def __init__(self) -> None:
         self._tokenizers: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._chat: Any | None = None  # a core.evaluate.Chat: the model stays loaded between prompts
+        self._chat_lock = threading.Lock()
 
     def probe(self) -> Any:
         from core import hardware
@@ -108,6 +128,51 @@ class RealEngine(Engine):
 
         return train(config, dataset_path, output_dir, on_event=on_event, stop_event=stop_event, **kw)
 
+    # In this process, in the calling thread: nothing trains meanwhile, and the chat keeps its model loaded.
+    def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
+                 on_progress: Callable[[str], None] | None = None, *, skip_invalid: bool = False) -> list:
+        from core.evaluate import evaluate, held_out
+
+        say = on_progress or (lambda text: None)
+        rows = held_out(dataset_path, adapter, limit=limit, skip_invalid=skip_invalid)
+        say(f"{rows.describe(dataset_path)}, base model {rows.model}")
+        try:
+            return evaluate(rows.model, adapter, rows.examples, compare=True, on_progress=say)
+        finally:
+            _free_memory()  # the models are gone with this call: give their GPU memory back for the next run
+
+    def chat_load(self, adapter: str) -> str:
+        with self._chat_lock:
+            if self._chat is None or self._chat.adapter != str(adapter):
+                self._chat = None  # the old model goes before the new one loads
+                from core.evaluate import Chat
+
+                self._chat = Chat(str(adapter))
+            return self._chat.model
+
+    def chat(self, adapter: str, prompt: str) -> tuple[str, str]:
+        self.chat_load(adapter)
+        with self._chat_lock:
+            return self._chat.ask(prompt)
+
+    def chat_close(self) -> None:
+        with self._chat_lock:
+            if self._chat is None:
+                return
+            self._chat = None
+        _free_memory()
+
+
+def _free_memory() -> None:
+    """Collect dropped models and return torch's cached GPU blocks (the next run is another process)."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
 
 class ProcessEngine(RealEngine):
     """RealEngine whose training runs in a child process (`python -m core train --json`), events read back.
@@ -116,6 +181,7 @@ class ProcessEngine(RealEngine):
     tokens/s (benchmarks/README.md). A child process has its own interpreter, so the UI costs the run nothing, and
     a crash in CUDA or a native library ends the run, not the app. Stop sends SIGINT, which the CLI turns into
     "finish this step, save the adapter and a checkpoint".
+    `evaluate` and `chat` are RealEngine's: they run in this process, after a run, and keep nothing running.
     """
 
     def train(self, config: TrainConfig, dataset_path: str, output_dir: str, *,

@@ -63,3 +63,46 @@ class ConfigChanged(Message):
     """The preset panel's settings changed; `config` is None while a value is invalid."""
 
     config: Any | None  # core.presets.TrainConfig
+
+
+@dataclass
+class EvalProgress(Message):
+    """What the evaluation is doing; the first one says which rows it scores."""
+
+    text: str
+
+
+@dataclass
+class EvalDone(Message):
+    results: list  # core.evaluate.EvalResult: base, then adapter
+    error: str = ""
+
+
+@dataclass
+class ChatReady(Message):
+    model: str
+    error: str = ""
+
+
+@dataclass
+class ChatAnswered(Message):
+    prompt: str
+    base: str = ""
+    adapter: str = ""
+    error: str = ""
+
+
+@dataclass
+class ExportDone(Message):
+    """An export (zip or install) ended: what to tell the user, line by line, or what went wrong."""
+
+    title: str
+    lines: list[str]
+    error: str = ""
+
+
+def error_text(exc: BaseException) -> str:
+    """A worker's failure as a person reads it: the message and hint of a TrainerError, else type and text."""
+    from core.errors import TrainerError
+
+    return exc.render() if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"

@@ -4,7 +4,6 @@ It only draws: `handle(event)` turns each `core.events` event into widget update
 """
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from rich.text import Text
@@ -30,14 +29,6 @@ def duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-def eval_command(adapter: str, dataset: str) -> str:
-    return f"genaptitude-trainer evaluate --adapter {shlex.quote(adapter)} --dataset {shlex.quote(dataset)}"
-
-
-def export_command(adapter: str) -> str:
-    return f"genaptitude-trainer export --adapter {shlex.quote(adapter)} --zip adapter.zip"
-
-
 def _loss(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
@@ -61,12 +52,10 @@ def summary_text(done: Finished) -> Text:
     text.append("\nGenAptitude: ", style="bold")
     text.append(f"RAISE_LORA_PATH={done.output_dir}")
     text.append("\nNext: ", style="bold")
-    text.append("e", style="bold reverse")
-    text.append(" evaluate   ")
-    text.append("x", style="bold reverse")
-    text.append(" export a zip   ")
-    text.append("t", style="bold reverse")
-    text.append(" train again")
+    for key, what in (("e", "evaluate"), ("c", "chat"), ("x", "export (zip or install)"), ("t", "train again")):
+        text.append(key, style="bold reverse")
+        text.append(f" {what}   ")
+    text.rstrip()
     return text
 
 
@@ -150,6 +139,9 @@ class TrainingPanel(Vertical):
     TrainingPanel #run-summary { display: none; height: auto; border: round $success; padding: 0 1; }
     TrainingPanel #run-summary.-failed { border: round $error; }
     TrainingPanel.-done #run-summary { display: block; }
+    /* a finished run's summary (its paths wrap at 80 columns) and its keys come before a tall chart */
+    TrainingPanel.-done #run-charts { min-height: 3; }
+    TrainingPanel.-done #run-log { min-height: 3; }
     TrainingPanel #run-log { height: 1fr; min-height: 4; border: round $primary-darken-2; padding: 0 1; }
     """
 
