@@ -8,6 +8,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from . import distributed
 from .events import CheckpointSaved, EvalLogged, MemorySample, RunStarted, StepLogged
 from .memory import memory_sample
 
@@ -44,20 +45,30 @@ class EventCallback(TrainerCallback):
         self.stopped_early = False
         self.last_loss: float | None = None
         self.last_eval: float | None = None
+        self.workers = distributed.world_size()
+        self.main = distributed.is_main()
 
     def _record(self, event) -> None:
         self.emit(event)
-        with open(self.metrics_path, "a", encoding="utf-8") as fh:
-            fh.write(event.to_json() + "\n")
+        if self.main:  # data-parallel: rank 0 keeps the run's metrics
+            with open(self.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(event.to_json() + "\n")
+
+    def _tokens(self) -> int:
+        """Real tokens trained so far by all workers (a collective: every rank logs the same steps)."""
+        return self.counter.tokens if self.workers == 1 else distributed.sum_across(self.counter.tokens, self.device)
 
     def on_train_begin(self, args, state, control, **kw):
         self.t0 = time.perf_counter()
         self.first_step = state.global_step
-        self.marks.append((self.t0, state.global_step, self.counter.tokens))
+        self.marks.append((self.t0, state.global_step, 0 if self.workers > 1 else self.counter.tokens))
         self.emit(RunStarted(total_steps=state.max_steps, resumed_from_step=state.global_step, **self.started))
 
     def _check_stop(self, control) -> None:
-        if self.stop_event.is_set() and not self.stopped_early:
+        asked = self.stop_event.is_set()
+        if self.workers > 1:  # every rank stops at the same step, or the others wait for it forever
+            asked = distributed.any_across(asked, self.device)
+        if asked and not self.stopped_early:
             self.stopped_early = True
             control.should_training_stop = True
             control.should_save = True  # a resumable checkpoint at this exact step
@@ -70,10 +81,11 @@ class EventCallback(TrainerCallback):
         now = time.perf_counter()
         step = state.global_step
         if "loss" in logs:
-            self.marks.append((now, step, self.counter.tokens))
+            tokens = self._tokens()
+            self.marks.append((now, step, tokens))
             t_a, s_a, n_a = self.marks[0]
             span = max(now - t_a, 1e-9)
-            rate = (self.counter.tokens - n_a) / span
+            rate = (tokens - n_a) / span
             step_time = span / max(step - s_a, 1)
             remaining = max(state.max_steps - step, 0)
             self.last_loss = float(logs["loss"])
@@ -82,11 +94,12 @@ class EventCallback(TrainerCallback):
                 step=step, total_steps=state.max_steps, epoch=float(state.epoch or 0.0), loss=self.last_loss,
                 lr=float(logs.get("learning_rate", 0.0)), grad_norm=None if grad is None else float(grad),
                 tokens_per_s=rate, elapsed_s=now - self.t0, eta_s=remaining * step_time if step > s_a else None))
-            self._record(MemorySample(step=step, **memory_sample(self.device)))
+            self._record(MemorySample(step=step, **memory_sample(self.device, self.workers)))
         if "eval_loss" in logs:
             self.last_eval = float(logs["eval_loss"])
             self._record(EvalLogged(step=step, eval_loss=self.last_eval))
-        self._check_stop(control)  # a stop asked while this step was logged still lands on this step
+        if self.workers == 1:  # (with workers, on_step_end's agreed check is the only one)
+            self._check_stop(control)  # a stop asked while this step was logged still lands on this step
 
     def on_save(self, args, state, control, **kw):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"

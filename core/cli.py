@@ -17,6 +17,21 @@ from .presets import PRESETS
 DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
 
 
+def _gpus(text: str) -> int:
+    """`--gpus 2` or `--gpus all` (every GPU NVML sees)."""
+    if text.strip().lower() == "all":
+        from .hardware import probe
+
+        return max(len(probe().gpus), 1)
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs (give e.g. 2, or all)") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("the number of GPUs must be at least 1")
+    return n
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("overrides (each replaces the preset's value)")
     g.add_argument("--epochs", type=float)
@@ -42,11 +57,16 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--tensorboard", action="store_true", default=None)
     g.add_argument("--gpu-memory-fraction", type=float, help="cap this process's share of GPU memory (0-1)")
+    g.add_argument("--gpu-batch", choices=["split", "each"], help="with --gpus: split keeps the effective batch "
+                   "(default), each keeps every GPU's micro-batch (effective batch × GPUs, faster per token)")
+    g.add_argument("--gpus", type=_gpus, help="data-parallel on N GPUs (or all), one process each; the effective "
+                                           "batch stays the preset's")
 
 
 OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
              "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
-             "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction")
+             "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction",
+             "gpus", "gpu_batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +172,8 @@ def cmd_doctor(args) -> int:
     report = probe(check_torch=True)
     s = suggest(report)
     if args.json:
-        print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason}, indent=2))
+        print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason,
+                          "suggested_gpus": s.gpus}, indent=2))
         return 0
     if report.gpus:
         for g in report.gpus:
@@ -165,6 +186,8 @@ def cmd_doctor(args) -> int:
     print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
     print(f"bitsandbytes: {report.bnb_message}")
     print(f"suggested preset: {s.preset} ({s.reason})")
+    if s.gpus > 1:
+        print(f"train on all of them with: genaptitude-trainer train --preset {s.preset} --gpus {s.gpus}")
     return 0
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import history, output
+from . import distributed, history, output
 from .dataset import DatasetReport, read_dataset, split_examples
 from .errors import InputError, Problem, TrainerError
 from .events import Event, Failed, Finished, LogLine, Phase, Progress
@@ -32,15 +32,34 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
             emit(LogLine(f"skipped {len(report.problems)} invalid line(s) of {report.path}; "
                          f"training on {len(report.examples)} valid rows", "warning"))
         check_device(config)
-        dirs = output.prepare(output_dir, overwrite=overwrite, resume=resume)
+        dirs = distributed.shared_dirs() or output.prepare(output_dir, overwrite=overwrite, resume=resume)
+        if config.gpus > 1 and not distributed.is_worker():
+            config, note = distributed.per_device(config, config.gpus)
+            emit(LogLine(f"same effective batch on {config.gpus} workers: {note}"))
+            return distributed.launch(config, dataset_path, dirs, emit, stop_event, skip_invalid=skip_invalid)
+        if not distributed.is_main():
+            emit = _quiet  # rank 0 reports for the whole run
         return _run(config, report, dirs, emit, stop_event)
     except TrainerError as exc:
         emit(Failed(exc.message, exc.hint, [p.render(exc.path) for p in exc.problems]))
         raise
     except Exception as exc:
         err = explain(exc, config)
+        _keep_trace(exc)
         emit(Failed(err.message, err.hint))
         raise err from exc
+
+
+def _quiet(event: Event) -> None:
+    pass
+
+
+def _keep_trace(exc: BaseException) -> None:
+    """An unexpected error's traceback goes to stderr (the user sees the sentence; a bug report needs the trace)."""
+    import sys
+    import traceback
+
+    print("".join(traceback.format_exception(exc)).rstrip(), file=sys.stderr, flush=True)
 
 
 def explain(exc: BaseException, config: TrainConfig) -> TrainerError:
@@ -51,7 +70,7 @@ def explain(exc: BaseException, config: TrainConfig) -> TrainerError:
                             f"max length {config.max_length})",
                             hint="lower --batch-size (and raise --grad-accum to keep the effective batch), lower "
                                  "--max-length, or pick the 8gb preset")
-    return TrainerError(f"training failed: {text}", hint="run with --json to see every event; report this error")
+    return TrainerError(f"training failed: {text}", hint="the traceback above (stderr) says where; report this error")
 
 
 def check_device(config: TrainConfig) -> None:
@@ -66,6 +85,9 @@ def check_device(config: TrainConfig) -> None:
                 + ("" if torch.version.cuda else f" (this torch {torch.__version__} is a CPU-only build)"),
                 fix="use --preset cpu, or install a CUDA build of torch on a machine with an NVIDIA driver"))
         else:
+            if config.gpus > torch.cuda.device_count() and not distributed.rehearsal():
+                problems.append(Problem(f"{config.gpus} GPUs asked for, but torch sees {torch.cuda.device_count()}",
+                                        fix=f"use --gpus {torch.cuda.device_count()} (or --gpus all)"))
             if config.autocast == "bf16" or config.compute_dtype == "bfloat16":
                 if not torch.cuda.is_bf16_supported():
                     name = torch.cuda.get_device_name(0)
@@ -94,7 +116,8 @@ def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
     from .batching import fit_budget_to_updates
 
     lengths = [len(r) for r in train_ds["input_ids"]]
-    budget = fit_budget_to_updates(lengths, config.batch_tokens, config.batch_size, config.grad_accum,
+    budget = fit_budget_to_updates(lengths, config.batch_tokens, config.batch_size,
+                                   config.grad_accum * distributed.world_size(),
                                    config.epochs, MIN_UPDATES, floor_tokens=max(config.max_length, 1024),
                                    seed=config.seed)
     if budget == config.batch_tokens:
@@ -120,9 +143,11 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
         emit(LogLine(f"{dropped} row(s) have no answer token left within --max-length {config.max_length} "
                      "and are left out", "warning"))
     config = fit_batch_to_data(config, train_ds, emit)
+    main = distributed.is_main()
     dirs.work.mkdir(parents=True, exist_ok=True)
-    history.remember_run(dirs.output, config.preset, config.model, report.path)  # the TUI lists it; never raises
-    if dirs.resume_from is not None:
+    if main:
+        history.remember_run(dirs.output, config.preset, config.model, report.path)  # the TUI lists it; never raises
+    if dirs.resume_from is not None and main:
         output.trim_metrics(dirs.metrics, int(dirs.resume_from.name.split("-")[-1]))
         emit(LogLine(f"resuming from {dirs.resume_from}"))
     started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
@@ -133,6 +158,8 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     stopped = callback.stopped_early
     if eval_ds is not None and not stopped and callback.last_eval is None:
         trainer.evaluate()
+    if not main:  # data-parallel: rank 0 saves the adapter and writes the record
+        return dirs.output
 
     emit(Phase("saving", str(dirs.output)))
     trainer.model.save_pretrained(str(dirs.work))

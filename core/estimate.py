@@ -74,7 +74,11 @@ LOGITS_CHUNK = 1024  # core.loss.CHUNK
 
 
 def estimate_vram(config: TrainConfig, arch: Arch | None = None) -> VramEstimate:
-    """Peak torch-allocated memory of one training step on the longest batch (batch × max length tokens)."""
+    """Peak torch-allocated memory of one training step on the longest batch (batch × max length tokens), per GPU."""
+    if config.gpus > 1:  # data-parallel: each GPU holds the model and its share of the batch
+        from .distributed import per_device
+
+        config = per_device(config, config.gpus)[0]
     a = arch or arch_for(config.model)
     half = config.compute_dtype in ("bfloat16", "float16")
     act_bytes = 2 if (half or config.autocast != "no") else 4

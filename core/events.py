@@ -90,6 +90,7 @@ class MemorySample(Event):
     nvml_used_gib: float | None
     nvml_total_gib: float | None
     process_rss_gib: float | None
+    gpus_used_gib: list | None = None  # NVML used per GPU of a data-parallel run (rank 0 reads them all)
 
 
 @dataclass(frozen=True)

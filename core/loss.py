@@ -40,10 +40,15 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count).
     `fused`: Liger's fused linear cross-entropy while training on CUDA (same bf16 logits, fp32 softmax)."""
     labels = inputs["labels"]
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    ddp = model if hasattr(model, "module") and hasattr(model, "no_sync") else None  # DistributedDataParallel
+    inner = ddp.module if ddp is not None else model
+    causal_lm = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     decoder = causal_lm.get_decoder()
     kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "loss_index")}  # padding-free: cu_seq_lens…
-    hidden = decoder(**kwargs, use_cache=False).last_hidden_state
+    if ddp is None:
+        hidden = decoder(**kwargs, use_cache=False).last_hidden_state
+    else:
+        hidden = _through_ddp(ddp, decoder, kwargs)
     index = inputs.get("loss_index")
     if index is None:
         index = loss_positions(labels)  # on the GPU: one sync, fine outside the training loop
@@ -58,6 +63,19 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     if isinstance(count, torch.Tensor):
         count = count.to(total.device)
     return total / count
+
+
+def _through_ddp(ddp, decoder, kwargs: dict) -> torch.Tensor:
+    """The decoder's output, computed through DDP's forward (which arms its gradient all-reduce), with logits for
+    one position per row only: the LM head runs on the trained positions here, as without DDP."""
+    seen: list[torch.Tensor] = []
+    hook = decoder.register_forward_hook(
+        lambda module, args, out: seen.append(out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]))
+    try:
+        ddp(**kwargs, use_cache=False, logits_to_keep=1)
+    finally:
+        hook.remove()
+    return seen[-1]
 
 
 def _chunked_ce(head, h: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:

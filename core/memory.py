@@ -15,7 +15,8 @@ def process_rss_gib() -> float | None:
         return None
 
 
-def memory_sample(device: str) -> dict:
+def memory_sample(device: str, gpus: int = 1) -> dict:
+    """This process's memory now; with `gpus` > 1 (rank 0 of a data-parallel run) NVML's reading of each GPU."""
     alloc = reserved = peak = None
     if device == "cuda":
         import torch
@@ -31,4 +32,5 @@ def memory_sample(device: str) -> dict:
         "nvml_used_gib": used,
         "nvml_total_gib": total,
         "process_rss_gib": process_rss_gib(),
+        "gpus_used_gib": [nvml_used_gib(i)[0] for i in range(gpus)] if device == "cuda" and gpus > 1 else None,
     }

@@ -35,7 +35,11 @@ def load_model_from_path(config: TrainConfig, path, emit):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype)
-    kwargs["device_map"] = {"": 0} if config.device == "cuda" else {"": "cpu"}
+    from .distributed import local_rank
+
+    kwargs["device_map"] = {"": local_rank()} if config.device == "cuda" else {"": "cpu"}  # one GPU per worker
+    if config.device == "cuda":
+        torch.cuda.set_device(local_rank())
     if config.device == "cuda":
         torch.backends.cuda.enable_cudnn_sdp(config.cudnn_attention)
     if config.device == "cuda" and config.gpu_memory_fraction > 0:
@@ -128,6 +132,8 @@ def trainable_to(model, dtype: str = "float32"):
 def training_args(config: TrainConfig, dirs, has_eval: bool):
     from trl import SFTConfig
 
+    from .distributed import rehearsal
+
     if config.eval_every > 0:
         eval_kw = dict(eval_strategy="steps", eval_steps=config.eval_every)
     else:
@@ -158,6 +164,8 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         save_total_limit=2,
         report_to=["tensorboard"] if config.tensorboard else "none",
         dataloader_num_workers=0,  # tokenised up front; worker processes hang on WSL (trl#1964)
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient each step: no graph walk
+        ddp_backend="gloo" if rehearsal() else None,  # (NCCL for GPUs, gloo for CPU processes: accelerate's pick)
         disable_tqdm=True,
         seed=config.seed,
         data_seed=config.seed,
@@ -202,6 +210,9 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                                                pad_to_multiple_of=config.pad_to_multiple or None)
     counter = TokenCounter(_collate_for(config, collator))
     callback = EventCallback(emit, stop_event, counter, dirs.metrics, started, config.device)
+    from .distributed import world_size
+
+    workers = world_size()
     fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _liger_available(emit)
 
     class Trainer(SFTTrainer):
@@ -226,7 +237,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                     return loss
                 except torch.OutOfMemoryError:
                     size = -(-rows // self.splits)
-                    if size <= 1 or config.padding_free:
+                    if size <= 1 or config.padding_free or workers > 1:  # (ranks must run the same backwards)
                         raise
                     restore_grads(params, saved) if saved is not None else model.zero_grad(set_to_none=True)
                     free_memory()
@@ -244,6 +255,10 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
 
             with self.accelerator.autocast():
                 loss = answer_only_loss(model, inputs, num_items_in_batch, fused=fused_ce)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # The count is summed over all workers and DDP averages their gradients: scale back, as
+                # Trainer.compute_loss does, so N workers step exactly as one process with N× accumulation.
+                loss = loss * self.accelerator.num_processes
             return (loss, None) if return_outputs else loss
 
         def get_train_dataloader(self):

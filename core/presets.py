@@ -50,6 +50,9 @@ class TrainConfig:
     cudnn_attention: bool = True  # False: SDPA may not pick cuDNN's kernel (it plans anew for each batch shape)
     fused_ce: bool = False  # Liger's fused linear cross-entropy for the answer-only loss (CUDA; needs liger-kernel)
     fast_loss: bool = True  # LM head only where the loss is (answer tokens), in chunks; False = library loss
+    gpus: int = 1  # data-parallel worker processes, one per GPU (core/distributed.py); batch values are per run
+    gpu_batch: str = "split"  # with gpus > 1: "split" keeps the effective batch (each GPU takes a share), "each"
+    #                          keeps each GPU's micro-batch (effective batch × gpus: faster per token)
     gpu_memory_fraction: float = 0.0  # cap this process's share of the GPU (0 = no cap), e.g. on a shared card
     kbit_prepare: bool = False  # peft.prepare_model_for_kbit_training (fp32 upcast), as the old script did
     optimizer: str = "adamw_torch"
@@ -80,6 +83,9 @@ class TrainConfig:
             if not ok:
                 p.append(Problem(message, fix))
 
+        need(self.gpu_batch in ("split", "each"), f"gpu_batch must be split or each, not {self.gpu_batch!r}",
+             "use split (same effective batch as one GPU) or each (each GPU keeps the micro-batch)")
+        need(self.gpus >= 1, f"gpus must be at least 1, not {self.gpus}", "use --gpus 1 (or leave it out) for one GPU")
         need(self.device in ("cuda", "cpu"), f"device must be 'cuda' or 'cpu', not {self.device!r}", "use --preset cpu or a GPU preset")
         need(self.quantization in ("nf4", "none"), f"quantization must be 'nf4' or 'none', not {self.quantization!r}", "use nf4 or none")
         need(self.compute_dtype in ("float32", "float16", "bfloat16"), f"unknown compute dtype {self.compute_dtype!r}", "use float32, float16 or bfloat16")
@@ -327,6 +333,7 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 class Suggestion:
     preset: str
     reason: str
+    gpus: int = 1  # identical GPUs to train on data-parallel
 
 
 def suggest(report) -> Suggestion:
@@ -338,6 +345,18 @@ def suggest(report) -> Suggestion:
         return Suggestion("cpu", f"{report.gpus[0].name} is present but this torch build has no CUDA "
                                  "(pip install a CUDA build of torch to use it)")
     gpu = max(report.gpus, key=lambda g: g.free_gib)
+    pick = _pick(gpu)
+    same = [g for g in report.gpus if g.name == gpu.name and g.free_gib >= 4.0]
+    if len(same) > 1 and pick.preset != "cpu":
+        least = min(g.free_gib for g in same)
+        base = _pick(min(same, key=lambda g: g.free_gib))  # every GPU must fit the preset
+        return Suggestion(base.preset, f"{base.reason}; {len(same)} × {gpu.name} ({least:.0f} GiB free on the "
+                                       f"fullest): data-parallel, one process per GPU, same effective batch",
+                          gpus=len(same))
+    return pick
+
+
+def _pick(gpu) -> Suggestion:
     cc = gpu.compute_capability
     cc_text = f"compute capability {cc[0]}.{cc[1]}" if cc else "unknown compute capability"
     if gpu.free_gib < 4.0:

@@ -188,70 +188,29 @@ class ProcessEngine(RealEngine):
               on_event: Callable[[Event], None], stop_event: threading.Event, overwrite: bool = False,
               resume: bool = False, skip_invalid: bool = False) -> Path:
         import json
-        import os
-        import signal
-        import subprocess
-        import sys
         import tempfile
-        from collections import deque
 
         from core.errors import TrainerError
-        from core.events import Failed, Finished, from_dict
+        from core.events import Failed
+        from core.workers import child_env, run_workers, train_command
 
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
             json.dump(config.to_dict(), fh)
-        cmd = [sys.executable, "-m", "core", "train", "--config-json", fh.name, "--dataset", dataset_path,
-               "--output", output_dir, "--json"]
-        cmd += ["--overwrite"] * overwrite + ["--resume"] * resume + ["--skip-invalid"] * skip_invalid
-        root = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                                env=env, cwd=os.getcwd())
-        stderr_tail: deque[str] = deque(maxlen=20)
-        failed: list[Failed] = []
-        finished: list[Finished] = []
+        cmd = train_command(fh.name, dataset_path, output_dir, overwrite=overwrite, resume=resume,
+                            skip_invalid=skip_invalid)
+        told: list[Failed] = []
 
-        done = threading.Event()
+        def forward(event: Event) -> None:
+            if isinstance(event, Failed):
+                told.append(event)
+            on_event(event)
 
-        def watch_stop() -> None:
-            while not done.wait(0.2):
-                if stop_event.is_set():
-                    if proc.poll() is None and not finished:  # a finished run is only saving: let it
-                        proc.send_signal(signal.SIGINT)
-                    return
-
-        def drain_stderr() -> None:
-            for line in proc.stderr:
-                stderr_tail.append(line.rstrip())
-
-        threading.Thread(target=watch_stop, daemon=True).start()
-        threading.Thread(target=drain_stderr, daemon=True).start()
         try:
-            for line in proc.stdout:
-                line = line.strip()
-                if not line.startswith("{"):
-                    continue
-                data = json.loads(line)
-                if "event" in data:
-                    event = from_dict(data)
-                    if isinstance(event, Failed):
-                        failed.append(event)
-                    elif isinstance(event, Finished):
-                        finished.append(event)
-                    on_event(event)
-            code = proc.wait()
+            run_workers(cmd, [child_env()], forward, stop_event)
+        except TrainerError as err:
+            if not told:  # the process died without saying why (a crash, a kill): say what is known
+                on_event(Failed(err.message, err.hint))
+            raise
         finally:
-            if proc.poll() is None:
-                proc.kill()
             Path(fh.name).unlink(missing_ok=True)
-            done.set()
-        if code == 0 or (finished and code == -signal.SIGINT):  # a stop that landed after the adapter was saved
-            return Path(output_dir)
-        if failed:
-            raise TrainerError(failed[-1].message, hint=failed[-1].hint)
-        tail = "\n".join(stderr_tail)
-        err = TrainerError(f"the training process ended with exit code {code}",
-                           hint=f"its last output:\n{tail}" if tail else "run the same settings with the CLI to see why")
-        on_event(Failed(err.message, err.hint))
-        raise err
+        return Path(output_dir)

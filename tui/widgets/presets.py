@@ -25,11 +25,12 @@ FIELDS: tuple[tuple[str, str, type], ...] = (
     ("lr", "learning rate", float),
     ("max_length", "max length", int),
     ("lora_r", "LoRA r", int),
+    ("gpus", "GPUs", int),
 )
 # Which field a TrainConfig.validate() problem is about, from the words its message starts with.
 _PROBLEM_FIELDS = (
     ("nothing to train", "epochs"), ("batch size", "batch_size"), ("gradient accumulation", "grad_accum"),
-    ("learning rate", "lr"), ("max length", "max_length"), ("LoRA r ", "lora_r"),
+    ("learning rate", "lr"), ("max length", "max_length"), ("LoRA r ", "lora_r"), ("gpus must", "gpus"),
 )
 
 
@@ -71,6 +72,9 @@ def fit_warnings(config: TrainConfig, report: Any | None, need_gib: float | None
     out = []
     if preset and preset.needs_bf16 and not gpu.bf16:
         out.append(f"{gpu.name} has no bf16 (compute capability < 8.0); pick t4-fp16")
+    if config.gpus > len(report.gpus):
+        out.append(f"{config.gpus} GPUs asked for, this machine has {len(report.gpus)}; set GPUs to "
+                   f"{len(report.gpus)}")
     if need_gib is not None and need_gib > gpu.free_gib:
         out.append(f"needs ≈ {need_gib:.1f} GiB but {gpu.name} has {gpu.free_gib:.1f} GiB free: lower batch size "
                    "or max length (an out-of-memory step halves the batch and doubles accumulation)")
@@ -169,7 +173,8 @@ class PresetPanel(Horizontal):
         index = option_list.get_option_index(name)
         if option_list.highlighted != index:
             option_list.highlighted = index
-        config = config_for(name, model=self.model_override)
+        gpus = getattr(self.suggestion, "gpus", 1) if PRESETS[name].needs_cuda else 1  # all of the same GPUs
+        config = config_for(name, model=self.model_override, gpus=gpus)
         for field, _, _ in FIELDS:
             self.query_one(f"#field-{field}", Input).value = shown(field, getattr(config, field))
         preset = PRESETS[name]
@@ -256,7 +261,8 @@ class PresetPanel(Horizontal):
         else:
             self.estimate_gib = est.total_gib
             where = "VRAM" if c.device == "cuda" else "RAM"
-            text.append(f"\n{where} estimate ≈ {est.total_gib:.1f} GiB", style="bold")
+            each = f" per GPU ({c.gpus} GPUs, data-parallel)" if c.gpus > 1 else ""
+            text.append(f"\n{where} estimate ≈ {est.total_gib:.1f} GiB{each}", style="bold")
             parts = " · ".join(f"{k} {v:.1f}" for k, v in est.parts.items())
             if parts:
                 text.append(f"  ({parts})", style="dim")

@@ -75,6 +75,17 @@ def failure_text(message: str, hint: str = "", problems: list | None = None) -> 
     return text
 
 
+def gpu_bar(used: float | None, total: float | None, width: int = 8) -> Text:
+    """`████░░░░ 31.2/80 GiB`: plain block characters, readable without colour or a mouse."""
+    if used is None:
+        return Text("n/a", style="dim")
+    filled = round(width * used / total) if total else 0
+    bar = Text("█" * filled, style="green" if not total or used / total < 0.9 else "red")
+    bar.append("░" * (width - filled), style="dim")
+    bar.append(f" {used:.1f}" + (f"/{total:.0f}" if total else "") + " GiB")
+    return bar
+
+
 class MemoryPanel(Vertical):
     DEFAULT_CSS = """
     MemoryPanel { width: 1fr; min-width: 24; border: round $primary-darken-2; padding: 0 1; }
@@ -115,7 +126,12 @@ class MemoryPanel(Vertical):
             self.main.append(m.process_rss_gib)
         label = "torch allocated" if m.torch_allocated_gib is not None else "process RAM"
         self.query_one("#mem-main-label", Static).update(Text(label, style="dim"))
-        if m.nvml_used_gib is not None:
+        if m.gpus_used_gib:  # a data-parallel run: one bar per GPU (NVML, whole device)
+            for i, used in enumerate(m.gpus_used_gib):
+                text.append(f"\nGPU{i} ")
+                text.append_text(gpu_bar(used, m.nvml_total_gib))
+            self.nvml.append(m.nvml_used_gib) if m.nvml_used_gib is not None else None
+        elif m.nvml_used_gib is not None:
             total = f" / {m.nvml_total_gib:.1f}" if m.nvml_total_gib else ""
             text.append(f"\nGPU   {m.nvml_used_gib:.1f}{total} GiB")
             self.nvml.append(m.nvml_used_gib)

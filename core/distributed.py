@@ -1,0 +1,149 @@
+"""Data-parallel training on several GPUs: one worker process per GPU, each holding the 4-bit model, joined by
+torch.distributed; transformers' Trainer (through accelerate) wraps the model in DDP and shards the batches.
+
+`train --gpus N` runs as a launcher: it validates and prepares the output folder once, then starts N workers
+(`core.workers`) with the usual RANK/WORLD_SIZE/MASTER_* variables and the prepared folders. Rank 0 writes the
+adapter, the metrics and the events; the launcher forwards them, so the CLI and the TUI see one run.
+On CPU the same code runs N processes joined by gloo (how the tests check that 2 processes learn what 1 does).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from .events import Event, Failed, Finished, LogLine
+from .output import RunDirs
+from .presets import TrainConfig, batch_description
+
+DIRS_ENV = "GENAPTITUDE_TRAINER_DIRS"  # the launcher's prepared folders, for its workers
+# Rehearse a data-parallel run on ONE GPU: every worker uses cuda:0 and they talk through gloo (NCCL refuses two
+# ranks on one device). Slower than one process; it checks the multi-GPU code path where only one GPU is lent.
+REHEARSAL_ENV = "GENAPTITUDE_TRAINER_DDP_REHEARSAL"
+
+
+def rehearsal() -> bool:
+    return os.environ.get(REHEARSAL_ENV) == "1"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def is_worker() -> bool:
+    """Inside a data-parallel worker (started by `launch` or by torchrun/accelerate)."""
+    return world_size() > 1
+
+
+def per_device(config: TrainConfig, n: int) -> tuple[TrainConfig, str]:
+    """The per-process config of an n-way data-parallel run with the same effective batch, and how it was kept.
+    Accumulation is divided first (no change to each micro-batch), then the token budget or the rows."""
+    if n <= 1:
+        return config, ""
+    if config.gpu_batch == "each":
+        return config, (f"each GPU keeps {batch_description(config)[1]}: the effective batch is {n}× one GPU's "
+                        "(--gpu-batch each)")
+    if config.grad_accum % n == 0:
+        return (replace(config, grad_accum=config.grad_accum // n),
+                f"gradient accumulation {config.grad_accum} → {config.grad_accum // n} per GPU")
+    if config.batch_tokens > 0:
+        budget = max(config.batch_tokens // n, 1)
+        return (replace(config, batch_tokens=budget, batch_size=max(config.batch_size // n, 1)),
+                f"micro-batches of ≤{config.batch_tokens:,} → ≤{budget:,} tokens per GPU")
+    if config.batch_size % n == 0:
+        return (replace(config, batch_size=config.batch_size // n),
+                f"batch {config.batch_size} → {config.batch_size // n} rows per GPU")
+    return config, (f"batch {config.batch_size} × {config.grad_accum} cannot be split {n} ways: each GPU keeps it, "
+                    f"the effective batch grows {n}×")
+
+
+def shared_dirs() -> RunDirs | None:
+    """In a worker: the folders its launcher prepared (None outside a launched run)."""
+    raw = os.environ.get(DIRS_ENV)
+    if not raw:
+        return None
+    d = json.loads(raw)
+    return RunDirs(Path(d["output"]), Path(d["work"]), Path(d["resume_from"]) if d["resume_from"] else None)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable[[Event], None],
+           stop_event: threading.Event, *, skip_invalid: bool = False) -> Path:
+    """Run `config.gpus` workers on the prepared `dirs`; their rank-0 events go to `emit`. Returns the adapter."""
+    import tempfile
+
+    from .workers import child_env, run_workers, train_command
+
+    n = config.gpus
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
+        json.dump(config.to_dict(), fh)
+    port = str(free_port())
+    folders = json.dumps({"output": str(dirs.output), "work": str(dirs.work),
+                          "resume_from": str(dirs.resume_from) if dirs.resume_from else None})
+    envs = [child_env({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(n),
+                       "LOCAL_WORLD_SIZE": str(n), "RANK": str(r), "LOCAL_RANK": "0" if rehearsal() else str(r),
+                       DIRS_ENV: folders,
+                       "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))})
+            for r in range(n)]
+    where = "GPUs" if config.device == "cuda" else "CPU processes"
+    emit(LogLine(f"data-parallel run on {n} {where}: one worker process each, rank 0 writes the adapter"))
+
+    def forward(event: Event) -> None:
+        if not isinstance(event, Failed):  # train() reports the failure itself, once, from the raised error
+            emit(event)
+
+    try:
+        finished = run_workers(train_command(fh.name, dataset_path, str(dirs.output), skip_invalid=skip_invalid),
+                               envs, forward, stop_event, what="worker")
+    finally:
+        Path(fh.name).unlink(missing_ok=True)
+    return Path(finished.output_dir) if finished else dirs.output
+
+
+def any_across(flag: bool, device: str) -> bool:
+    """True on every worker if it is True on any (a stop asked on one rank stops all at the same step)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1 if flag else 0], device=_device(device))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def sum_across(value: int, device: str) -> int:
+    """The sum over workers (real tokens trained by all GPUs, for tokens/s)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=_device(device))
+    dist.all_reduce(t)
+    return int(t.item())
+
+
+def _device(device: str) -> str:
+    return f"cuda:{local_rank()}" if device == "cuda" else "cpu"
