@@ -1,22 +1,28 @@
-"""Plain-text rendering of evaluation results (base vs adapter side by side)."""
+"""Plain-text rendering of evaluation results: the scores, then each row with base and adapter answers side by side."""
 from __future__ import annotations
 
+import itertools
+import shutil
 import textwrap
 
 
-def render_results(results, width: int = 60) -> str:
+def render_results(results, width: int | None = None) -> str:
+    if not results:
+        return ""
+    width = width or min(shutil.get_terminal_size((100, 24)).columns, 160)
     out = []
     for r in results:
         loss = f"{r.eval_loss:.4f}" if r.eval_loss is not None else "n/a"
         out.append(f"{r.label}: exact match {r.exact_match:.2f}, similarity {r.similarity:.2f}, eval loss {loss} "
                    f"({len(r.rows)} rows)")
-    if not results:
-        return ""
+    column = max((width - 2 * (len(results) - 1)) // len(results), 20)
     for i, row in enumerate(results[0].rows):
         out.append("")
-        out.append(f"line {row.line}: {textwrap.shorten(row.prompt, 100)}")
+        out.append(f"line {row.line}: {textwrap.shorten(row.prompt, max(width - 12, 40))}")
         out.append(f"  reference: {row.reference}")
-        for r in results:
-            x = r.rows[i]
-            out.append(f"  {r.label + (' ✓' if x.exact else ' ✗'):<10} {x.answer}")
+        heads = [f"{r.label} {'✓' if r.rows[i].exact else '✗'}" for r in results]
+        cells = [textwrap.wrap(r.rows[i].answer, column - 2) or ["(empty answer)"] for r in results]
+        out.append("  " + "  ".join(h.ljust(column - 2) for h in heads).rstrip())
+        for parts in itertools.zip_longest(*cells, fillvalue=""):
+            out.append("  " + "  ".join(p.ljust(column - 2) for p in parts).rstrip())
     return "\n".join(out)
