@@ -210,6 +210,10 @@ def resolve_config(args):
         from .presets import config_from_dict
 
         overrides = {k: v for k in OVERRIDES if (v := getattr(args, k)) is not None}
+        if args.model:
+            overrides["model"] = args.model
+        if args.trust_remote_code:
+            overrides["trust_remote_code"] = True
         return config_from_dict({**json.loads(Path(args.config_json).read_text(encoding="utf-8")), **overrides})
     preset = args.preset
     if preset is None:
