@@ -3,9 +3,7 @@
 # random-weight Qwen2.5-1.5B, against 1 process with the same effective batch: same losses? events, per-GPU memory;
 # (2) how much a GPU loses at the per-GPU micro-batch of a 2-way split (16k tokens) vs 32k (the 2-GPU scaling bound).
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source benchmarks/device_env.sh || exit 1
 python3 benchmarks/random_model.py --arch qwen2.5-1.5b --out /tmp/qwen-random >/dev/null 2>&1
 common="--dataset dataset.jsonl --model /tmp/qwen-random --preset modern-bf16 --max-steps 8 --batch-tokens 8192 --grad-accum 2 --eval-fraction 0.05 --json"
 python3 -m core train $common --output /tmp/one > $OUT/one.jsonl 2> $OUT/one.err; echo "one rc=$?"

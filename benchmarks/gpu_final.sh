@@ -3,9 +3,7 @@
 # then the presets at 2048-token rows (the 8gb bar) in a second run. Needs .whl (../shared/tools/device-wheels.sh
 # plus liger-kernel). Writes JSON and logs into $OUT.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source benchmarks/device_env.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -m core bench --presets old-settings,modern-bf16,8gb,t4-fp16,t4-fp32,modern-bf16:fused_ce=false,modern-bf16:liger=false \
   --steps 24 --out $OUT/bench.json 2> $OUT/bench.err | tee $OUT/bench.txt

@@ -3,9 +3,7 @@
 # Liger, fused cross-entropy, no padding mask, flash SDPA) vs the same run with every speed lever off (PEFT forward,
 # fp32 LoRA, library loss over all logits, attention mask, cuDNN SDPA), same data, batches and seed: loss curves.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source benchmarks/device_env.sh || exit 1
 python3 benchmarks/random_model.py --arch qwen2.5-1.5b --out /tmp/qwen-random >/dev/null 2>&1
 common="--dataset dataset.jsonl --model /tmp/qwen-random --preset modern-bf16 --max-steps 40 --batch-tokens 4096 --eval-fraction 0.05 --eval-every 10 --json"
 python3 -m core train $common --output /tmp/fast > $OUT/learning-fast.jsonl 2> $OUT/fast.err; echo "fast rc=$?"

@@ -2,9 +2,7 @@
 # What runs on the lent H100 (see benchmarks/README.md). Needs .whl (../shared/tools/device-wheels.sh) and
 # .gpu/tok (the bundled SmolLM2 tokenizer files) carried along. Writes logs and JSON into $OUT.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source benchmarks/device_env.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -m core doctor | tee $OUT/doctor.txt
 python3 benchmarks/random_model.py --arch qwen2.5-1.5b --tokenizer .gpu/tok --out /tmp/qwen-random >/dev/null

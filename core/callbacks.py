@@ -61,7 +61,7 @@ class EventCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw):
         self.t0 = time.perf_counter()
         self.first_step = state.global_step
-        self.marks.append((self.t0, state.global_step, 0 if self.workers > 1 else self.counter.tokens))
+        self.marks.append((self.t0, state.global_step, self._tokens()))
         self.emit(RunStarted(total_steps=state.max_steps, resumed_from_step=state.global_step, **self.started))
 
     def _check_stop(self, control) -> None:

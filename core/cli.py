@@ -231,7 +231,6 @@ def resolve_config(args):
 
 def cmd_train(args) -> int:
     from .engine import train
-    from .events import Failed, Finished
 
     config = resolve_config(args)
     stop = threading.Event()
@@ -267,7 +266,7 @@ _shown_progress: dict[str, tuple[int, int]] = {}  # phase -> (tenth, done) last 
 def human_printer(event) -> None:
     from .presets import batch_label, config_from_dict
     from .events import (
-        CheckpointSaved, EvalLogged, Failed, Finished, LogLine, OomRecovered, Phase, Progress, RunStarted, StepLogged,
+        CheckpointSaved, EvalLogged, Finished, LogLine, OomRecovered, Phase, Progress, RunStarted, StepLogged,
     )
 
     if isinstance(event, Phase):

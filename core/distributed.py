@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from .events import Event, Failed, Finished, LogLine
+from .events import Event, Failed, LogLine
 from .output import RunDirs
 from .presets import TrainConfig, batch_description
 
@@ -91,13 +91,9 @@ def free_port() -> int:
 def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable[[Event], None],
            stop_event: threading.Event, *, skip_invalid: bool = False) -> Path:
     """Run `config.gpus` workers on the prepared `dirs`; their rank-0 events go to `emit`. Returns the adapter."""
-    import tempfile
-
-    from .workers import child_env, run_workers, train_command
+    from .workers import child_env, run_training
 
     n = config.gpus
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
-        json.dump(config.to_dict(), fh)
     port = str(free_port())
     folders = json.dumps({"output": str(dirs.output), "work": str(dirs.work),
                           "resume_from": str(dirs.resume_from) if dirs.resume_from else None})
@@ -113,11 +109,8 @@ def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable
         if not isinstance(event, Failed):  # train() reports the failure itself, once, from the raised error
             emit(event)
 
-    try:
-        finished = run_workers(train_command(fh.name, dataset_path, str(dirs.output), skip_invalid=skip_invalid),
-                               envs, forward, stop_event, what="worker")
-    finally:
-        Path(fh.name).unlink(missing_ok=True)
+    finished = run_training(config, dataset_path, str(dirs.output), envs, forward, stop_event, what="worker",
+                            skip_invalid=skip_invalid)
     return Path(finished.output_dir) if finished else dirs.output
 
 

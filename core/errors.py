@@ -1,7 +1,7 @@
 """The one error type the engine raises on purpose: a message a person can act on, never a traceback."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
-from .output import latest_checkpoint
+from .output import latest_checkpoint, metrics_rows
 
 INDEX_NAME = "runs.jsonl"
 PARTIAL = ".partial"
@@ -134,26 +134,21 @@ def _float(value) -> float | None:
 def _read_metrics(path: Path, record: RunRecord) -> dict | None:
     """Fill the curves from metrics.jsonl; returns the last step line (None without one)."""
     last = None
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                    kind, step = row.get("event"), int(row.get("step", 0))
-                    if kind == "step":
-                        record.train_curve.append((step, float(row["loss"])))
-                        last = row
-                    elif kind == "eval":
-                        record.eval_curve.append((step, float(row["eval_loss"])))
-                    elif kind == "memory":
-                        record.memory.append(MemoryPoint(step, _float(row.get("torch_allocated_gib")),
-                                                         _float(row.get("torch_peak_gib")),
-                                                         _float(row.get("nvml_used_gib")),
-                                                         _float(row.get("process_rss_gib"))))
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    continue  # a line cut by kill -9, or not ours
-    except OSError:
-        pass
+    for row in metrics_rows(path):
+        try:
+            kind, step = row.get("event"), int(row.get("step", 0))
+            if kind == "step":
+                record.train_curve.append((step, float(row["loss"])))
+                last = row
+            elif kind == "eval":
+                record.eval_curve.append((step, float(row["eval_loss"])))
+            elif kind == "memory":
+                record.memory.append(MemoryPoint(step, _float(row.get("torch_allocated_gib")),
+                                                 _float(row.get("torch_peak_gib")),
+                                                 _float(row.get("nvml_used_gib")),
+                                                 _float(row.get("process_rss_gib"))))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line that is not ours
     return last
 
 

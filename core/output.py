@@ -77,6 +77,22 @@ def prepare(output: str | os.PathLike, *, overwrite: bool, resume: bool) -> RunD
     return RunDirs(out, work, None)
 
 
+def metrics_rows(path: Path):
+    """The JSON objects of a run's metrics.jsonl, in order; a line cut by kill -9 (or anything not an object) is
+    skipped, a missing or unreadable file gives none. Shared by `report` and the run history."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            yield row
+
+
 def trim_metrics(path: Path, last_step: int) -> None:
     """After a crash, drop metric lines logged after the checkpoint we resume from."""
     if not path.is_file():

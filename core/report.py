@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .output import metrics_rows
 
 TRAIN_COLOUR = "#1f77b4"  # blue: training loss (the tests look for it in the PNG)
 TRAIN_RAW_COLOUR = "#a6c8e6"  # light blue: every step, under the smoothed line of a long run
@@ -58,18 +59,6 @@ def find_run(folder: str | os.PathLike) -> Path:
     return path.resolve()
 
 
-def _lines(path: Path):
-    if not path.is_file():
-        return
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by kill -9
-        if isinstance(row, dict):
-            yield row
-
-
 def _short_model(model: str) -> str:
     return Path(model).name if model.startswith(("/", "~", ".")) else model
 
@@ -80,7 +69,7 @@ def read_curves(run_dir: str | os.PathLike) -> Curves:
     evals: dict[int, float] = {}
     mem: dict[int, dict] = {}
     total = 0
-    for row in _lines(run / "metrics.jsonl"):
+    for row in metrics_rows(run / "metrics.jsonl"):
         kind, step = row.get("event"), row.get("step")
         if not isinstance(step, int):
             continue

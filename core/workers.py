@@ -27,11 +27,21 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p), **(extra or {})}
 
 
-def train_command(config_json: str, dataset: str, output: str, *, overwrite: bool = False, resume: bool = False,
-                  skip_invalid: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "core", "train", "--config-json", config_json, "--dataset", dataset,
-           "--output", output, "--json"]
-    return cmd + ["--overwrite"] * overwrite + ["--resume"] * resume + ["--skip-invalid"] * skip_invalid
+def run_training(config, dataset: str, output: str, envs: list[dict[str, str]], on_event: Callable[[Event], None],
+                 stop_event: threading.Event, *, what: str = "training process", overwrite: bool = False,
+                 resume: bool = False, skip_invalid: bool = False) -> Finished | None:
+    """`python -m core train --json` with this whole `config` (a TrainConfig, through a temporary JSON file) in one
+    process per env: the TUI's run process, or the workers of a data-parallel run."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
+        json.dump(config.to_dict(), fh)
+    cmd = [sys.executable, "-m", "core", "train", "--config-json", fh.name, "--dataset", dataset, "--output", output,
+           "--json"] + ["--overwrite"] * overwrite + ["--resume"] * resume + ["--skip-invalid"] * skip_invalid
+    try:
+        return run_workers(cmd, envs, on_event, stop_event, what=what)
+    finally:
+        Path(fh.name).unlink(missing_ok=True)
 
 
 def run_workers(cmd: list[str], envs: list[dict[str, str]], on_event: Callable[[Event], None],

@@ -187,17 +187,10 @@ class ProcessEngine(RealEngine):
     def train(self, config: TrainConfig, dataset_path: str, output_dir: str, *,
               on_event: Callable[[Event], None], stop_event: threading.Event, overwrite: bool = False,
               resume: bool = False, skip_invalid: bool = False) -> Path:
-        import json
-        import tempfile
-
         from core.errors import TrainerError
         from core.events import Failed
-        from core.workers import child_env, run_workers, train_command
+        from core.workers import child_env, run_training
 
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
-            json.dump(config.to_dict(), fh)
-        cmd = train_command(fh.name, dataset_path, output_dir, overwrite=overwrite, resume=resume,
-                            skip_invalid=skip_invalid)
         told: list[Failed] = []
 
         def forward(event: Event) -> None:
@@ -206,11 +199,10 @@ class ProcessEngine(RealEngine):
             on_event(event)
 
         try:
-            run_workers(cmd, [child_env()], forward, stop_event)
+            run_training(config, dataset_path, output_dir, [child_env()], forward, stop_event, overwrite=overwrite,
+                         resume=resume, skip_invalid=skip_invalid)
         except TrainerError as err:
             if not told:  # the process died without saying why (a crash, a kill): say what is known
                 on_event(Failed(err.message, err.hint))
             raise
-        finally:
-            Path(fh.name).unlink(missing_ok=True)
         return Path(output_dir)

@@ -4,7 +4,6 @@ It only draws: `handle(event)` turns each `core.events` event into widget update
 """
 from __future__ import annotations
 
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
