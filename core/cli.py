@@ -49,6 +49,11 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lora-dropout", type=float)
     g.add_argument("--lora-targets", help="comma-separated module names, e.g. q_proj,v_proj")
     g.add_argument("--save-every", type=int, help="steps between resumable checkpoints (0: at the end/stop only)")
+    g.add_argument("--min-updates", type=int, help="shrink a small export's batches until the run makes this many "
+                                                   "optimizer steps (0: keep the preset's batches)")
+    g.add_argument("--score-rows", type=int, help="held-out rows answered by base and adapter after the run "
+                                                  "(0: skip the check)")
+    g.add_argument("--score-seconds", type=float, help="time limit of that after-run check")
     g.add_argument("--eval-fraction", type=float)
     g.add_argument("--eval-every", type=int)
     g.add_argument("--seed", type=int)
@@ -66,7 +71,7 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
              "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
              "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction",
-             "gpus", "gpu_batch")
+             "gpus", "gpu_batch", "min_updates", "score_rows", "score_seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,7 +271,8 @@ _shown_progress: dict[str, tuple[int, int]] = {}  # phase -> (tenth, done) last 
 def human_printer(event) -> None:
     from .presets import batch_label, config_from_dict
     from .events import (
-        CheckpointSaved, EvalLogged, Finished, LogLine, OomRecovered, Phase, Progress, RunStarted, StepLogged,
+        CheckpointSaved, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase, Progress, RunStarted,
+        StepLogged,
     )
 
     if isinstance(event, Phase):
@@ -295,6 +301,12 @@ def human_printer(event) -> None:
     elif isinstance(event, OomRecovered):
         print(f"out of memory at step {event.step}: batch {event.old_batch_size}→{event.new_batch_size}, "
               f"accumulation {event.old_grad_accum}→{event.new_grad_accum} (same effective batch)", flush=True)
+    elif isinstance(event, HeldOutScored):
+        from .learncheck import describe
+
+        print(describe(event), flush=True)
+        if event.advice:
+            print(f"{'warning' if event.verdict == 'not learned' else 'note'}: {event.advice}", flush=True)
     elif isinstance(event, Finished):
         state = "stopped early" if event.stopped_early else "finished"
         print(f"{state} after {event.steps}/{event.total_steps} steps in {event.runtime_s:.0f}s; "

@@ -116,14 +116,16 @@ def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = Fal
 
 
 def generate_answers(tok, model, examples: list[Example], max_new_tokens: int = 96, batch_size: int = 8,
-                     on_batch: Callable[[int, int], None] | None = None) -> list[str]:
+                     on_batch: Callable[[int, int], None] | None = None, max_time: float | None = None) -> list[str]:
     return generate_replies(tok, model, [example_to_prompt_and_answer(e)[0] for e in examples], max_new_tokens,
-                            batch_size, on_batch)
+                            batch_size, on_batch, max_time)
 
 
 def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 8,
-                     on_batch: Callable[[int, int], None] | None = None) -> list[str]:
-    """Greedy replies to each conversation; `on_batch(first, last)` (1-based rows) before each batch."""
+                     on_batch: Callable[[int, int], None] | None = None,
+                     max_time: float | None = None) -> list[str]:
+    """Greedy replies to each conversation; `on_batch(first, last)` (1-based rows) before each batch;
+    `max_time` (seconds) cuts each batch's generation short (a bounded check)."""
     import torch
 
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
@@ -136,7 +138,7 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
         enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                                 eos_token_id=tok.eos_token_id)
+                                 eos_token_id=tok.eos_token_id, max_time=max_time)
         for row in out[:, enc["input_ids"].shape[1]:]:
             answers.append(tok.decode(row, skip_special_tokens=True).strip())
     return answers

@@ -113,6 +113,22 @@ class OomRecovered(Event):
 
 
 @dataclass(frozen=True)
+class HeldOutScored(Event):
+    """After training: the run's own held-out rows answered greedily by the base model and by the adapter
+    (core/learncheck.py), so the user is told whether the adapter learned, not only that the run finished."""
+
+    kind: ClassVar[str] = "held_out"
+    rows: int  # rows answered by both within the time limit
+    base_exact: float
+    adapter_exact: float
+    base_similarity: float
+    adapter_similarity: float
+    seconds: float
+    verdict: str  # "learned", "partly", "not learned", "base knows" (the base already answers them)
+    advice: str = ""  # what to try next when it did not learn
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     kind: ClassVar[str] = "finished"
     output_dir: str
@@ -136,7 +152,7 @@ class Failed(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (Phase, Progress, LogLine, RunStarted, StepLogged, EvalLogged, MemorySample, CheckpointSaved,
-                OomRecovered, Finished, Failed)
+                OomRecovered, HeldOutScored, Finished, Failed)
 }
 
 EventSink = Callable[[Event], None]

@@ -106,7 +106,7 @@ async def test_no_gpu_says_so_suggests_cpu_and_presets_are_picked_with_keys(tmp_
         await pilot.press("up")  # cpu is last; t4-fp32 is above it
         assert app.presets.preset == "t4-fp32"
         assert app.query_one("#field-batch_size", Input).value == "4"
-        assert app.query_one("#field-lora_r", Input).value == "64"
+        assert app.query_one("#field-lora_r", Input).value == "16"
         assert "t4-fp32: The old script's safe mode" in screen_text(app)
         assert "needs an NVIDIA GPU and none was found" in screen_text(app)  # warned before anything runs
 

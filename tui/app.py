@@ -27,7 +27,8 @@ from core.presets import PRESETS, config_for
 
 from .commands import TrainerCommands
 from .engine import Engine, ProcessEngine
-from .messages import ConfigChanged, DatasetLoaded, EngineEvent, ExportDone, HardwareProbed, error_text
+from .messages import (ConfigChanged, DatasetLoaded, EngineEvent, ExportDone, HardwareProbed, LengthStatsReady,
+                       error_text)
 from .screens.chat import ChatScreen
 from .screens.confirm import ChoiceScreen, ConfirmScreen
 from .screens.evaluate import EvaluateScreen
@@ -164,6 +165,12 @@ class TrainerApp(App):
         # Bubbled up from the dataset panel, which has already shown it: the overview shows a sample too.
         self.overview.show_dataset(self.dataset.path, message.report, message.error,
                                    self.engine.format_label(message.report.format) if message.report else "")
+        self.presets.set_data(len(message.report.examples) if message.report else None, None)
+
+    def on_length_stats_ready(self, message: LengthStatsReady) -> None:
+        # Token lengths measured for the dataset tab: the preset tab's step plan uses the median row.
+        if message.stats is not None:
+            self.presets.set_data(self.presets.data_rows, message.stats.median)
 
     def use_preset(self, name: str) -> None:
         self.presets.use_preset(name)

@@ -130,6 +130,8 @@ class PresetPanel(Horizontal):
         self.errors: dict[str, str] = {}
         self.estimate_gib: float | None = None
         self._checked: dict[str, str] = {}  # field values at the last validation
+        self.data_rows: int | None = None  # the dataset's chat rows and typical token length, for the step plan
+        self.data_tokens: int | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="preset-side"):
@@ -245,6 +247,22 @@ class PresetPanel(Horizontal):
         self._show_estimate()
         self.post_message(ConfigChanged(self.config))
 
+    def set_data(self, rows: int | None, typical_tokens: int | None) -> None:
+        """The dataset the run will train on (rows, a typical row's tokens): the tab shows the optimizer steps."""
+        self.data_rows, self.data_tokens = rows, typical_tokens
+        if self.config is not None:
+            self._show_estimate()
+
+    def plan(self):
+        """(optimizer steps the run will make, a warning when they are too few), from the dataset's size."""
+        if self.config is None or not self.data_rows:
+            return None, None
+        from core.batching import few_updates_warning, plan_for
+
+        train_rows = max(1, round(self.data_rows * (1 - self.config.eval_fraction)))
+        plan = plan_for(self.config, [self.data_tokens or 256] * train_rows, max(self.config.gpus, 1))
+        return plan, few_updates_warning(plan, train_rows)
+
     def _show_estimate(self) -> None:
         widget = self.query_one("#estimate", Static)
         self.estimate_gib = None
@@ -254,6 +272,13 @@ class PresetPanel(Horizontal):
         c = self.config
         label, detail = batch_description(c)
         text = Text.assemble((f"{label} ", "bold"), detail)
+        plan, few = self.plan()
+        if plan is not None:
+            text.append(f"\n≈ {plan.updates:,} optimizer steps", style="bold")
+            epochs = f" × {c.epochs:g} epoch{'' if c.epochs == 1 else 's'}" if c.max_steps <= 0 else ""
+            text.append(f" for {self.data_rows:,} rows{epochs}")
+            if (plan.batch_tokens, plan.grad_accum, plan.batch_size) != (c.batch_tokens, c.grad_accum, c.batch_size):
+                text.append("  (smaller batches for this small export, so it learns)", style="dim")
         try:
             est = self.engine.estimate(c)
         except Exception as exc:  # the estimate is a help, never a reason to fail
@@ -266,7 +291,7 @@ class PresetPanel(Horizontal):
             parts = " · ".join(f"{k} {v:.1f}" for k, v in est.parts.items())
             if parts:
                 text.append(f"  ({parts})", style="dim")
-        for warning in self.warnings():
+        for warning in self.warnings() + ([few] if few else []):
             text.append(f"\n⚠ {warning}", style="bold yellow")
         widget.update(text)
 

@@ -11,8 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, RichLog, Sparkline, Static
 
 from core.errors import TrainerError
-from core.events import (CheckpointSaved, EvalLogged, Event, Failed, Finished, LogLine, MemorySample,
-                         OomRecovered, Phase, Progress, RunStarted, StepLogged)
+from core.events import (CheckpointSaved, EvalLogged, Event, Failed, Finished, HeldOutScored, LogLine,
+                         MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged)
 
 from .chart import LossChart
 
@@ -32,7 +32,21 @@ def _loss(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def summary_text(done: Finished) -> Text:
+VERDICT_STYLE = {"learned": "bold green", "partly": "bold yellow", "not learned": "bold red", "base knows": "yellow"}
+
+
+def held_out_text(s: HeldOutScored) -> Text:
+    """The after-run check in the finish panel: exact match and similarity, base against adapter, and the verdict."""
+    text = Text.assemble(("Held-out check", "bold"), f" ({s.rows} rows): exact match base {s.base_exact:.2f} → ",
+                         (f"adapter {s.adapter_exact:.2f}", "bold"),
+                         f", similarity {s.base_similarity:.2f} → {s.adapter_similarity:.2f}  ",
+                         (s.verdict, VERDICT_STYLE.get(s.verdict, "bold")))
+    if s.advice:
+        text.append(f"\n  {s.advice}", style=VERDICT_STYLE.get(s.verdict, ""))
+    return text
+
+
+def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
     text = Text()
     if done.stopped_early:
         text.append("■ Stopped", style="bold yellow")
@@ -42,6 +56,9 @@ def summary_text(done: Finished) -> Text:
         text.append(f": {done.steps}/{done.total_steps} steps")
     text.append(f" in {duration(done.runtime_s)} · train loss {_loss(done.train_loss)} · "
                 f"eval loss {_loss(done.eval_loss)}")
+    if scored is not None:
+        text.append("\n")
+        text.append_text(held_out_text(scored))
     text.append("\nAdapter: ", style="bold")
     text.append(done.output_dir)
     if done.stopped_early and done.checkpoint_dir:
@@ -164,6 +181,7 @@ class TrainingPanel(Vertical):
         super().__init__(**kwargs)
         self.state = "idle"
         self.finished: Finished | None = None
+        self.scored: HeldOutScored | None = None  # the after-run check, sent just before Finished
         self.failure: str = ""
         self.step = 0
         self.total_steps = 0
@@ -198,7 +216,7 @@ class TrainingPanel(Vertical):
     # -- the run's life ------------------------------------------------------------------------------------
     def start(self, preset: str, dataset: str, output_dir: str, resume: bool = False) -> None:
         self.runs += 1
-        self.state, self.finished, self.failure = "running", None, ""
+        self.state, self.finished, self.failure, self.scored = "running", None, "", None
         self.step, self.total_steps, self.output_dir = 0, 0, output_dir
         self._eval_loss: float | None = None
         self._last_step: StepLogged | None = None
@@ -272,6 +290,9 @@ class TrainingPanel(Vertical):
             self.log_line(f"out of GPU memory at step {event.step}: batch {event.old_batch_size} → "
                           f"{event.new_batch_size}, grad accumulation {event.old_grad_accum} → "
                           f"{event.new_grad_accum} (same effective batch); the run goes on", "bold yellow")
+        elif isinstance(event, HeldOutScored):
+            self.scored = event
+            self.log_line(held_out_text(event))
         elif isinstance(event, Finished):
             self._finished(event)
         elif isinstance(event, Failed):
@@ -314,7 +335,7 @@ class TrainingPanel(Vertical):
         self.state = "stopped" if e.stopped_early else "finished"
         self._metrics()
         self.output_dir = e.output_dir
-        self.query_one("#run-summary", Static).update(summary_text(e))
+        self.query_one("#run-summary", Static).update(summary_text(e, self.scored))
         self.add_class("-done")
         self.status(Text("stopped: adapter saved" if e.stopped_early else "finished: adapter saved",
                          style="bold yellow" if e.stopped_early else "bold green"))
