@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -32,8 +33,13 @@ def parse(spec: str, rows: int) -> tuple[str, str, int, list[str]]:
     return tag, preset, int(n) if n else rows, [a for f in flags for a in f.split("=", 1)]
 
 
-def cli(args: list[str], log: Path) -> tuple[int, str]:
+LANES: "queue.Queue[str]" = queue.Queue()  # free GPUs when --lanes runs one run per GPU at a time
+
+
+def cli(args: list[str], log: Path, gpu: str | None = None) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     with open(log, "a", encoding="utf-8") as err:
         r = subprocess.run([sys.executable, "-m", "core", *args], stdout=subprocess.PIPE, stderr=err, text=True,
                            env=env, cwd=ROOT)
@@ -41,6 +47,15 @@ def cli(args: list[str], log: Path) -> tuple[int, str]:
 
 
 def one(spec: str, a) -> dict:
+    gpu = LANES.get() if a.lanes else None
+    try:
+        return _one(spec, a, gpu)
+    finally:
+        if gpu is not None:
+            LANES.put(gpu)
+
+
+def _one(spec: str, a, gpu: str | None) -> dict:
     tag, preset, rows, extra = parse(spec, a.rows)
     data = Path(a.out) / f"export-{rows}.jsonl"
     adapter = Path(a.work) / tag
@@ -48,19 +63,20 @@ def one(spec: str, a) -> dict:
     t0 = time.perf_counter()
     rc, events = cli(["train", "--preset", preset, "--model", a.model, "--dataset", str(data), "--epochs", "1",
                       "--eval-fraction", str(a.eval_fraction), "--output", str(adapter), "--overwrite", "--json",
-                      *extra], log)
+                      *extra], log, gpu)
     wall = time.perf_counter() - t0
     (Path(a.out) / f"{tag}.train.jsonl").write_text(events, encoding="utf-8")
     if rc != 0:
         return {"tag": tag, "preset": preset, "rows": rows, "error": f"train exit {rc}"}
     record = json.loads((adapter / "run.json").read_text(encoding="utf-8"))
-    rc, text = cli(["evaluate", "--adapter", str(adapter), "--dataset", str(data), "--compare", "--json"], log)
+    rc, text = cli(["evaluate", "--adapter", str(adapter), "--dataset", str(data), "--compare", "--json"], log, gpu)
     (Path(a.out) / f"{tag}.eval.json").write_text(text, encoding="utf-8")
     if rc != 0:
         return {"tag": tag, "preset": preset, "rows": rows, "error": f"evaluate exit {rc}"}
     base, tuned = json.loads(text)["results"]
     cfg = record["config"]
-    return {"tag": tag, "preset": preset, "rows": rows, "extra": " ".join(extra), "held_out_rows": len(tuned["rows"]),
+    return {"tag": tag, "preset": preset, "rows": rows, "extra": " ".join(extra), "gpu": gpu,
+            "held_out_rows": len(tuned["rows"]),
             "steps": record["steps"], "batch_tokens": cfg["batch_tokens"], "grad_accum": cfg["grad_accum"],
             "lr": cfg["lr"], "lora": f"r{cfg['lora_r']}/a{cfg['lora_alpha']}",
             "train_s": record["final"]["runtime_s"], "wall_s": round(wall, 1),
@@ -78,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="export seed (the bundled dataset.jsonl is seed 0)")
     ap.add_argument("--eval-fraction", type=float, default=0.134, help="0.134 of 300 rows: 40 held out")
     ap.add_argument("--parallel", action="store_true", help="all runs at once (a small model leaves the GPU idle)")
+    ap.add_argument("--lanes", default="", help="GPU indices, e.g. 0,1: one run per GPU at a time (fair times)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/learn-work")
     a = ap.parse_args()
@@ -85,7 +102,10 @@ def main() -> None:
     for n in {parse(s, a.rows)[2] for s in a.runs}:
         write_jsonl(generate(seed=a.seed, rows=n), str(Path(a.out) / f"export-{n}.jsonl"))
     cli(["check", str(Path(a.out) / f"export-{a.rows}.jsonl"), "--model", a.model], Path(a.out) / "check.txt")
-    with ThreadPoolExecutor(len(a.runs) if a.parallel else 1) as pool:
+    for gpu in filter(None, a.lanes.split(",")):
+        LANES.put(gpu)
+    workers = len(a.runs) if a.parallel else max(LANES.qsize(), 1)
+    with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(lambda s: one(s, a), a.runs))
     import torch
 
@@ -94,7 +114,8 @@ def main() -> None:
                                                                  "parallel": a.parallel, "results": results},
                                                                 indent=2) + "\n")
     lines = [f"GPU: {gpu}; model {Path(a.model).name}; export seed {a.seed}; one epoch; "
-             f"{'runs in parallel on one GPU (times overlap)' if a.parallel else 'runs one after another'}", "",
+             + ("runs in parallel on one GPU (times overlap)" if a.parallel else
+              f"one run per GPU at a time on GPUs {a.lanes}" if a.lanes else "runs one after another"), "",
              "| run | preset | rows | steps | batch | lr | LoRA | train s | exact match base → adapter | "
              "similarity | eval loss |", "|---|---|---:|---:|---|---:|---|---:|---|---|---|"]
     for r in results:
