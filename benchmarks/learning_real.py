@@ -79,11 +79,19 @@ def _one(spec: str, a, gpu: str | None) -> dict:
             "held_out_rows": len(tuned["rows"]),
             "steps": record["steps"], "batch_tokens": cfg["batch_tokens"], "grad_accum": cfg["grad_accum"],
             "lr": cfg["lr"], "lora": f"r{cfg['lora_r']}/a{cfg['lora_alpha']}",
-            "train_s": record["final"]["runtime_s"], "wall_s": round(wall, 1),
+            "train_s": round(record["final"]["runtime_s"] - (record.get("held_out") or {}).get("seconds", 0), 1),
+            "check_s": (record.get("held_out") or {}).get("seconds"), "wall_s": round(wall, 1),
             "base_exact": base["exact_match"], "exact": tuned["exact_match"],
             "base_similarity": round(base["similarity"], 3), "similarity": round(tuned["similarity"], 3),
             "base_eval_loss": base["eval_loss"], "eval_loss": tuned["eval_loss"],
             "after_run_check": record.get("held_out")}
+
+
+def check(held_out: dict | None) -> str:
+    if not held_out:
+        return "–"
+    return (f"{held_out['adapter_exact']:.2f} on {held_out['rows']} rows in {held_out['seconds']:.0f}s: "
+            f"{held_out['verdict']}")
 
 
 def main() -> None:
@@ -117,7 +125,7 @@ def main() -> None:
              + ("runs in parallel on one GPU (times overlap)" if a.parallel else
               f"one run per GPU at a time on GPUs {a.lanes}" if a.lanes else "runs one after another"), "",
              "| run | preset | rows | steps | batch | lr | LoRA | train s | exact match base → adapter | "
-             "similarity | eval loss |", "|---|---|---:|---:|---|---:|---|---:|---|---|---|"]
+             "similarity | eval loss | after-run check |", "|---|---|---:|---:|---|---:|---|---:|---|---|---|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['tag']} | {r['preset']} | {r['rows']} | failed: {r['error']} |||||||")
@@ -126,7 +134,7 @@ def main() -> None:
         lines.append(f"| {r['tag']} | {r['preset']} | {r['rows']} | {r['steps']} | {batch} | {r['lr']:g} | {r['lora']} | "
                      f"{r['train_s']:.0f} | {r['base_exact']:.2f} → **{r['exact']:.2f}** ({r['held_out_rows']} rows) | "
                      f"{r['base_similarity']:.2f} → {r['similarity']:.2f} | "
-                     f"{r['base_eval_loss']:.3f} → {r['eval_loss']:.3f} |")
+                     f"{r['base_eval_loss']:.3f} → {r['eval_loss']:.3f} | {check(r['after_run_check'])} |")
     text = "\n".join(lines) + "\n"
     (Path(a.out) / "learning-real.md").write_text(text, encoding="utf-8")
     print(text)
