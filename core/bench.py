@@ -138,11 +138,12 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
                             "cudnn_attention")},
     }
     if torch.cuda.is_available():
+        from .gpus import nvml_index
         from .hardware import nvml_used_gib
 
         result["peak_vram_gib"] = round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3)
         result["reserved_vram_gib"] = round(torch.cuda.max_memory_reserved() / 1024 ** 3, 3)
-        result["nvml_used_gib"] = round(nvml_used_gib(0)[0] or 0, 3)
+        result["nvml_used_gib"] = round(nvml_used_gib(nvml_index(0))[0] or 0, 3)
     del trainer, model
     import gc
 
