@@ -19,7 +19,12 @@ from typing import Mapping, MutableMapping
 from .errors import InputError
 from .hardware import GpuInfo
 
-BUSY_FRACTION = 0.10  # a GPU with more than this share of its memory in use by others gets a warning
+# A GPU with another compute process on it gets a warning. So does one where NVML lists none but more than this
+# share of the memory is in use: a process in another container is often not listed. Below it, a desktop's display
+# (1-2 GiB of an 8 GiB card, not a compute process) does not warn.
+BUSY_FRACTION = 0.25
+PIN_VARS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+_user_env: dict[str, str | None] | None = None  # PIN_VARS as they were before this process pinned itself
 
 
 @dataclass
@@ -84,7 +89,7 @@ def busy_warning(g: GpuInfo, need_gib: float | None = None) -> str | None:
     if not g.others and g.used_gib <= BUSY_FRACTION * g.total_gib:
         return None
     n = len(g.others)
-    who = f"by {n} other process{'es' if n != 1 else ''}" if n else "(NVML lists no process it may show)"
+    who = f"by {n} other process{'es' if n != 1 else ''}" if n else "by processes NVML does not list (another container?)"
     text = f"GPU {g.index} has {g.used_gib:.1f} of {g.total_gib:.1f} GiB in use {who}; the run would have " \
            f"{g.free_gib:.1f} GiB"
     if need_gib is not None and need_gib > g.free_gib:
@@ -162,11 +167,21 @@ def pin(p: GpuPlan, environ: MutableMapping[str, str] | None = None) -> bool:
     environ = os.environ if environ is None else environ
     if not p.env:
         return True
-    torch = sys.modules.get("torch")
-    if torch is not None and environ is os.environ and torch.cuda.is_initialized():
-        return environ.get("CUDA_VISIBLE_DEVICES") == p.env["CUDA_VISIBLE_DEVICES"]
+    global _user_env
+    if environ is os.environ:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            return environ.get("CUDA_VISIBLE_DEVICES") == p.env["CUDA_VISIBLE_DEVICES"]
+        if _user_env is None:
+            _user_env = {k: environ.get(k) for k in PIN_VARS}
     environ.update(p.env)
     return True
+
+
+def user_env() -> dict[str, str | None]:
+    """CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER as the user set them (None: unset), even after this process
+    pinned itself: the TUI pins itself for evaluate and chat, and its next run process must choose afresh."""
+    return dict(_user_env) if _user_env is not None else {k: os.environ.get(k) for k in PIN_VARS}
 
 
 def nvml_index(ordinal: int = 0, environ: Mapping[str, str] | None = None) -> int:

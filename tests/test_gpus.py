@@ -53,6 +53,16 @@ def test_a_busy_gpu_that_cannot_hold_the_run_says_it_would_run_out_of_memory():
                           "less than the ≈ 90.0 GiB it needs: it would run out of memory"]
 
 
+def test_memory_held_by_processes_nvml_does_not_list_warns_but_a_desktop_display_does_not():
+    hidden = GpuInfo(0, "NVIDIA H200", total_gib=H200, free_gib=79.6, used_gib=60.2, compute_capability=(9, 0),
+                     bf16=True)
+    assert gpus.busy_warning(hidden) == ("GPU 0 has 60.2 of 139.8 GiB in use by processes NVML does not list "
+                                         "(another container?); the run would have 79.6 GiB")
+    desktop = GpuInfo(0, "NVIDIA GeForce RTX 3060", total_gib=8.0, free_gib=6.5, used_gib=1.5,
+                      compute_capability=(8, 6), bf16=True)
+    assert gpus.busy_warning(desktop) is None
+
+
 def test_an_unknown_gpu_id_is_refused_with_the_ids_that_exist():
     with pytest.raises(InputError) as e:
         gpus.choose(BOX[:2], ids=(1, 3))
@@ -149,3 +159,25 @@ def test_pin_sets_the_variables_in_the_environment_it_is_given():
     env: dict[str, str] = {}
     assert gpus.pin(gpus.choose(BOX, count=2), env)
     assert env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1,3"}
+
+
+def test_the_tui_pinned_for_evaluate_still_lets_its_next_run_choose_afresh(monkeypatch, tmp_path):
+    """The TUI process pins itself to one GPU for evaluate/chat; its next run process must not inherit that as the
+    user's CUDA_VISIBLE_DEVICES (it would see one GPU only)."""
+    import core.workers
+    from core.presets import config_for
+    from tui.engine import ProcessEngine
+
+    for name in gpus.PIN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(gpus, "_user_env", None)
+    assert gpus.pin(gpus.choose(BOX))  # what RealEngine._one_gpu does before an evaluation
+    assert gpus.user_env() == {"CUDA_VISIBLE_DEVICES": None, "CUDA_DEVICE_ORDER": None}
+    import os
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"  # the freest of BOX
+
+    seen: list[dict] = []
+    monkeypatch.setattr(core.workers, "run_training", lambda config, dataset, output, envs, *a, **k: seen.extend(envs))
+    ProcessEngine().train(config_for("cpu"), "d.jsonl", str(tmp_path / "out"), on_event=lambda e: None,
+                          stop_event=None)
+    assert "CUDA_VISIBLE_DEVICES" not in seen[0] and "CUDA_DEVICE_ORDER" not in seen[0]
