@@ -248,8 +248,11 @@ def cmd_doctor(args) -> int:
             print(f"warning: {warning}")
     else:
         print(f"no GPU: {report.nvml_error}")
-    print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
-    print(f"bitsandbytes: {report.bnb_message}")
+    if report.torch_version is None:
+        print("torch: not installed (pip install torch)")
+    else:
+        print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
+        print(f"bitsandbytes: {report.bnb_message}")
     print(f"suggested preset: {s.preset} ({s.reason})")
     if s.gpus > 1:
         print(f"train on all of them with: genaptitude-trainer train --preset {s.preset} --gpus {s.gpus}")

@@ -206,7 +206,12 @@ def nvml_index(ordinal: int = 0, environ: Mapping[str, str] | None = None) -> in
 def describe(g: GpuInfo) -> str:
     """'GPU 1: NVIDIA H200, 139.1 of 139.8 GiB free; 2 other processes hold 60.2 GiB' (doctor, TUI)."""
     text = f"GPU {g.index}: {g.name}, {g.free_gib:.1f} of {g.total_gib:.1f} GiB free"
-    if g.others:
-        n = len(g.others)
-        text += f"; {n} other process{'es' if n != 1 else ''} hold{'s' if n == 1 else ''} {g.others_gib:.1f} GiB"
-    return text
+    return f"{text}; {others_text(g)}" if g.others else text
+
+
+def others_text(g: GpuInfo) -> str:
+    """'1 other process holds 59.7 GiB' ('' when none is listed)."""
+    n = len(g.others)
+    if not n:
+        return ""
+    return f"{n} other process{'es' if n != 1 else ''} hold{'s' if n == 1 else ''} {g.others_gib:.1f} GiB"

@@ -36,10 +36,13 @@ async def test_ticking_gpu_1_runs_on_gpu_1_alone(tmp_path):
     app.animation_level = "none"
     async with app.run_test(size=(120, 50)) as pilot:
         await settle(pilot)
+        # the first screen's hardware panel: GPUs by their NVML index, with what other processes hold
+        overview = screen_text(app)
+        assert "GPU 0  NVIDIA H200" in overview and "1 other process holds 59.7 GiB" in overview
         await pilot.press("2")
         await wait_until(pilot, lambda: app.presets.config is not None)
         text = screen_text(app)
-        assert "GPU 0  NVIDIA H200  79.6 of 139.8 GiB free  · 1 other process hold 59.7 GiB" in text
+        assert "GPU 0  NVIDIA H200  79.6 of 139.8 GiB free  · 1 other process holds 59.7 GiB" in text
         assert "GPU 1  NVIDIA H200  139.2 of 139.8 GiB free" in text
         # two identical H200s: the suggestion trains on both, and says so
         assert app.query_one("#field-gpus", Input).value == "2"

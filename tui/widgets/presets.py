@@ -81,8 +81,7 @@ def gpu_prompt(gpu: Any) -> Text:
                          (f"{gpu.free_gib:.1f}", "bold green" if gpu.free_gib > 0.5 * gpu.total_gib else "bold yellow"),
                          f" of {gpu.total_gib:.1f} GiB free")
     if gpu.others:
-        n = len(gpu.others)
-        text.append(f"  · {n} other process{'es' if n != 1 else ''} hold {gpu.others_gib:.1f} GiB", style="yellow")
+        text.append(f"  · {gpu_policy.others_text(gpu)}", style="yellow")
     return text
 
 
