@@ -116,7 +116,10 @@ def choose(gpus: list[GpuInfo], *, count: int = 1, ids: tuple[int, ...] = (), vi
                              hint="leave --gpu-ids out, or use --preset cpu")
         return GpuPlan([], [], f"no GPU: {why_none or 'NVML lists none'}")
     if not candidates:
-        raise InputError(f"no GPU is visible{where}", hint="unset CUDA_VISIBLE_DEVICES, or list GPUs in it, e.g. 0")
+        if ids or count > 1:
+            raise InputError(f"no GPU is visible{where}", hint="unset CUDA_VISIBLE_DEVICES, or list GPUs in it, e.g. 0")
+        # CUDA_VISIBLE_DEVICES="" (or -1) is how a user hides the GPUs on purpose: CPU work goes on
+        return GpuPlan([], [], f"no GPU is visible{where}: the GPUs are hidden from this run")
     have = ids_text(g.index for g in candidates)
     if ids:
         unknown = [i for i in ids if i not in {g.index for g in candidates}]

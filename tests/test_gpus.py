@@ -99,8 +99,11 @@ def test_cuda_visible_devices_may_name_gpus_by_uuid_or_prefix():
 def test_mig_devices_and_an_empty_variable():
     p = gpus.choose(BOX, visible="MIG-1234")
     assert p.env == {} and "left as set" in p.reason  # the user's value stays; we cannot map it
+    hidden = gpus.choose(BOX, visible="")  # the usual way to keep a CPU job off the GPUs: still allowed
+    assert hidden.ids == () and hidden.env == {}
+    assert hidden.reason == "no GPU is visible (CUDA_VISIBLE_DEVICES=): the GPUs are hidden from this run"
     with pytest.raises(InputError, match="no GPU is visible"):
-        gpus.choose(BOX, visible="")
+        gpus.choose(BOX, visible="-1", ids=(0,))
 
 
 def test_no_gpu_is_a_plan_with_the_reason_but_gpu_ids_there_are_refused():
