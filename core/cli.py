@@ -324,11 +324,16 @@ def _run_gpus(args) -> tuple[str | None, int, tuple[int, ...]]:
     return device, count, ids
 
 
-def distributed_share(config):
-    """The config each GPU runs (the VRAM a GPU needs is one worker's)."""
+def _need_gib(config) -> float | None:
+    """The VRAM estimate of one GPU's share of the run (None when the settings are too broken to estimate: the
+    run's validation says why, next)."""
     from .distributed import per_device
+    from .estimate import estimate_vram
 
-    return per_device(config, config.gpus)[0]
+    try:
+        return estimate_vram(per_device(config, config.gpus)[0]).total_gib
+    except Exception:
+        return None
 
 
 def cmd_train(args) -> int:
@@ -340,10 +345,7 @@ def cmd_train(args) -> int:
     plan = use_gpus(count, ids) if device != "cpu" else None
     config = resolve_config(args, plan.ids if plan else None)
     if config.device == "cuda":
-        from .estimate import estimate_vram
-
-        tell_gpus(plan, lambda text, level: printer(LogLine(text, level)),
-                  need_gib=estimate_vram(distributed_share(config)).total_gib)
+        tell_gpus(plan, lambda text, level: printer(LogLine(text, level)), need_gib=_need_gib(config))
     stop = threading.Event()
 
     def on_signal(signum, frame):
