@@ -81,3 +81,31 @@ async def test_the_cpu_preset_hides_the_list_and_runs_without_gpu_ids(tmp_path):
         assert not app.query_one("#gpu-list").display
         assert "139.2 of 139.8 GiB free" not in screen_text(app)
         assert app.presets.config.gpu_ids == ()
+
+
+def run_on_gpu_1(on_event, stop_event, output_dir):
+    from pathlib import Path
+
+    from core.events import Finished, MemorySample, RunStarted, StepLogged
+
+    on_event(RunStarted(config={}, total_steps=1, train_rows=40, eval_rows=0, device="cuda", output_dir=output_dir))
+    on_event(StepLogged(step=1, total_steps=1, epoch=1.0, loss=2.0, lr=2e-4, grad_norm=0.3, tokens_per_s=30000.0,
+                        elapsed_s=1.0, eta_s=0.0))
+    on_event(MemorySample(step=1, torch_allocated_gib=7.5, torch_reserved_gib=9.0, torch_peak_gib=8.0,
+                          nvml_used_gib=9.5, nvml_total_gib=139.8, process_rss_gib=3.0, gpu_ids=[1]))
+    on_event(Finished(output_dir=output_dir, steps=1, total_steps=1, train_loss=2.0, eval_loss=None,
+                      stopped_early=False, runtime_s=1.0))
+    return Path(output_dir)
+
+
+async def test_the_memory_panel_names_the_gpu_the_run_is_on(tmp_path):
+    engine = FakeEngine(BUSY_BOX, run=run_on_gpu_1)
+    app = TrainerApp(engine, output=str(tmp_path / "adapter"), refresh_interval=None, stats_delay=0,
+                     show_startup_time=False, preset="modern-bf16")
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("4", "t")
+        await wait_until(pilot, lambda: app.training.state == "finished")
+        await pilot.pause()
+        assert "GPU 1 9.5 / 139.8 GiB" in screen_text(app)  # NVML's GPU 1, not "cuda:0"
