@@ -488,7 +488,8 @@ def cmd_bench(args) -> int:
                   f"{r['first_loss']:>8.2f}→{r['last_loss']:.2f}")
         first = next((r["skipped_steps"] + 1 for r in result["results"] if "skipped_steps" in r), None)
         if first is not None:
-            print(f"tokens/s: the median of per-step rates; all: real tokens ÷ time over steps {first}-{result['steps']}")
+            print(f"tokens/s: the median of per-step rates; all: real tokens ÷ time over steps "
+                  f"{first}-{result['steps']}")
     return 0
 
 

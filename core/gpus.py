@@ -89,7 +89,8 @@ def busy_warning(g: GpuInfo, need_gib: float | None = None) -> str | None:
     if not g.others and g.used_gib <= BUSY_FRACTION * g.total_gib:
         return None
     n = len(g.others)
-    who = f"by {n} other process{'es' if n != 1 else ''}" if n else "by processes NVML does not list (another container?)"
+    who = (f"by {n} other process{'es' if n != 1 else ''}" if n
+           else "by processes NVML does not list (another container?)")
     text = f"GPU {g.index} has {g.used_gib:.1f} of {g.total_gib:.1f} GiB in use {who}; the run would have " \
            f"{g.free_gib:.1f} GiB"
     if need_gib is not None and need_gib > g.free_gib:
