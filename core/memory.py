@@ -34,6 +34,7 @@ def memory_sample(device: str, gpus: int = 1) -> dict:
         "nvml_used_gib": used,
         "nvml_total_gib": total,
         "process_rss_gib": process_rss_gib(),
-        "gpus_used_gib": [nvml_used_gib(nvml_index(i))[0] for i in range(gpus)] if device == "cuda" and gpus > 1 else None,
+        "gpus_used_gib": ([nvml_used_gib(nvml_index(i))[0] for i in range(gpus)]
+                          if device == "cuda" and gpus > 1 else None),
         "gpu_ids": [nvml_index(i) for i in range(gpus)] if device == "cuda" else None,
     }
