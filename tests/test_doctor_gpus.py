@@ -37,6 +37,9 @@ def test_doctor_says_which_gpu_a_run_uses_and_why(tmp_path):
     assert ("a run uses GPU 1 (NVIDIA H200): the most free memory of 2 GPUs, 139.2 GiB free (GPU 0 79.6 GiB free)"
             in lines)
     assert "    (it sets CUDA_VISIBLE_DEVICES=1 for the run; another choice: --gpu-ids 0)" in lines
+    # bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" (printed on import on a CPU with
+    # AVX-512 bf16, as this one) is not the first line any more, nor any other
+    assert "gemm_4bit_forward" not in r.stdout + r.stderr and "kernels" not in r.stderr
 
 
 def test_doctor_with_gpu_ids_warns_about_the_busy_gpu_and_refuses_one_that_is_not_there(tmp_path):
@@ -93,14 +96,6 @@ def test_each_worker_of_a_two_gpu_run_sees_the_run_gpus_and_takes_its_own():
                                                                                         ("1,3", "1", "1")]
     assert all(e["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" for e in envs)
     assert [gpus.nvml_index(int(e["LOCAL_RANK"]), e) for e in envs] == [1, 3]  # rank 1 runs on NVML's GPU 3
-
-
-def test_doctor_does_not_print_the_bitsandbytes_cpu_kernel_notice(tmp_path):
-    r = cli(["doctor"], tmp_path, gpu_list=[])
-    assert r.returncode == 0
-    assert "gemm_4bit_forward" not in r.stdout + r.stderr
-    assert "kernels" not in r.stderr
-    assert r.stdout.startswith("no GPU: ")  # the first line a user sees is about their machine
 
 
 def test_the_notice_is_dropped_wherever_bitsandbytes_logs_it_and_other_warnings_stay():
