@@ -17,7 +17,7 @@ TRAIN="python3 -m core train --model /tmp/qwen-random --dataset dataset.jsonl --
 # GPU's used memory). Prints the tool's own lines about GPUs, the exit code, and which GPUs nvidia-smi saw it use.
 run() {
   local name=$1; shift
-  echo "== $name: $*"
+  echo "== $name: $*"; echo "$name: $*" >> $OUT/commands.txt
   nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits > $OUT/$name.mem
   "$@" > $OUT/$name.out 2> $OUT/$name.err & local pid=$!
   while kill -0 $pid 2>/dev/null; do
