@@ -18,11 +18,14 @@ DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
 
 
 def _gpus(text: str) -> int:
-    """`--gpus 2` or `--gpus all` (every GPU NVML sees)."""
+    """`--gpus 2` or `--gpus all` (every GPU NVML sees, or those CUDA_VISIBLE_DEVICES names)."""
     if text.strip().lower() == "all":
+        import os
+
+        from .gpus import visible_gpus
         from .hardware import probe
 
-        return max(len(probe().gpus), 1)
+        return max(len(visible_gpus(probe().gpus, os.environ.get("CUDA_VISIBLE_DEVICES")) or []), 1)
     try:
         n = int(text)
     except ValueError:
@@ -65,13 +68,29 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-batch", choices=["split", "each"], help="with --gpus: split keeps the effective batch "
                    "(default), each keeps every GPU's micro-batch (effective batch × GPUs, faster per token)")
     g.add_argument("--gpus", type=_gpus, help="data-parallel on N GPUs (or all), one process each; the effective "
-                                           "batch stays the preset's")
+                                           "batch stays the preset's. Default 1: the GPU with the most free memory")
+    _add_gpu_ids(g)
+
+
+def _gpu_id_list(text: str) -> tuple[int, ...]:
+    from .gpus import parse_ids
+
+    try:
+        return parse_ids(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_gpu_ids(p) -> None:
+    p.add_argument("--gpu-ids", type=_gpu_id_list, default=None, metavar="IDS",
+                   help="use exactly these GPUs, e.g. 1 or 1,3 (indices as nvidia-smi shows them); default: the "
+                        "freest. A CUDA_VISIBLE_DEVICES you set limits the choice")
 
 
 OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
              "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
              "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction",
-             "gpus", "gpu_batch", "min_updates", "score_rows", "score_seconds")
+             "gpus", "gpu_batch", "gpu_ids", "min_updates", "score_rows", "score_seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (no model needed)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("doctor", help="report GPUs, CUDA, bitsandbytes and the suggested preset")
+    p = sub.add_parser("doctor", help="report GPUs, CUDA, bitsandbytes, the suggested preset and the GPUs a run uses")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--gpus", type=_gpus, default=None, help="say which N GPUs a --gpus N run would use")
+    _add_gpu_ids(p)
 
     p = sub.add_parser("presets", help="list presets and the reason for each value")
     p.add_argument("--json", action="store_true")
@@ -117,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also answer with the base model, side by side")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--json", action="store_true")
+    _add_gpu_ids(p)
     p = sub.add_parser("export", help="zip the adapter (Colab download) or install it for GenAptitude")
     p.add_argument("--adapter", default=DEFAULT_OUTPUT)
     p.add_argument("--zip", dest="zip_path", default=None, help="write the adapter into this zip file")
@@ -144,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny architecture on CPU (tests the harness)")
     p.add_argument("--out", default=None, help="write the JSON result here")
     p.add_argument("--json", action="store_true")
+    _add_gpu_ids(p)
     return parser
 
 
@@ -170,26 +193,71 @@ def cmd_check(args) -> int:
     return 0
 
 
+def use_gpus(count: int = 1, ids: tuple[int, ...] | None = None, *, say=None):
+    """Choose this command's GPUs (core/gpus.py) and pin this process to them before torch starts CUDA; children
+    inherit the variables. `say(text, level)` tells the user which and why. None inside a data-parallel worker,
+    whose launcher gave it its GPUs."""
+    from . import distributed, gpus
+
+    if distributed.is_worker():
+        return None
+    plan = gpus.plan(1 if distributed.rehearsal() else count, tuple(ids or ()))
+    gpus.pin(plan)
+    if say:
+        tell_gpus(plan, say)
+    return plan
+
+
+def tell_gpus(plan, say, need_gib: float | None = None) -> None:
+    """Which GPUs and why, then a warning for each one other processes already fill (before the model loads)."""
+    from .gpus import busy_warnings
+
+    if plan is None or not plan.gpus:
+        return
+    say(f"{plan.reason}; CUDA_VISIBLE_DEVICES={plan.env['CUDA_VISIBLE_DEVICES']}", "info")
+    for warning in busy_warnings(plan.gpus, need_gib):
+        say(warning, "warning")
+
+
+def _say_stderr(text: str, level: str) -> None:
+    print(f"{level}: {text}", file=sys.stderr, flush=True)
+
+
 def cmd_doctor(args) -> int:
+    from .gpus import describe
     from .hardware import probe
     from .presets import suggest
 
+    plan = use_gpus(args.gpus or 1, args.gpu_ids)  # before torch: its CUDA check then sees what a run would
     report = probe(check_torch=True)
     s = suggest(report)
     if args.json:
         print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason,
-                          "suggested_gpus": s.gpus}, indent=2))
+                          "suggested_gpus": s.gpus, "run_gpus": list(plan.ids), "run_gpus_reason": plan.reason,
+                          "gpu_warnings": plan.warnings}, indent=2))
         return 0
     if report.gpus:
         for g in report.gpus:
             cc = ".".join(map(str, g.compute_capability)) if g.compute_capability else "?"
-            print(f"GPU {g.index}: {g.name}  {g.used_gib:.1f}/{g.total_gib:.1f} GiB used, {g.free_gib:.1f} GiB free, "
-                  f"compute capability {cc}, bf16 {'yes' if g.bf16 else 'no'}")
+            print(f"{describe(g)} (compute capability {cc}, bf16 {'yes' if g.bf16 else 'no'})")
         print(f"driver {report.driver_version}, CUDA {report.cuda_driver_version}")
+        if plan.gpus:
+            print(f"a run uses {plan.reason}")
+            others = [g.index for g in plan.candidates if g not in plan.gpus]
+            if others:
+                print(f"    (it sets CUDA_VISIBLE_DEVICES={plan.env['CUDA_VISIBLE_DEVICES']} for the run; another "
+                      f"choice: --gpu-ids {others[0]})")
+        else:
+            print(plan.reason)
+        for warning in plan.warnings:
+            print(f"warning: {warning}")
     else:
         print(f"no GPU: {report.nvml_error}")
-    print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
-    print(f"bitsandbytes: {report.bnb_message}")
+    if report.torch_version is None:
+        print("torch: not installed (pip install torch)")
+    else:
+        print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
+        print(f"bitsandbytes: {report.bnb_message}")
     print(f"suggested preset: {s.preset} ({s.reason})")
     if s.gpus > 1:
         print(f"train on all of them with: genaptitude-trainer train --preset {s.preset} --gpus {s.gpus}")
@@ -208,13 +276,17 @@ def cmd_presets(args) -> int:
     return 0
 
 
-def resolve_config(args):
+def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
+    """The run's TrainConfig from the flags. `run_gpus`: the GPUs it was pinned to, which the suggested preset
+    must fit (not the freest GPU of the box)."""
     from .presets import config_for
 
     if getattr(args, "config_json", None):
         from .presets import config_from_dict
 
         overrides = {k: v for k in OVERRIDES if (v := getattr(args, k)) is not None}
+        if args.gpu_ids and args.gpus is None:
+            overrides["gpus"] = len(args.gpu_ids)
         if args.model:
             overrides["model"] = args.model
         if args.trust_remote_code:
@@ -225,8 +297,13 @@ def resolve_config(args):
         from .hardware import probe
         from .presets import suggest
 
-        preset = suggest(probe(check_torch=True)).preset
+        report = probe(check_torch=True)
+        if run_gpus:
+            report.gpus = [g for g in report.gpus if g.index in run_gpus]
+        preset = suggest(report).preset
     overrides = {k: getattr(args, k) for k in OVERRIDES}
+    if args.gpu_ids and args.gpus is None:
+        overrides["gpus"] = len(args.gpu_ids)
     if args.model:
         overrides["model"] = args.model
     if args.trust_remote_code:
@@ -234,10 +311,46 @@ def resolve_config(args):
     return config_for(preset, **overrides)
 
 
+def _run_gpus(args) -> tuple[str | None, int, tuple[int, ...]]:
+    """(device, number of GPUs, GPU ids) the train flags ask for, read before the config is built (building it may
+    ask torch for a suggestion, and torch must start CUDA on the chosen GPUs only). device None: not known yet."""
+    from .presets import PRESETS as presets
+
+    if args.config_json:
+        d = json.loads(Path(args.config_json).read_text(encoding="utf-8"))
+        device, count, ids = d.get("device"), d.get("gpus", 1), tuple(d.get("gpu_ids") or ())
+    else:
+        device, count, ids = (presets[args.preset].config.device if args.preset else None), 1, ()
+    ids = args.gpu_ids or ids
+    count = args.gpus or (len(ids) if ids else count)
+    if ids and count != len(ids):
+        raise InputError(f"--gpus {count} but --gpu-ids names {len(ids)} GPU(s)",
+                         hint="give --gpu-ids alone: it sets the number of GPUs")
+    return device, count, ids
+
+
+def _need_gib(config) -> float | None:
+    """The VRAM estimate of one GPU's share of the run (None when the settings are too broken to estimate: the
+    run's validation says why, next)."""
+    from .distributed import per_device
+    from .estimate import estimate_vram
+
+    try:
+        return estimate_vram(per_device(config, config.gpus)[0]).total_gib
+    except Exception:
+        return None
+
+
 def cmd_train(args) -> int:
     from .engine import train
+    from .events import LogLine
 
-    config = resolve_config(args)
+    printer = json_printer if args.json else human_printer
+    device, count, ids = _run_gpus(args)
+    plan = use_gpus(count, ids) if device != "cpu" else None
+    config = resolve_config(args, plan.ids if plan else None)
+    if config.device == "cuda":
+        tell_gpus(plan, lambda text, level: printer(LogLine(text, level)), need_gib=_need_gib(config))
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -249,7 +362,6 @@ def cmd_train(args) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    printer = json_printer if args.json else human_printer
     try:
         train(config, args.dataset, args.output, on_event=printer, stop_event=stop, overwrite=args.overwrite,
               resume=args.resume, skip_invalid=args.skip_invalid)
@@ -317,6 +429,7 @@ def human_printer(event) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    use_gpus(1, args.gpu_ids, say=_say_stderr)
     from .evaluate import evaluate, held_out
 
     rows = held_out(args.dataset, args.adapter, model=args.model, split=args.split, limit=args.limit)
@@ -354,6 +467,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if not args.smoke:  # a CPU harness test needs no GPU
+        use_gpus(1, args.gpu_ids, say=_say_stderr)
     from .bench import run_bench
 
     lo, _, hi = args.seq_len.partition("-")
@@ -369,16 +484,24 @@ def cmd_bench(args) -> int:
     if args.json:
         print(text)
     else:
-        print(f"{result['gpu']}  arch {result['arch']}  rows {args.seq_len} tokens  {result['steps']} steps")
-        print(f"{'preset':<14}{'tokens/s':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}{'loss':>16}")
+        lo, hi = result["seq_len"]
+        print(f"{result['gpu']}  arch {result['arch']}  rows {lo}-{hi} tokens  {result['steps']} steps")
+        # tokens/s: the median of per-step rates; all: every steady step's real tokens ÷ their whole time
+        print(f"{'preset':<14}{'tokens/s':>10}{'all':>10}{'tokens':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}"
+              f"{'loss':>16}")
         for r in result["results"]:
             if "error" in r:
                 print(f"{r['preset']:<14}failed: {r['error']}")
                 continue
             mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
             peak = f"{r['peak_vram_gib']:.2f}" if r["peak_vram_gib"] is not None else "n/a"
-            print(f"{r['preset']:<14}{r['tokens_per_s']:>10.0f}{r['ms_per_step']:>10.0f}{peak:>10}{mfu:>8}"
+            print(f"{r['preset']:<14}{r['tokens_per_s']:>10.0f}{r['tokens_per_s_total']:>10.0f}"
+                  f"{r['tokens_total']:>10}{r['ms_per_step']:>10.0f}{peak:>10}{mfu:>8}"
                   f"{r['first_loss']:>8.2f}→{r['last_loss']:.2f}")
+        first = next((r["skipped_steps"] + 1 for r in result["results"] if "skipped_steps" in r), None)
+        if first is not None:
+            print(f"tokens/s: the median of per-step rates; all: real tokens ÷ time over steps "
+                  f"{first}-{result['steps']}")
     return 0
 
 
@@ -392,6 +515,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_merge(args) -> int:
+    use_gpus(1)  # merge works on the CPU; pinned anyway, so no library spreads onto a GPU another user holds
     from .merge import gguf_instructions, merge
 
     path = merge(args.adapter, args.out, model=args.model, overwrite=args.overwrite,

@@ -91,6 +91,7 @@ class MemorySample(Event):
     nvml_total_gib: float | None
     process_rss_gib: float | None
     gpus_used_gib: list | None = None  # NVML used per GPU of a data-parallel run (rank 0 reads them all)
+    gpu_ids: list | None = None  # the NVML index of the run's GPU(s), as nvidia-smi numbers them (core/gpus.py)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class TrainConfig:
     fused_ce: bool = False  # Liger's fused linear cross-entropy for the answer-only loss (CUDA; needs liger-kernel)
     fast_loss: bool = True  # LM head only where the loss is (answer tokens), in chunks; False = library loss
     gpus: int = 1  # data-parallel worker processes, one per GPU (core/distributed.py); batch values are per run
+    gpu_ids: tuple[int, ...] = ()  # which GPUs (NVML indices, as nvidia-smi shows); () = the `gpus` with the most
+    #                                free memory (core/gpus.py decides, before CUDA starts)
     gpu_batch: str = "split"  # with gpus > 1: "split" keeps the effective batch (each GPU takes a share), "each"
     #                          keeps each GPU's micro-batch (effective batch × gpus: faster per token)
     gpu_memory_fraction: float = 0.0  # cap this process's share of the GPU (0 = no cap), e.g. on a shared card
@@ -89,6 +91,8 @@ class TrainConfig:
         need(self.gpu_batch in ("split", "each"), f"gpu_batch must be split or each, not {self.gpu_batch!r}",
              "use split (same effective batch as one GPU) or each (each GPU keeps the micro-batch)")
         need(self.gpus >= 1, f"gpus must be at least 1, not {self.gpus}", "use --gpus 1 (or leave it out) for one GPU")
+        need(not self.gpu_ids or len(self.gpu_ids) == self.gpus, f"gpus is {self.gpus} but gpu ids name "
+             f"{len(self.gpu_ids)} GPU(s)", "give --gpu-ids alone: it sets the number of GPUs")
         need(self.device in ("cuda", "cpu"), f"device must be 'cuda' or 'cpu', not {self.device!r}", "use --preset cpu or a GPU preset")
         need(self.quantization in ("nf4", "none"), f"quantization must be 'nf4' or 'none', not {self.quantization!r}", "use nf4 or none")
         need(self.compute_dtype in ("float32", "float16", "bfloat16"), f"unknown compute dtype {self.compute_dtype!r}", "use float32, float16 or bfloat16")
@@ -363,6 +367,8 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     if isinstance(clean.get("lora_targets"), (list, str)):
         t = clean["lora_targets"]
         clean["lora_targets"] = tuple(x.strip() for x in (t.split(",") if isinstance(t, str) else t) if x.strip())
+    if isinstance(clean.get("gpu_ids"), list):  # JSON has no tuples
+        clean["gpu_ids"] = tuple(clean["gpu_ids"])
     return TrainConfig(**clean)
 
 

@@ -83,6 +83,7 @@ class RealEngine(Engine):
         self._lock = threading.Lock()
         self._chat: Any | None = None  # a core.evaluate.Chat: the model stays loaded between prompts
         self._chat_lock = threading.Lock()
+        self._pinned = False
 
     def probe(self) -> Any:
         from core import hardware
@@ -128,9 +129,19 @@ class RealEngine(Engine):
 
         return train(config, dataset_path, output_dir, on_event=on_event, stop_event=stop_event, **kw)
 
+    def _one_gpu(self) -> None:
+        """evaluate and chat run in this process: give it one GPU, the freest (core/gpus.py), before its first
+        CUDA call. CUDA reads the choice once, so later evaluations and chats stay on that GPU."""
+        if not self._pinned:
+            from core import gpus
+
+            gpus.pin(gpus.plan(1))
+            self._pinned = True
+
     # In this process, in the calling thread: nothing trains meanwhile, and the chat keeps its model loaded.
     def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
                  on_progress: Callable[[str], None] | None = None, *, skip_invalid: bool = False) -> list:
+        self._one_gpu()
         from core.evaluate import evaluate, held_out
 
         say = on_progress or (lambda text: None)
@@ -142,6 +153,7 @@ class RealEngine(Engine):
             _free_memory()  # the models are gone with this call: give their GPU memory back for the next run
 
     def chat_load(self, adapter: str) -> str:
+        self._one_gpu()
         with self._chat_lock:
             if self._chat is None or self._chat.adapter != str(adapter):
                 self._chat = None  # the old model goes before the new one loads
@@ -189,6 +201,7 @@ class ProcessEngine(RealEngine):
               resume: bool = False, skip_invalid: bool = False) -> Path:
         from core.errors import TrainerError
         from core.events import Failed
+        from core.gpus import user_env
         from core.workers import child_env, run_training
 
         told: list[Failed] = []
@@ -198,8 +211,11 @@ class ProcessEngine(RealEngine):
                 told.append(event)
             on_event(event)
 
+        env = child_env()
+        for name, value in user_env().items():  # the run process chooses its GPUs afresh, as the user left them
+            env.pop(name, None) if value is None else env.update({name: value})
         try:
-            run_training(config, dataset_path, output_dir, [child_env()], forward, stop_event, overwrite=overwrite,
+            run_training(config, dataset_path, output_dir, [env], forward, stop_event, overwrite=overwrite,
                          resume=resume, skip_invalid=skip_invalid)
         except TrainerError as err:
             if not told:  # the process died without saying why (a crash, a kill): say what is known

@@ -143,13 +143,15 @@ class MemoryPanel(Vertical):
         label = "torch allocated" if m.torch_allocated_gib is not None else "process RAM"
         self.query_one("#mem-main-label", Static).update(Text(label, style="dim"))
         if m.gpus_used_gib:  # a data-parallel run: one bar per GPU (NVML, whole device)
-            for i, used in enumerate(m.gpus_used_gib):
+            ids = m.gpu_ids or list(range(len(m.gpus_used_gib)))  # NVML's numbers: a run on GPUs 1,3 says so
+            for i, used in zip(ids, m.gpus_used_gib):
                 text.append(f"\nGPU{i} ")
                 text.append_text(gpu_bar(used, m.nvml_total_gib))
             self.nvml.append(m.nvml_used_gib) if m.nvml_used_gib is not None else None
         elif m.nvml_used_gib is not None:
             total = f" / {m.nvml_total_gib:.1f}" if m.nvml_total_gib else ""
-            text.append(f"\nGPU   {m.nvml_used_gib:.1f}{total} GiB")
+            which = f"{m.gpu_ids[0]:<2}" if m.gpu_ids else "  "
+            text.append(f"\nGPU {which}{m.nvml_used_gib:.1f}{total} GiB")
             self.nvml.append(m.nvml_used_gib)
         self.query_one("#mem-text", Static).update(text)
         self.query_one("#mem-main", Sparkline).data = list(self.main)
