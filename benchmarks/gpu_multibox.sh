@@ -2,9 +2,12 @@
 # Issue 12 on a box with 2 GPUs (nvidia-h200-x2), as a user there runs it: which GPU each command takes and why,
 # shown by the tool and checked against nvidia-smi's list of compute processes. Needs .whl as the other scripts.
 #   PARTS="doctor train eval bench tui busy ddp" (default: all but ddp; each part is about a minute) STEPS=6
-# Writes every command's output into $OUT (copy it to benchmarks/results/h200x2-multibox/).
+# Every command's output comes back in $OUT/multibox.tgz (unpack it into benchmarks/results/h200x2-multibox/).
 set -uo pipefail
 source benchmarks/device_env.sh || exit 1
+# A device call brings back at most 8 files: everything is written to /tmp/multibox, then packed into one archive.
+BACK=$OUT; OUT=/tmp/multibox; mkdir -p $OUT
+trap 'tar czf $BACK/multibox.tgz -C $OUT . ; cp $OUT/commands.txt $OUT/doctor.out $BACK/ 2>/dev/null' EXIT
 export NCCL_NVLS_ENABLE=0
 PARTS=" ${PARTS:-doctor train eval bench tui busy} "
 STEPS=${STEPS:-6}
