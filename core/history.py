@@ -291,7 +291,8 @@ class History:
 
 def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None,
               index: Path | None = None, cancelled: Callable[[], bool] | None = None) -> History:
-    """Every run found next to `output_dir`, in `cwd` and through the index, newest first, one per folder."""
+    """Every run found next to `output_dir`, in `cwd` and through the index, one per folder: the runs going now
+    first, then newest first."""
     index = index or index_path()
     folders: list[Path] = []
     for base in ((Path(output_dir).expanduser().resolve().parent if output_dir is not None else None),
@@ -319,7 +320,8 @@ def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLik
         seen.add(key)
         out = key.with_name(key.name[:-len(PARTIAL)]) if key.name.endswith(PARTIAL) else key
         runs.append(load_run(key, meta.get(out)))
-    runs.sort(key=lambda r: r.started.timestamp() if r.started else float("-inf"), reverse=True)
+    runs.sort(key=lambda r: (r.state == "running", r.started.timestamp() if r.started else float("-inf")),
+              reverse=True)  # runs going now first, then newest first
     return History(runs, folders, index)
 
 

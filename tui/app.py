@@ -151,7 +151,9 @@ class TrainerApp(App):
         """The terminal is gone: stop following the run (it goes on in its own session) and exit at once; a
         blocked write to the dead terminal must not keep the app alive, burning a core."""
         self.leave_event.set()
-        threading.Timer(3.0, os._exit, args=(0,)).start()
+        deadline = threading.Timer(3.0, os._exit, args=(0,))
+        deadline.daemon = True
+        deadline.start()
         self.exit()
 
     # -- live runs ---------------------------------------------------------------------------------------------
@@ -531,11 +533,14 @@ def main(argv: list[str] | None = None) -> int:
     app = TrainerApp(dataset=args.dataset, output=args.output, preset=args.preset, model=args.model)
     app.run()
     done = app.training_result
-    if app.leave_event.is_set() and app.training.running:
-        print(f"the run goes on in {app.output_dir}; follow it with genaptitude-trainer-tui (it offers to attach) "
-              f"or genaptitude-trainer attach {app.output_dir}")
-    elif done is not None:
-        print(f"adapter: {done.output_dir}" + (" (stopped early; resumable)" if done.stopped_early else ""))
+    try:
+        if app.leave_event.is_set() and app.training.running:
+            print(f"the run goes on in {app.output_dir}; follow it with genaptitude-trainer-tui (it offers to "
+                  f"attach) or genaptitude-trainer attach {app.output_dir}")
+        elif done is not None:
+            print(f"adapter: {done.output_dir}" + (" (stopped early; resumable)" if done.stopped_early else ""))
+    except OSError:
+        pass  # the terminal is gone (a hang-up): there is no one to tell
     return app.return_code or 0
 
 
