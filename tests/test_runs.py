@@ -346,3 +346,52 @@ async def test_come_back_attach_from_a_new_app_and_the_cli_and_stop(tiny_model_d
     assert output.is_adapter(out) and output.latest_checkpoint(out / "checkpoints") is not None
     assert output.resume_point(out) is not None
     launch.proc.wait(timeout=60)
+
+
+@pytest.mark.anyio
+async def test_h_attaches_to_a_live_run_and_a_dead_run_is_offered_for_resume(tmp_path):
+    """In `h` a run going now is listed first as running and Enter attaches to it; at start-up, a run whose
+    process died in the output folder is offered for resume (core's rule), and r resumes it."""
+    from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, settle, wait_until
+    from tui.app import TrainerApp
+    from tui.screens.confirm import ChoiceScreen
+    from tui.screens.history import HistoryScreen
+
+    class Attachable(FakeEngine):
+        attached: list = []
+
+        def attach(self, output_dir, *, on_event, stop_event, leave_event):
+            self.attached.append(output_dir)
+            return None
+
+    holder = hold_folder(tmp_path / "live")
+    dead = tmp_path / "adapter"
+    ckpt = tmp_path / "adapter.partial" / "checkpoints" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    output.owner_path(dead).write_text(json.dumps({"pid": 999999, "host": os.uname().nodename,
+                                                   "started_at": "2026-01-02T03:04:05+0000"}))
+    engine = Attachable(NO_GPU)
+    app = TrainerApp(engine, output=str(dead), refresh_interval=None, stats_delay=0, show_startup_time=False)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+            assert "The last run did not finish" in screen_text(app) and "pid 999999" in screen_text(app)
+            await pilot.press("n")
+            await pilot.pause()
+            await pilot.press("h")
+            await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.history is not None)
+            assert "● running" in screen_text(app).splitlines()[4], screen_text(app)  # first row of the table
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: engine.attached == [str(tmp_path / "live")])
+            await wait_until(pilot, lambda: not app.training.running)
+            app.output_dir = str(dead)
+            app._find_live_runs()
+            await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+            await pilot.press("r")
+            await wait_until(pilot, lambda: engine.train_calls)
+            assert engine.train_calls[0]["resume"] is True and engine.train_calls[0]["output"] == str(dead)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -162,6 +162,25 @@ class TrainerApp(App):
         runs = self.engine.live_runs(self.output_dir)
         if runs:
             self.call_from_thread(self._offer_attach, runs)
+            return
+        from core.output import inspect
+
+        owner = inspect(self.output_dir)  # a run owned the folder, and its process is gone
+        found = existing_output(self.output_dir) if owner is not None and not owner.live else None
+        if found and found[1] and "unfinished run" in found[0]:
+            self.call_from_thread(self._offer_resume, f"{found[0]} ({owner.describe()})")
+
+    @work(exclusive=True, group="attach-offer")
+    async def _offer_resume(self, what: str) -> None:
+        """The last run into the output folder ended without finishing (killed, crashed): offer to resume it."""
+        if self.training.running:
+            return
+        choice = await self.push_screen_wait(ChoiceScreen(
+            "The last run did not finish", f"{what}: its process ended without finishing (killed, a reboot, a "
+            "crash). Resume it from its last checkpoint, with the settings shown?",
+            {"r": ("resume", "resume it"), "n": ("no", "not now")}))
+        if choice == "resume":
+            self._start_flow(resume_asked=True)
 
     @work(exclusive=True, group="attach-offer")
     async def _offer_attach(self, runs: list) -> None:
@@ -272,7 +291,9 @@ class TrainerApp(App):
         self._start_flow()
 
     @work(exclusive=True, group="start-run")
-    async def _start_flow(self) -> None:
+    async def _start_flow(self, resume_asked: bool = False) -> None:
+        """Checks, then starts a run; `resume_asked`: the user already chose to resume the run in the output
+        folder (from the start-up offer or `h`), so a resumable folder is not asked about again."""
         if self.training.running:
             self.notify("a run is already going; s stops it", severity="warning")
             return
@@ -307,7 +328,8 @@ class TrainerApp(App):
             choices = {"o": ("overwrite", "start over, replacing it")}
             if resumable:
                 choices = {"r": ("resume", "resume from its last checkpoint"), **choices}
-            choice = await self.push_screen_wait(ChoiceScreen("The output folder is not empty", what, choices))
+            choice = "resume" if resume_asked and resumable else \
+                await self.push_screen_wait(ChoiceScreen("The output folder is not empty", what, choices))
             if choice is None:
                 return
             resume, overwrite = choice == "resume", choice == "overwrite"
@@ -490,8 +512,8 @@ class TrainerApp(App):
         if what == "attach":
             self.attach(str(run.output), run.preset, run.owner.describe() if run.owner else "")
         elif what == "resume" and not self.training.running:
-            self.output_dir = str(run.output)  # t's flow then offers to resume it (core's rule, as ever)
-            self._start_flow()
+            self.output_dir = str(run.output)  # t's flow, with resume chosen (core's rule decides, as ever)
+            self._start_flow(resume_asked=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         training: TrainingPanel | None = getattr(self, "training", None)
