@@ -215,7 +215,8 @@ def follow(output_dir: str | os.PathLike, on_event: Callable[[Event], None], *,
             break  # (a run that has ended is replayed, then said to have ended)
         if launch is not None and launch.proc.poll() is not None:
             failed = _last_failure(launch.log)
-            if failed is not None:
+            if failed is not None:  # refused before it owned a folder (settings, hardware, a live run there)
+                on_event(failed)  # with its problems, line by line
                 raise TrainerError(failed.message, hint=failed.hint)
             raise TrainerError(f"the run's process ended with exit code {launch.proc.returncode} before it started",
                                hint=f"its output ({launch.log}):\n{_tail(launch.log)}")

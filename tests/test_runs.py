@@ -79,6 +79,25 @@ def test_the_cli_refuses_a_second_train_into_a_held_folder(small_dataset, tmp_pa
     assert "Traceback" not in r.stderr
 
 
+def test_the_apps_launcher_reports_a_refusal_before_the_run_owns_a_folder(small_dataset, tmp_path):
+    """The app's run process is refused (a live run holds the folder): the app gets the Failed event, pid and all."""
+    from core.presets import config_for
+    from tui.engine import ProcessEngine
+
+    out = tmp_path / "adapter"
+    holder = hold_folder(out)
+    got: list = []
+    try:
+        with pytest.raises(TrainerError) as info:
+            ProcessEngine().train(config_for("cpu"), str(small_dataset), str(out), on_event=got.append,
+                                  stop_event=threading.Event(), overwrite=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"pid {holder.pid}" in info.value.message and "attach" in info.value.hint
+    assert [type(e) for e in got] == [ev.Failed] and got[0].message == info.value.message
+
+
 def _damaged(folder: Path, adapter: bool = True, metrics: bool = False) -> Path:
     folder.mkdir(parents=True)
     if adapter:
