@@ -443,8 +443,10 @@ class TrainerApp(App):
             return None
         if self.training.adapter_dir:
             return self.training.adapter_dir
+        from core.output import is_adapter
+
         out = Path(self.output_dir).expanduser()
-        return str(out.resolve()) if (out / "adapter_config.json").is_file() else None
+        return str(out.resolve()) if is_adapter(out) else None
 
     def action_evaluate(self) -> None:
         if adapter := self.current_adapter():

@@ -6,6 +6,7 @@ All methods except `suggest`, `format_label` and `estimate` may be slow: call th
 """
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -246,4 +247,10 @@ class ProcessEngine(RealEngine):
             if not told:  # the process died without saying why (a crash, a kill): say what is known
                 on_event(Failed(err.message, err.hint))
             raise
-        return Path(done.output_dir) if done is not None else None
+        if done is None:
+            return None  # left running: it is not this app's child to wait for any more
+        try:
+            launch.proc.wait(timeout=30)  # it only releases its lock and exits now: no zombie left behind
+        except subprocess.TimeoutExpired:
+            pass
+        return Path(done.output_dir)
