@@ -250,10 +250,7 @@ def is_run_dir(path: Path) -> bool:
 def load_one(folder: str | os.PathLike) -> RunRecord:
     """The run a user named (its output folder or `.partial`), or InputError saying why it is not one; a damaged
     run.json is refused with the same sentence as everywhere else."""
-    path = Path(folder).expanduser()
-    partial = path.with_name(path.name + PARTIAL)
-    if not path.name.endswith(PARTIAL) and partial.is_dir() and (not path.exists() or output.lock_held(path)):
-        path = partial  # a run going (or killed) before its first finish
+    path = output.run_folder(folder)
     if not path.exists():
         raise InputError(f"{path}: no such folder", hint="give a run's --output folder; `genaptitude-trainer runs` "
                                                          "lists them")

@@ -73,6 +73,16 @@ def work_of(output: str | os.PathLike) -> Path:
     return out.with_name(out.name + PARTIAL)
 
 
+def run_folder(folder: str | os.PathLike) -> Path:
+    """The folder a user means by `folder`: itself, or its `.partial` while a run is going in it (or was killed
+    before its first finish, leaving no `folder`)."""
+    path = Path(folder).expanduser()
+    partial = path.with_name(path.name + PARTIAL)
+    if not path.name.endswith(PARTIAL) and partial.is_dir() and (not path.exists() or lock_held(path)):
+        return partial
+    return path
+
+
 def lock_path(output: str | os.PathLike) -> Path:
     out = output_of(output)
     return out.with_name(f".{out.name}.lock")

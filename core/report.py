@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .output import atomic_path, metrics_rows, read_run_json
+from .output import atomic_path, metrics_rows, read_run_json, run_folder
 
 TRAIN_COLOUR = "#1f77b4"  # blue: training loss (the tests look for it in the PNG)
 TRAIN_RAW_COLOUR = "#a6c8e6"  # light blue: every step, under the smoothed line of a long run
@@ -44,11 +44,9 @@ class Curves:
 
 
 def find_run(folder: str | os.PathLike) -> Path:
-    """The run folder to read: `folder` itself, or `folder.partial` when only the unfinished one exists."""
-    path = Path(folder).expanduser()
-    partial = path.with_name(path.name + ".partial")
-    if not path.exists() and partial.is_dir():
-        path = partial
+    """The run folder to read: `folder` itself, or `folder.partial` while a run is going in it or when only the
+    unfinished one exists (core.output.run_folder)."""
+    path = run_folder(folder)
     if not path.exists():
         raise InputError(f"{path}: no such folder", hint=HOW_TO_POINT)
     if not path.is_dir():
