@@ -287,9 +287,11 @@ class History:
 
 
 def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None,
-              index: Path | None = None, cancelled: Callable[[], bool] | None = None) -> History:
+              index: Path | None = None, cancelled: Callable[[], bool] | None = None,
+              live_only: bool = False) -> History:
     """Every run found next to `output_dir`, in `cwd` and through the index, one per folder: the runs going now
-    first, then newest first."""
+    first, then newest first. `live_only`: only the runs going now (the app's start-up question), found by their
+    locks without reading the others' metrics."""
     index = index or index_path()
     folders: list[Path] = []
     for base in ((Path(output_dir).expanduser().resolve().parent if output_dir is not None else None),
@@ -312,7 +314,9 @@ def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLik
             key = path.resolve()
         except OSError:
             continue
-        if key in seen or not is_run_dir(path):
+        if key in seen or (live_only and not (key.name.endswith(PARTIAL) and output.lock_held(key))):
+            continue
+        if not is_run_dir(path):
             continue
         seen.add(key)
         out = key.with_name(key.name[:-len(PARTIAL)]) if key.name.endswith(PARTIAL) else key

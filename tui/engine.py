@@ -144,7 +144,7 @@ class RealEngine(Engine):
     def live_runs(self, output_dir: str) -> list:
         from core.history import find_runs
 
-        return [r for r in find_runs(output_dir).runs if r.state == "running"]
+        return [r for r in find_runs(output_dir, live_only=True).runs if r.state == "running"]
 
     def attach(self, output_dir: str, *, on_event: Callable[[Event], None], stop_event: threading.Event,
                leave_event: threading.Event) -> Any:
