@@ -57,6 +57,8 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--score-rows", type=int, help="held-out rows answered by base and adapter after the run "
                                                   "(0: skip the check)")
     g.add_argument("--score-seconds", type=float, help="time limit of that after-run check")
+    g.add_argument("--save-every-minutes", type=float, help="minutes of training between resumable checkpoints "
+                                                          "(0: off; GPU presets 15)")
     g.add_argument("--eval-fraction", type=float)
     g.add_argument("--eval-every", type=int)
     g.add_argument("--seed", type=int)
@@ -88,7 +90,7 @@ def _add_gpu_ids(p) -> None:
 
 
 OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
-             "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
+             "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "save_every_minutes", "eval_fraction", "eval_every",
              "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction",
              "gpus", "gpu_batch", "gpu_ids", "min_updates", "score_rows", "score_seconds")
 
@@ -126,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.add_argument("--config-json", default=None, help="a whole training configuration as JSON (what the TUI "
                                                       "sends its run process); replaces --preset, overrides apply")
+    p.add_argument("--detached", action="store_true", help="(the TUI's run process) JSON events until the run owns "
+                   "its folder, then all output into <run>/train.log; SIGHUP is ignored")
     _add_overrides(p)
 
     p = sub.add_parser("evaluate", help="greedy answers on held-out rows: exact match, similarity, eval loss")
@@ -156,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="base model (default: the one the adapter was trained on)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
+
+    _add_run_commands(sub)
 
     p = sub.add_parser("bench", help="tokens/s, ms/step, peak VRAM and MFU: presets vs the old script's settings")
     p.add_argument("--presets", default="old-settings,modern-bf16,8gb,t4-fp16,t4-fp32",
@@ -346,6 +352,9 @@ def cmd_train(args) -> int:
     from .events import LogLine
 
     printer = json_printer if args.json else human_printer
+    on_owned = None
+    if args.detached:
+        printer, on_owned = _detached_output()
     device, count, ids = _run_gpus(args)
     plan = use_gpus(count, ids) if device != "cpu" else None
     config = resolve_config(args, plan.ids if plan else None)
@@ -364,13 +373,31 @@ def cmd_train(args) -> int:
         signal.signal(sig, on_signal)
     try:
         train(config, args.dataset, args.output, on_event=printer, stop_event=stop, overwrite=args.overwrite,
-              resume=args.resume, skip_invalid=args.skip_invalid)
+              resume=args.resume, skip_invalid=args.skip_invalid, on_owned=on_owned)
     except TrainerError as exc:
         if args.json:  # the Failed event already went out as JSON
             print(f"error: {exc.render()}", file=sys.stderr)
             return exc.exit_code
         raise
     return 0
+
+
+def _detached_output():
+    """A detached run (core/workers.start_run) prints JSON events to its launch log until it owns its run folder
+    (the launcher reads why it failed there), then human lines, tracebacks included, into <run>/train.log."""
+    from .output import LOG, redirect_output
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; a stray hangup must not end the run
+    owned: list[bool] = []
+
+    def printer(event) -> None:
+        (human_printer if owned else json_printer)(event)
+
+    def on_owned(dirs) -> None:
+        redirect_output(dirs.work / LOG)
+        owned.append(True)
+
+    return printer, on_owned
 
 
 def json_printer(event) -> None:
@@ -525,9 +552,94 @@ def cmd_merge(args) -> int:
     return 0
 
 
+# -- runs that outlive the terminal: runs, attach, stop --------------------------------------------------------
+def _add_run_commands(sub) -> None:
+    p = sub.add_parser("runs", help="live and past runs: state, step, last loss, folder (one RUN: its details)")
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run's --output folder (or its .partial)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("attach", help="follow a run that is going: a line per step, as train prints (Ctrl-C "
+                                      "leaves it running)")
+    p.add_argument("run", metavar="RUN", help="the run's --output folder (or its .partial)")
+    p = sub.add_parser("stop", help="stop a run that is going: it finishes its step, saves the adapter and a "
+                                    "resumable checkpoint")
+    p.add_argument("run", metavar="RUN", help="the run's --output folder (or its .partial)")
+    p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for the save")
+
+
+def _run_row(run) -> dict:
+    steps = f"{run.steps}/{run.total_steps}" if run.total_steps else str(run.steps or "–")
+    loss = "–" if run.train_loss is None else f"{run.train_loss:.4f}"
+    owner = run.owner.describe() if run.owner is not None and run.state == "running" else ""
+    return {"state": run.state, "steps": steps, "loss": loss, "folder": str(run.path), "owner": owner}
+
+
+def cmd_runs(args) -> int:
+    from .history import find_runs, load_one
+
+    if args.run:
+        run = load_one(args.run)
+        if args.json:
+            print(json.dumps(_run_row(run), ensure_ascii=False))
+            return 0
+        row = _run_row(run)
+        print(f"{row['state']}: step {row['steps']}, last loss {row['loss']}, folder {row['folder']}"
+              + (f" ({row['owner']})" if row["owner"] else ""))
+        if run.state == "running":
+            print(f"follow it: genaptitude-trainer attach {run.path} · stop it: genaptitude-trainer stop {run.path}")
+        elif run.checkpoint is not None and run.state in ("unfinished", "stopped"):
+            print(f"resume it: genaptitude-trainer train --resume --output {run.output} ...")
+        return 0
+    history = find_runs(None)
+    rows = [_run_row(r) for r in history.runs]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"no runs found in {history.where()}")
+        return 0
+    print(f"{'state':<11}{'step':>11}  {'loss':>8}  folder")
+    for row in rows:
+        print(f"{row['state']:<11}{row['steps']:>11}  {row['loss']:>8}  {row['folder']}"
+              + (f"  ({row['owner']})" if row["owner"] else ""))
+    return 0
+
+
+def _follow_printing(run_dir: str, replay: bool = True) -> int:
+    """Print the run's events as `train` does until it ends (from its start, or from now); Ctrl-C leaves it
+    running. Exit 0 when it finished or was stopped with its adapter saved; a run that failed or died raises."""
+    from .workers import follow
+
+    leave = threading.Event()
+    signal.signal(signal.SIGINT, lambda *a: leave.set())
+    if follow(run_dir, human_printer, leave_event=leave, replay=replay) is None:
+        print(f"left the run going; come back with: genaptitude-trainer attach {run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_attach(args) -> int:
+    from .history import load_one
+
+    run = load_one(args.run)
+    if run.state != "running":
+        raise InputError(f"{run.output} has no run going ({run.state})",
+                         hint=f"its curves: genaptitude-trainer report {run.path} · all runs: genaptitude-trainer runs")
+    return _follow_printing(str(run.output))
+
+
+def cmd_stop(args) -> int:
+    from .workers import stop_run
+
+    owner = stop_run(args.run)
+    print(f"asked the run ({owner.describe()}) to stop: it finishes its step, then saves the adapter and a "
+          "checkpoint", flush=True)
+    if args.no_wait:
+        return 0
+    return _follow_printing(args.run, replay=False)
+
+
 COMMANDS = {"check": cmd_check, "doctor": cmd_doctor, "presets": cmd_presets, "train": cmd_train,
             "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export,
-            "report": cmd_report, "merge": cmd_merge}
+            "report": cmd_report, "merge": cmd_merge, "runs": cmd_runs, "attach": cmd_attach, "stop": cmd_stop}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,9 +22,16 @@ from .presets import TrainConfig, batch_description, batch_label
 
 def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
           on_event: Callable[[Event], None] | None = None, stop_event: threading.Event | None = None,
-          overwrite: bool = False, resume: bool = False, skip_invalid: bool = False) -> Path:
+          overwrite: bool = False, resume: bool = False, skip_invalid: bool = False,
+          on_owned: Callable[[output.RunDirs], None] | None = None) -> Path:
+    """`on_owned(dirs)` is called once this run holds its folder's lock (a detached run sends its output there)."""
     emit = on_event or (lambda e: None)
+    # The process that prepares the folder keeps its events in it (events.jsonl); data-parallel workers report
+    # through their launcher, which does.
+    journal = None if distributed.is_worker() else output.Journal(emit)
+    emit = journal or emit
     stop_event = stop_event or threading.Event()
+    dirs = None
     try:
         config.validate()
         report = read_dataset(dataset_path, skip_invalid=skip_invalid)
@@ -32,7 +39,12 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
             emit(LogLine(f"skipped {len(report.problems)} invalid line(s) of {report.path}; "
                          f"training on {len(report.examples)} valid rows", "warning"))
         check_device(config)
-        dirs = distributed.shared_dirs() or output.prepare(output_dir, overwrite=overwrite, resume=resume)
+        dirs = distributed.shared_dirs() or output.prepare(output_dir, overwrite=overwrite, resume=resume,
+                                                           say=lambda line: emit(LogLine(line, "warning")))
+        if journal is not None and dirs.lock is not None:
+            journal.open(dirs.events)
+            if on_owned is not None:
+                on_owned(dirs)
         if config.gpus > 1 and not distributed.is_worker():
             config, note = distributed.per_device(config, config.gpus)
             emit(LogLine(f"same effective batch on {config.gpus} workers: {note}"))
@@ -48,6 +60,11 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
         _keep_trace(exc)
         emit(Failed(err.message, err.hint))
         raise err from exc
+    finally:
+        if journal is not None:
+            journal.close()
+        if dirs is not None and dirs.lock is not None:
+            dirs.lock.release()  # the last thing: a follower that sees the lock free has every event
 
 
 def _quiet(event: Event) -> None:
@@ -159,7 +176,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     if main:
         history.remember_run(dirs.output, config.preset, config.model, report.path)  # the TUI lists it; never raises
     if dirs.resume_from is not None and main:
-        output.trim_metrics(dirs.metrics, int(dirs.resume_from.name.split("-")[-1]))
+        output.trim_metrics(dirs.metrics, output.checkpoint_step(dirs.resume_from))
         emit(LogLine(f"resuming from {dirs.resume_from}"))
     started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
                    device=config.device, output_dir=str(dirs.output))

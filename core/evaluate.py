@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -66,13 +65,15 @@ class HeldOut:
 
 
 def run_record(adapter: str | None) -> dict:
-    """The adapter's run.json ({} without one); refuses a folder that is not an adapter."""
+    """The adapter's run.json ({} without one); refuses a folder that is not an adapter, or a damaged record."""
+    from .output import ADAPTER_FILES, is_adapter, read_run_json
+
     if not adapter:
         return {}
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise InputError(f"{adapter} is not an adapter folder (no adapter_config.json)")
-    run_json = Path(adapter) / "run.json"
-    return json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+    if not is_adapter(adapter):
+        raise InputError(f"{adapter} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
+                         hint="give --adapter the --output folder of a finished `genaptitude-trainer train`")
+    return read_run_json(adapter)
 
 
 def held_out(dataset: str, adapter: str | None, *, model: str | None = None, split: str = "eval",

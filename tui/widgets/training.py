@@ -216,7 +216,8 @@ class TrainingPanel(Vertical):
         return self.state in ("running", "stopping")
 
     # -- the run's life ------------------------------------------------------------------------------------
-    def start(self, preset: str, dataset: str, output_dir: str, resume: bool = False) -> None:
+    def start(self, preset: str, dataset: str, output_dir: str, resume: bool = False, attach: str = "") -> None:
+        """A run begins (or, with `attach`, a run that is already going is followed: `attach` says whose)."""
         self.runs += 1
         self.state, self.finished, self.failure, self.scored = "running", None, "", None
         self.step, self.total_steps, self.output_dir = 0, 0, output_dir
@@ -229,6 +230,10 @@ class TrainingPanel(Vertical):
         self.query_one(MemoryPanel).reset()
         self.query_one(ProgressBar).update(total=None, progress=0)
         self.query_one("#run-metrics", Static).update("")
+        if attach:
+            self.log_line(f"── run {self.runs}: attached to the run in {output_dir} ({attach})", "bold")
+            self.status(f"attaching to run {self.runs}: replaying its events…")
+            return
         what = "resuming" if resume else "starting"
         self.log_line(f"── run {self.runs}: {what} preset {preset} on {dataset} → {output_dir}", "bold")
         self.status(f"{what} run {self.runs}…")
