@@ -180,7 +180,13 @@ def test_the_tui_pinned_for_evaluate_still_lets_its_next_run_choose_afresh(monke
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"  # the freest of BOX
 
     seen: list[dict] = []
-    monkeypatch.setattr(core.workers, "run_training", lambda config, dataset, output, envs, *a, **k: seen.extend(envs))
-    ProcessEngine().train(config_for("cpu"), "d.jsonl", str(tmp_path / "out"), on_event=lambda e: None,
-                          stop_event=None)
+
+    def start_run(config, dataset, output, *, env, **kw):  # the detached run process the app would start
+        seen.append(env)
+        raise core.workers.TrainerError("not started in this test")
+
+    monkeypatch.setattr(core.workers, "start_run", start_run)
+    with pytest.raises(core.workers.TrainerError):
+        ProcessEngine().train(config_for("cpu"), "d.jsonl", str(tmp_path / "out"), on_event=lambda e: None,
+                              stop_event=None)
     assert "CUDA_VISIBLE_DEVICES" not in seen[0] and "CUDA_DEVICE_ORDER" not in seen[0]
