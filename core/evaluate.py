@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from .dataset import Example, example_to_prompt_and_answer
