@@ -199,7 +199,8 @@ def _collate_for(config: TrainConfig, collator):
 
     def collate(examples):
         batch = collator(examples)
-        if not config.mask_padding and not config.padding_free:
+        # (trl's own loss, fast_loss off, counts the tokens from the mask: it keeps it.)
+        if not config.mask_padding and not config.padding_free and config.fast_loss:
             batch.pop("attention_mask", None)
         if config.fast_loss:
             batch["loss_index"] = loss_positions(batch["labels"])
