@@ -6,7 +6,7 @@
 - GETs honour `Range: bytes=N-` (206 + Content-Range), so resumed downloads can be checked.
 - Faults: a gated repo (401 GatedRepo), an unknown repo (404 RepoNotFound), a slow transfer (`bytes_per_s`),
   a connection cut after N bytes the first time a file is fetched (`cut_after={name: N}`), a server that never answers
-  the API (`stall_api`).
+  the API (`stall_api`) or goes silent after N bytes of a file, every time (`stall_after={name: N}`).
 Every request is recorded in `requests` as (method, path, Range header).
 """
 from __future__ import annotations
@@ -25,10 +25,11 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 class FakeHub:
     def __init__(self, repos: dict[str, dict[str, bytes]], *, gated: tuple[str, ...] = (),
                  bytes_per_s: float | None = None, cut_after: dict[str, int] | None = None,
-                 stall_api: bool = False):
+                 stall_api: bool = False, stall_after: dict[str, int] | None = None):
         self.repos, self.gated = repos, set(gated)
         self.bytes_per_s, self.stall_api = bytes_per_s, stall_api
         self.cut_after = {_sha256(self._content(n)): size for n, size in (cut_after or {}).items()}
+        self.stall_after = {_sha256(self._content(n)): size for n, size in (stall_after or {}).items()}
         self.requests: list[tuple[str, str, str | None]] = []
         self.closing = threading.Event()
         hub = self
@@ -178,6 +179,12 @@ class _Handler(BaseHTTPRequestHandler):
         cut = self.fake.cut_after.pop(blob, None)
         if cut is not None:
             chunk = chunk[:cut]
+        stall = self.fake.stall_after.get(blob)
+        if stall is not None:  # every fetch of this file: some bytes, then silence with the connection open
+            self.wfile.write(chunk[:max(0, stall - start)])  # up to byte N of the file, wherever the GET starts
+            self.wfile.flush()
+            self.fake.closing.wait()
+            return
         step = 16384
         for i in range(0, len(chunk), step):
             self.wfile.write(chunk[i:i + step])

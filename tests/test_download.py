@@ -174,6 +174,16 @@ def test_a_hub_that_never_answers_is_given_up_after_the_timeout(tmp_path):
     assert f"error: the Hub at {hub.url} stopped answering (nothing for 2 s)" in r.stderr
 
 
+def test_a_transfer_that_goes_silent_is_retried_then_given_up(big_repo, tmp_path):
+    """huggingface_hub retries a silent transfer 5 times (each resuming by Range) before giving up: with a 1 s read
+    timeout that is seconds, with the default 10 s about a minute; never forever."""
+    with FakeHub({REPO: big_repo}, stall_after={"model.safetensors": 3 * 2**20}) as hub:
+        r = resolve_in_process(hub.url, tmp_path, HF_HUB_DOWNLOAD_TIMEOUT="1", HF_HUB_ETAG_TIMEOUT="1")
+        assert r.rc == 1 and r.seconds < 30, (r.seconds, r.stderr)
+        assert f"error: the Hub at {hub.url} stopped answering" in r.stderr and "Traceback" not in r.stderr
+        assert len(hub.gets("model.safetensors")) == 6
+
+
 def test_a_disk_without_room_is_refused_before_any_byte_moves(tiny_repo, tmp_path):
     with FakeHub({REPO: tiny_repo}) as hub:
         r = resolve_in_process(hub.url, tmp_path, FAKE_FREE_BYTES="1000000")
