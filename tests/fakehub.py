@@ -4,7 +4,7 @@
 - `HEAD|GET /<repo>/resolve/<rev>/<file>`: small files answered directly; `*.safetensors` redirected (302) to
   `/cdn/<sha256>` with `X-Linked-Etag`/`X-Linked-Size`, as the real Hub does for LFS files.
 - GETs honour `Range: bytes=N-` (206 + Content-Range), so resumed downloads can be checked.
-- Faults: a gated repo (401 GatedRepo), an unknown repo (404 RepoNotFound), a slow transfer (`bytes_per_s`),
+- Faults: a gated repo (its files answer 401 GatedRepo), an unknown repo (404 RepoNotFound), a slow transfer (`bytes_per_s`),
   a connection cut after N bytes the first time a file is fetched (`cut_after={name: N}`), a server that never answers
   the API (`stall_api`) or goes silent after N bytes of a file, every time (`stall_after={name: N}`).
 Every request is recorded in `requests` as (method, path, Range header).
@@ -135,10 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.closing.wait()  # accept, then never answer
             return
         repo = "/".join(rest.split("/")[:2])
-        if not self._allowed(repo):
-            return
+        if repo not in self.fake.repos:
+            return self._error(404, "RepoNotFound", "Repository not found")
         files = self.fake.repos[repo]
-        info = {"_id": "fake", "id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": False,
+        # As on the Hub, a gated repo's card and file list are public; its files are not (resolve answers 401).
+        gated = "manual" if repo in self.fake.gated else False
+        info = {"_id": "fake", "id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": gated,
                 "disabled": False, "downloads": 0, "likes": 0, "tags": [], "library_name": "transformers",
                 "siblings": [{"rfilename": n, "size": len(d), "blobId": hashlib.sha1(d).hexdigest(),
                               **({"lfs": {"sha256": _sha256(d), "size": len(d), "pointerSize": 134}}
