@@ -262,13 +262,17 @@ class Meter:
                 self.n += n or 0
                 meter.add(n)
 
+            def update_transfer(self, n=1):
+                """Network bytes of an Xet download. Declared on the class: huggingface_hub then feeds one bar
+                (written bytes to update, network bytes here) instead of two that would count each byte twice."""
+
             def __enter__(self):
                 return self
 
             def __exit__(self, *exc):
                 return False
 
-            def __getattr__(self, name):  # set_postfix_str, refresh, close, update_transfer, ...: nothing to do
+            def __getattr__(self, name):  # set_postfix_str, refresh, close, ...: nothing to do
                 return lambda *a, **k: None
 
         return Bar

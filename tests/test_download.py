@@ -214,3 +214,21 @@ def test_cli_train_downloads_a_hub_model_and_names_a_missing_one(tiny_repo, smal
         assert missing.returncode == 2
         assert "error: model tiny/no-such-model does not exist on the Hub" in missing.stderr
         assert "Traceback" not in missing.stderr
+
+
+def test_an_xet_download_counts_each_byte_once():
+    """The real Hub serves Qwen's weights from Xet storage (the fake Hub cannot): huggingface_hub's Xet reporter
+    must feed the meter the bytes written, not also the network bytes."""
+    from types import SimpleNamespace
+
+    xet = pytest.importorskip("huggingface_hub.utils._xet_progress_reporting")
+    from core.download import Meter
+
+    meter = Meter(None, REPO, total=100, done=0)
+    with xet.XetDownloadProgressReporter(reconstruction_desc="model.safetensors", total=100, log_level=30,
+                                         tqdm_class=meter.bar_class()) as reporter:
+        for written, received in ((30, 20), (100, 80)):
+            reporter.update_progress(SimpleNamespace(
+                total_bytes_completed=written, total_transfer_bytes_completed=received, total_bytes=100,
+                total_bytes_completion_rate=None, total_transfer_bytes_completion_rate=None))
+    assert meter.done == 100
