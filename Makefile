@@ -23,8 +23,8 @@ test: $(STAMP)
 # The lowest versions pyproject allows (.ci/lowest-constraints.txt) in a second venv, and a short subset on them:
 # training with fast_loss on and off (on the tiny Llama; the Qwen2 one adds a minute), the Colab flow (train,
 # evaluate, report, export), the TUI with the real engine, and the Hub download (with the huggingface_hub those
-# versions bring; its CLI train is left to `make test`). The install reuses pip's cache. Measured on the 2-core
-# machine, shared (load 4-5): 4m40s in all, 2m21s of it the tests.
+# versions bring; its CLI train is left to `make test`). The install reuses pip's cache. Measured on 2 cores shared
+# with other jobs (load 4-5): 4m40s-5m26s wall, 2m36s-2m52s of CPU; the tests alone 1m37s.
 LOWEST_VENV := .venv-lowest
 LOWEST_TESTS ?= tests/test_fast_path.py tests/test_colab_flow.py::test_colab_sequence_runs_end_to_end \
 	tests/test_tui_real_engine.py::test_real_engine_trains_a_tiny_model_inside_the_app tests/test_download.py
