@@ -21,12 +21,23 @@ from tests.tinymodels import ROOT
 
 REPO = "tiny/llama"
 
-# The resolver as `train` calls it, its events printed as JSON lines. FAKE_FREE_BYTES (test only) shrinks the disk.
+# The resolver as `train` calls it, its events printed as JSON lines. FAKE_FREE_BYTES shrinks the disk, FAKE_ENOSPC
+# fills it while the weights are written (test-only hooks).
 RESOLVE = """
 import os, shutil, sys
 if os.environ.get("FAKE_FREE_BYTES"):
     real = shutil.disk_usage
     shutil.disk_usage = lambda p: real(p)._replace(free=int(os.environ["FAKE_FREE_BYTES"]))
+if os.environ.get("FAKE_ENOSPC"):  # the disk fills up while the weights are written
+    import errno
+    from huggingface_hub import file_download
+    real_get = file_download.http_get
+    def http_get(url, temp_file, **kw):
+        if url.endswith(".safetensors") or "/cdn/" in url:
+            temp_file.write(b"x" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_get(url, temp_file, **kw)
+    file_download.http_get = http_get
 from core.errors import TrainerError
 from core.models import resolve
 try:
@@ -190,6 +201,16 @@ def test_a_disk_without_room_is_refused_before_any_byte_moves(tiny_repo, tmp_pat
         assert r.rc == 2, r.stderr
         assert f"error: not enough disk space to download {REPO}" in r.stderr and "HF_HOME" in r.stderr
         assert not any(m == "GET" and "/resolve/" in p or p.startswith("/cdn/") for m, p, _ in hub.requests)
+
+
+def test_a_disk_that_fills_up_midway_says_so_and_keeps_the_finished_files(tiny_repo, tmp_path):
+    with FakeHub({REPO: tiny_repo}) as hub:
+        r = resolve_in_process(hub.url, tmp_path, FAKE_ENOSPC="1")
+    assert r.rc == 1, r.stderr
+    assert f"error: the disk filled up while downloading {REPO}" in r.stderr and "HF_HOME" in r.stderr
+    snapshot = next((tmp_path / "hub" / "models--tiny--llama" / "snapshots").iterdir())
+    assert (snapshot / "config.json").read_bytes() == tiny_repo["config.json"]
+    assert not (snapshot / "model.safetensors").exists()
 
 
 @pytest.mark.slow
