@@ -410,12 +410,14 @@ _shown_progress: dict[str, tuple[int, int]] = {}  # phase -> (tenth, done) last 
 def human_printer(event) -> None:
     from .presets import batch_label, config_from_dict
     from .events import (
-        CheckpointSaved, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase, Progress, RunStarted,
-        StepLogged,
+        CheckpointSaved, DownloadProgress, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase,
+        Progress, RunStarted, StepLogged,
     )
 
     if isinstance(event, Phase):
         print(f"[{event.name}] {event.detail}", flush=True)
+    elif isinstance(event, DownloadProgress):
+        _print_download(event)
     elif isinstance(event, Progress):
         tenth = event.done * 10 // event.total if event.total > 0 else 10
         last_tenth, last_done = _shown_progress.get(event.phase, (-1, -1))
@@ -453,6 +455,23 @@ def human_printer(event) -> None:
         if event.checkpoint_dir:
             print(f"resume with: genaptitude-trainer train --resume --output {event.output_dir} ...", flush=True)
         print(f"GenAptitude: set RAISE_LORA_PATH={event.output_dir}", flush=True)
+
+
+_shown_download: dict[str, tuple[int, float]] = {}  # repo -> (twentieth, time) last printed
+
+
+def _print_download(e) -> None:
+    """A line per 5% of the bytes, or every 10 s when the transfer is slow, and the last one."""
+    import time
+
+    from .download import download_line
+
+    now = time.monotonic()
+    step = e.done * 20 // e.total if e.total > 0 else 20
+    last_step, last_time = _shown_download.get(e.repo_id, (-1, 0.0))
+    if step != last_step or now - last_time >= 10 or (e.done == e.total and last_step != 20):
+        _shown_download[e.repo_id] = (step, now)
+        print(f"[{e.phase}] {download_line(e)}", flush=True)
 
 
 def cmd_evaluate(args) -> int:

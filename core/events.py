@@ -41,6 +41,20 @@ class Progress(Event):
 
 
 @dataclass(frozen=True)
+class DownloadProgress(Progress):
+    """Bytes of a model download so far (`done`/`total`), sent about twice a second while it runs.
+
+    A `Progress` whose unit is bytes: `rate_bps` is measured over the last few seconds (None until measurable),
+    `eta_s` follows from it. `file` is the file being fetched."""
+
+    kind: ClassVar[str] = "download"
+    repo_id: str = ""
+    file: str = ""
+    rate_bps: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
 class LogLine(Event):
     kind: ClassVar[str] = "log"
     message: str
@@ -152,8 +166,8 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Phase, Progress, LogLine, RunStarted, StepLogged, EvalLogged, MemorySample, CheckpointSaved,
-                OomRecovered, HeldOutScored, Finished, Failed)
+    for cls in (Phase, Progress, DownloadProgress, LogLine, RunStarted, StepLogged, EvalLogged, MemorySample,
+                CheckpointSaved, OomRecovered, HeldOutScored, Finished, Failed)
 }
 
 EventSink = Callable[[Event], None]

