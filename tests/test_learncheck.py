@@ -120,3 +120,10 @@ async def test_preset_tab_shows_the_optimizer_steps_and_warns_when_too_few(tmp_p
         app.presets.set_data(30, 257)
         await pilot.pause()
         assert "only 28 optimizer steps (28 rows): too few for the adapter to learn" in screen_text(app)
+
+
+def test_the_preset_tab_shows_and_takes_an_automatic_learning_rate():
+    from tui.widgets.presets import parse, shown
+
+    assert shown("lr", 0.0) == "auto" and shown("lr", 1e-3) == "0.001"
+    assert parse("lr", float, "auto") == (0.0, "") and parse("lr", float, "5e-4") == (5e-4, "")

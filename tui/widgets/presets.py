@@ -47,6 +47,8 @@ def problem_field(problem: Problem) -> str | None:
 def shown(name: str, value: Any) -> str:
     if name == "max_steps" and value <= 0:
         return ""
+    if name == "lr" and value == 0:
+        return "auto"  # core.presets.auto_lr picks it from the model when the run loads it
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -55,6 +57,8 @@ def parse(name: str, kind: type, text: str) -> tuple[Any, str]:
     text = text.strip()
     if name == "max_steps" and text in ("", "0"):
         return -1, ""
+    if name == "lr" and text.lower() in ("auto", "0"):
+        return 0.0, ""
     if not text:
         return None, "required"
     try:
