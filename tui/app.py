@@ -27,7 +27,8 @@ from core.presets import PRESETS, config_for
 
 from .commands import TrainerCommands
 from .engine import Engine, ProcessEngine
-from .messages import ConfigChanged, DatasetLoaded, EngineEvent, ExportDone, HardwareProbed, error_text
+from .messages import (ConfigChanged, DatasetLoaded, EngineEvent, ExportDone, HardwareProbed, LengthStatsReady,
+                       error_text)
 from .screens.chat import ChatScreen
 from .screens.confirm import ChoiceScreen, ConfirmScreen
 from .screens.evaluate import EvaluateScreen
@@ -157,13 +158,21 @@ class TrainerApp(App):
         self.training.idle_hint(message.config.preset, self.dataset.path, self.output_dir)
         if self._stats_timer is not None:
             self._stats_timer.stop()
-        model, max_length = message.config.model, message.config.max_length
-        self._stats_timer = self.set_timer(max(self.stats_delay, 0.001), lambda: self.dataset.measure(model, max_length))
+        model, max_length, truncation = message.config.model, message.config.max_length, message.config.truncation
+        self._stats_timer = self.set_timer(max(self.stats_delay, 0.001),
+                                           lambda: self.dataset.measure(model, max_length, truncation))
 
     def on_dataset_loaded(self, message: DatasetLoaded) -> None:
         # Bubbled up from the dataset panel, which has already shown it: the overview shows a sample too.
         self.overview.show_dataset(self.dataset.path, message.report, message.error,
                                    self.engine.format_label(message.report.format) if message.report else "")
+
+    def on_length_stats_ready(self, message: LengthStatsReady) -> None:
+        # Bubbled up from the dataset panel: the overview says how long rows are handled, the preset tab suggests
+        # a max length that fits them.
+        if message.key == self.dataset.stats_key and message.stats is not None:
+            self.overview.show_long_rows(message.stats, self.dataset.truncation)
+            self.presets.set_length_stats(message.stats)
 
     def use_preset(self, name: str) -> None:
         self.presets.use_preset(name)
@@ -197,7 +206,7 @@ class TrainerApp(App):
         if example is None:
             return
         config = self.current_config()
-        self.push_screen(PreviewScreen(self.engine, example, config.model, config.max_length))
+        self.push_screen(PreviewScreen(self.engine, example, config.model, config.max_length, config.truncation))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

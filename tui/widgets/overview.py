@@ -138,6 +138,7 @@ class OverviewPanel(VerticalScroll):
         yield self.hardware
         yield Static(preset_text(self.active, None, None, None, None), id="overview-preset")
         yield Static(Text.assemble(("Data ", "bold"), ("reading…", "dim")), id="overview-data")
+        yield Static("", id="overview-long")
         yield DataSample(id="overview-sample")
         yield Static("", id="overview-hint")
 
@@ -159,11 +160,23 @@ class OverviewPanel(VerticalScroll):
         self.dataset_shown = None
         self.query_one("#overview-data", Static).update(Text.assemble(("Data ", "bold"), (f"reading {path}…", "dim")))
 
+    def show_long_rows(self, stats: Any, truncation: str) -> None:
+        """The rows longer than max length and what training does with them (from the Dataset tab's stats)."""
+        from core.truncation import long_rows_text
+
+        widget = self.query_one("#overview-long", Static)
+        if not stats.over_max:
+            widget.update(Text(f"all rows fit max length {stats.max_length:,}", style="green"))
+            return
+        first, *rest = long_rows_text(stats, truncation)
+        widget.update(Text.assemble((f"⚠ {first}", "bold yellow"), *[(f"\n  {line}", "yellow") for line in rest[:1]]))
+
     def show_dataset(self, path: str, report: Any | None, error: BaseException | None, format_label: str) -> None:
         head = self.query_one("#overview-data", Static)
         sample = self.query_one(DataSample)
         hint = self.query_one("#overview-hint", Static)
         self.dataset_shown = report if error is None else error
+        self.query_one("#overview-long", Static).update("")  # until the new file's token lengths are measured
         if error is not None or report is None:
             sample.show([])
             lines = (error_text(error) if error else "").splitlines()
