@@ -216,3 +216,69 @@ def test_truncation_is_a_setting_of_the_cli_and_the_config(tmp_path):
     with pytest.raises(InputError) as err:
         config_for("cpu", truncation="middle").validate()
     assert "truncation must be keep-answer, right or drop, not 'middle'" in err.value.render()
+
+
+# -- the TUI: told before training ---------------------------------------------------------------------------------
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_tui_says_how_long_rows_are_handled_and_the_preview_shows_the_cut(smollm2, long_export, tmp_path):
+    from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, settle, static_text, wait_until
+    from tui.app import TrainerApp
+    from tui.screens.preview import CUT, PreviewScreen
+
+    class Engine(FakeEngine):  # the real tokenizer's stats and previews, the rest scripted
+        def length_stats(self, model, examples, max_length):
+            return length_stats(smollm2, examples, max_length)
+
+        def preview(self, model, example, max_length, truncation="keep-answer"):
+            self.preview_calls.append((model, example.line, max_length, truncation))
+            return render_example(smollm2, example, max_length, truncation)
+
+    engine = Engine(NO_GPU, lines=long_export.read_text(encoding="utf-8").splitlines())
+    app = TrainerApp(engine, output=str(tmp_path / "adapter"), refresh_interval=None, stats_delay=0,
+                     show_startup_time=False)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await wait_until(pilot, lambda: "longer than max length" in static_text(app, "#overview-long"))
+        overview = " ".join(static_text(app, "#overview-long").split())
+        assert overview.startswith("⚠ 20 of 40 rows are longer than max length 512: their input is cut in the middle")
+        assert "plain right-truncation would lose" in overview
+
+        await pilot.press("2")  # the preset tab: the truncation field, and a max length that fits the rows
+        estimate = " ".join(static_text(app, "#estimate").split())
+        assert "max length 512: 20 of 40 rows are longer (keep-answer: input cut in the middle, answer whole)" \
+            in estimate
+        stats = app.dataset.stats
+        assert (f"suggested max length: {stats.suggest_max_length():,} fits 95% of rows, RAM ≈ " in estimate
+                and f"{stats.suggest_max_length(all_rows=True):,} fits all rows, RAM ≈ " in estimate)
+        field = app.query_one("#field-truncation")
+        assert field.value == "keep-answer"
+        field.value = "drop"
+        await wait_until(pilot, lambda: "left out (--truncation drop)" in static_text(app, "#dataset-stats"))
+        assert app.presets.config.truncation == "drop"
+        field.value = "middle"
+        await pilot.pause()
+        assert "truncation must be keep-answer, right or drop" in static_text(app, "#msg-truncation")
+        field.value = "keep-answer"
+        await wait_until(pilot, lambda: "every answer kept whole" in static_text(app, "#dataset-stats"))
+
+        await pilot.press("escape", "3")  # the dataset tab, then the second row (a long one) in the preview
+        text = " ".join(static_text(app, "#dataset-stats").split())
+        assert "20 of 40 rows are longer than max length 512: their input is cut in the middle" in text
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PreviewScreen) and app.screen.rendered is not None)
+        assert engine.preview_calls == [("smollm2-135m-instruct", 2, 512, "keep-answer")]
+        r = app.screen.rendered
+        assert r.outcome == "cut" and r.cut_tokens > 1000
+        head = " ".join(str(app.screen.query_one("#preview-head").render()).split())
+        assert (f"✂ {r.n_before:,} tokens as written, longer than max length 512: {r.cut_tokens:,} tokens of the input "
+                "cut in its middle (see …[N tokens cut]… below), the answer is whole") in head
+        on_screen = "".join(line.strip("█").replace(" ", "") for line in screen_text(app).splitlines())
+        assert marker(r.cut_tokens).replace(" ", "") in on_screen  # on the screen (wrapped), in the row's text
+        body = app.screen.body
+        assert [body.plain[s.start:s.end] for s in body.spans if s.style == CUT] == [marker(r.cut_tokens)]

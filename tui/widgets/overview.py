@@ -123,6 +123,7 @@ class OverviewPanel(VerticalScroll):
     OverviewPanel #overview-preset { margin-top: 1; }
     OverviewPanel #overview-data { margin-top: 1; }
     OverviewPanel #overview-hint { color: $text-muted; }
+    OverviewPanel #overview-long { display: none; }
     OverviewPanel #overview-data.-error { text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
@@ -138,7 +139,7 @@ class OverviewPanel(VerticalScroll):
         yield self.hardware
         yield Static(preset_text(self.active, None, None, None, None), id="overview-preset")
         yield Static(Text.assemble(("Data ", "bold"), ("reading…", "dim")), id="overview-data")
-        yield Static("", id="overview-long")
+        yield Static("", id="overview-long")  # rows over max length, once the Dataset tab has measured them
         yield DataSample(id="overview-sample")
         yield Static("", id="overview-hint")
 
@@ -165,8 +166,8 @@ class OverviewPanel(VerticalScroll):
         from core.truncation import long_rows_text
 
         widget = self.query_one("#overview-long", Static)
+        widget.display = bool(stats.over_max)  # nothing to say when every row fits
         if not stats.over_max:
-            widget.update(Text(f"all rows fit max length {stats.max_length:,}", style="green"))
             return
         first, *rest = long_rows_text(stats, truncation)
         widget.update(Text.assemble((f"⚠ {first}", "bold yellow"), *[(f"\n  {line}", "yellow") for line in rest[:1]]))
@@ -176,7 +177,7 @@ class OverviewPanel(VerticalScroll):
         sample = self.query_one(DataSample)
         hint = self.query_one("#overview-hint", Static)
         self.dataset_shown = report if error is None else error
-        self.query_one("#overview-long", Static).update("")  # until the new file's token lengths are measured
+        self.query_one("#overview-long", Static).display = False  # until the new file's lengths are measured
         if error is not None or report is None:
             sample.show([])
             lines = (error_text(error) if error else "").splitlines()
