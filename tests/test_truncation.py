@@ -282,3 +282,24 @@ async def test_the_tui_says_how_long_rows_are_handled_and_the_preview_shows_the_
         assert marker(r.cut_tokens).replace(" ", "") in on_screen  # on the screen (wrapped), in the row's text
         body = app.screen.body
         assert [body.plain[s.start:s.end] for s in body.spans if s.style == CUT] == [marker(r.cut_tokens)]
+
+
+# -- a training run --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("truncation, trained_rows, said", [
+    ("keep-answer", 40, "20 row(s) longer than --max-length 512: input cut in the middle (…[N tokens cut]…), "
+                        "answer kept whole"),
+    ("drop", 20, "20 row(s) longer than --max-length (--truncation drop) and are left out"),
+])
+def test_a_run_trains_the_long_rows_or_leaves_them_out_and_says_which(tiny_model_dir, long_export, tmp_path,
+                                                                      truncation, trained_rows, said):
+    from core import events as ev
+    from core.engine import train
+
+    got: list = []
+    config = config_for("cpu", model=str(tiny_model_dir), max_steps=1, eval_fraction=0.0, truncation=truncation)
+    train(config, str(long_export), str(tmp_path / "out"), on_event=got.append)
+    started = next(e for e in got if isinstance(e, ev.RunStarted))
+    assert started.train_rows == trained_rows
+    assert said in [e.message for e in got if isinstance(e, ev.LogLine)]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["config"]["truncation"] == truncation
