@@ -303,3 +303,23 @@ def test_a_run_trains_the_long_rows_or_leaves_them_out_and_says_which(tiny_model
     assert started.train_rows == trained_rows
     assert said in [e.message for e in got if isinstance(e, ev.LogLine)]
     assert json.loads((tmp_path / "out" / "run.json").read_text())["config"]["truncation"] == truncation
+
+
+def test_the_preset_tab_suggests_max_lengths_that_fit_the_rows_with_their_memory():
+    from core.estimate import VramEstimate
+    from core.render import LengthStats
+    from tests.tui_fakes import RTX_3060, FakeEngine
+    from tui.widgets.presets import PresetPanel
+
+    class Engine(FakeEngine):
+        def estimate(self, config):
+            return VramEstimate(config.max_length / 256, {})  # 2112 tokens -> 8.2 GiB, 2240 -> 8.8 GiB
+
+    panel = PresetPanel.__new__(PresetPanel)  # the text alone: no app needed
+    panel.engine, panel.report = Engine(RTX_3060), RTX_3060  # 6.5 GiB free
+    panel.length_stats = LengthStats(40, 80, 1072, 2109, 2235, 20, 1024)
+    text = panel._max_length_text(config_for("8gb", max_length=1024)).plain
+    assert "max length 1,024: 20 of 40 rows are longer (keep-answer: input cut in the middle, answer whole)" in text
+    assert ("suggested max length: 2,112 fits 95% of rows, VRAM ≈ 8.2 GiB (more than the 6.5 GiB free); "
+            "2,240 fits all rows, VRAM ≈ 8.8 GiB (more than the 6.5 GiB free)") in text
+    assert panel._max_length_text(config_for("8gb", max_length=2048)).plain == ""  # stats of another max length

@@ -274,9 +274,14 @@ class PresetPanel(Horizontal):
             if length <= c.max_length:
                 continue
             try:
-                gib = f", {where} ≈ {self.engine.estimate(replace(c, max_length=length)).total_gib:.1f} GiB"
+                need = self.engine.estimate(replace(c, max_length=length)).total_gib
             except Exception:  # the estimate is a help, never a reason to fail
                 gib = ""
+            else:
+                gib = f", {where} ≈ {need:.1f} GiB"
+                free = max((g.free_gib for g in getattr(self.report, "gpus", None) or []), default=None)
+                if c.device == "cuda" and free is not None and need > free:
+                    gib += f" (more than the {free:.1f} GiB free)"
             fits.append(f"{length:,} fits {label}{gib}")
         if fits:
             text.append("\nsuggested max length: " + "; ".join(dict.fromkeys(fits)), style="bold")
