@@ -187,8 +187,10 @@ def test_the_preview_of_a_long_row_shows_the_cut(smollm2, long_export):
             "cut in its middle") in head and "the answer is whole" in head
     trained = "".join(t for t, on in r.segments if on)
     assert trained == example_to_prompt_and_answer(e)[1] + "<|im_end|>\n"
-    dropped = header_text(render_example(smollm2, e, 512, "drop"), e.line, "smollm2-135m-instruct", 512).plain
-    assert "this row is left out of training" in dropped
+    for how, why in (("drop", "--truncation drop"), ("right", "cut from the right, no answer token is left")):
+        shown = header_text(render_example(smollm2, e, 512, how), e.line, "smollm2-135m-instruct", 512, how).plain
+        assert f"this row is left out of training: {r.n_before:,} tokens as written, longer than max length 512 " \
+               f"({why}; --truncation keep-answer would keep it" in shown
 
 
 def test_evaluate_and_chat_cut_long_prompts_as_training_did(smollm2, long_export):

@@ -38,7 +38,7 @@ def rendered_text(rendered: Any) -> Text:
     return text
 
 
-def header_text(rendered: Any, line: int, model: str, max_length: int) -> Text:
+def header_text(rendered: Any, line: int, model: str, max_length: int, truncation: str = "keep-answer") -> Text:
     text = Text.assemble((f"line {line}", "bold"), f" · {model} · {rendered.n_tokens} tokens, ",
                          (f"{rendered.n_trained} trained", "bold green"))
     outcome = getattr(rendered, "outcome", "right" if rendered.truncated else "fits")
@@ -57,8 +57,9 @@ def header_text(rendered: Any, line: int, model: str, max_length: int) -> Text:
         text.append(f"\n⚠ cut from the right at max length {max_length:,} (--truncation right): {lost:,} answer "
                     "tokens are not seen by the model", style="bold yellow")
     if outcome == "dropped" or rendered.n_trained == 0:
+        why = "cut from the right, no answer token is left" if truncation == "right" else "--truncation drop"
         text.append(f"\n⚠ this row is left out of training: {before:,} tokens as written, longer than max length "
-                    f"{max_length:,} (--truncation keep-answer would keep it, its input cut in the middle)"
+                    f"{max_length:,} ({why}; --truncation keep-answer would keep it, its input cut in the middle)"
                     if outcome == "dropped" else "\n⚠ no token is trained in this row", style="bold red")
     return text
 
@@ -111,7 +112,7 @@ class PreviewScreen(ModalScreen[None]):
             head.update(Text(f"line {self.example.line}: cannot render this sample\n{message.error}", style="red"))
             return
         self.rendered = message.rendered
-        head.update(header_text(message.rendered, self.example.line, self.model, self.max_length))
+        head.update(header_text(message.rendered, self.example.line, self.model, self.max_length, self.truncation))
         self.body = rendered_text(message.rendered)
         self.query_one("#preview-text", Static).update(self.body)
 
