@@ -22,7 +22,7 @@ def test_a_cpu_run_on_long_documents_keeps_the_answers_and_learns_them(tmp_path)
 
     out = tmp_path / "adapter"
     log = cli("train", "--dataset", str(data), "--preset", "cpu", "--epochs", "1", "--eval-fraction", "0.1",
-              "--output", str(out), timeout=3600)  # ~6 min on 2 idle cores; 51 min measured with 4 jobs sharing them
+              "--output", str(out), timeout=3600)  # 7.5 min here (load ~3.7 on 2 cores); 51 min with 4 jobs on them
     assert "input cut in the middle (…[N tokens cut]…), answer kept whole" in log and "left out" not in log
     record = json.loads((out / "run.json").read_text())
     assert record["steps"] == 90  # all 180 training rows trained, none dropped
