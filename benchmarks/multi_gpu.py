@@ -20,12 +20,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def child_env() -> dict[str, str]:
+    """This checkout first on the path, then the caller's PYTHONPATH (wheels installed into a --target folder)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+
+
 def run(model: str, dataset: str, preset: str, gpus: int, gpu_batch: str, steps: int) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"mg-{gpus}-{gpu_batch}-")) / "adapter"
     cmd = [sys.executable, "-m", "core", "train", "--model", model, "--dataset", dataset, "--preset", preset,
            "--max-steps", str(steps), "--gpus", str(gpus), "--gpu-batch", gpu_batch, "--eval-fraction", "0.01",
            "--output", str(out), "--json"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if r.returncode != 0:
         return {"gpus": gpus, "gpu_batch": gpu_batch, "error": r.stderr[-2000:]}
     steps_logged = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"event": "step"' in l]

@@ -9,6 +9,7 @@ order of the batches is reshuffled each epoch. Pure Python (the sampler protocol
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Iterator
 
 POOL = 2048  # rows sorted together: large enough for little padding, small enough to keep batches varied
@@ -71,16 +72,58 @@ class TokenBudgetSampler:
         return self._len
 
 
-def fit_budget_to_updates(lengths: list[int], max_tokens: int, max_rows: int, grad_accum: int, epochs: float,
-                          min_updates: int, floor_tokens: int, seed: int = 42) -> int:
-    """The largest budget ≤ max_tokens that still gives `min_updates` optimizer steps (never below floor_tokens).
+@dataclass(frozen=True)
+class UpdatePlan:
+    """How a run batches its rows and how many optimizer steps that makes."""
 
-    A small export with a large budget would train in a handful of steps: too few updates to learn from.
+    batch_tokens: int  # token budget per micro-batch (0: fixed rows per micro-batch)
+    grad_accum: int
+    batch_size: int  # rows per micro-batch (with a token budget: the most it may hold)
+    updates: int  # optimizer steps over the whole run (all epochs, all workers together)
+
+
+def plan_updates(lengths: list[int], *, batch_tokens: int, batch_size: int, grad_accum: int, epochs: float,
+                 min_updates: int, workers: int = 1, seed: int = 42, floor_tokens: int = 256) -> UpdatePlan:
+    """The batching a run uses: accumulation, then the token budget (or the rows of a fixed-size micro-batch) are
+    halved until the run makes `min_updates` optimizer steps (never below one row, or `floor_tokens`).
+
+    A small export with a large budget would train in a handful of steps: LoRA learns from the number of updates
+    more than from their size, so a 300-row export at a 32k-token budget (~20 updates) taught nothing.
     """
-    floor = min(floor_tokens, max_tokens)
-    budget = max_tokens
-    while True:
-        n = len(budget_batches(lengths, budget, max_rows, seed))
-        if (n // max(grad_accum, 1)) * epochs >= min_updates or budget <= floor:
-            return budget
-        budget = max(budget // 2, floor)
+    def updates(budget: int, accum: int, rows: int) -> int:
+        n = len(budget_batches(lengths, budget, rows, seed)) if budget > 0 else -(-len(lengths) // rows)
+        return int((n // max(accum * workers, 1)) * epochs)
+
+    budget, accum, rows = batch_tokens, grad_accum, batch_size
+    while updates(budget, accum, rows) < min_updates:
+        if accum > 1:  # accumulation only saved memory: fewer micro-batches per update first
+            accum //= 2
+        elif budget > floor_tokens:
+            budget = max(budget // 2, floor_tokens)
+        elif budget <= 0 and rows > 1:  # fixed rows per micro-batch: fewer rows
+            rows //= 2
+        else:
+            break
+    return UpdatePlan(budget, accum, rows, updates(budget, accum, rows))
+
+
+FEW_UPDATES = 50  # below this many optimizer steps a LoRA rarely learns an export's answers (issue 18's GPU runs:
+#                   ~20 steps taught nothing; 130-190 steps scored 0.9-1.0 held-out exact match)
+
+
+def plan_for(config, lengths: list[int], workers: int = 1) -> UpdatePlan:
+    """`plan_updates` with a TrainConfig's values: what the engine runs, and what the TUI's preset tab shows
+    before a run (there from typical lengths)."""
+    if config.max_steps > 0:
+        return UpdatePlan(config.batch_tokens, config.grad_accum, config.batch_size, config.max_steps)
+    return plan_updates(lengths, batch_tokens=config.batch_tokens, batch_size=config.batch_size,
+                        grad_accum=config.grad_accum, epochs=config.epochs, min_updates=config.min_updates,
+                        workers=workers, seed=config.seed)
+
+
+def few_updates_warning(plan: UpdatePlan, rows: int) -> str | None:
+    """A sentence when a run will make too few optimizer steps to learn, with the way out."""
+    if plan.updates >= FEW_UPDATES:
+        return None
+    return (f"only {plan.updates} optimizer steps ({rows} rows): too few for the adapter to learn; train more "
+            f"epochs (e.g. {-(-FEW_UPDATES * 2 // max(plan.updates, 1))}x as many) or export more rows")

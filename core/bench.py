@@ -67,8 +67,16 @@ def _id_tokenizer():
 
 def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, max_len: int, vocab: int,
             peak_tflops: float | None) -> dict:
-    import torch
     from datasets import Dataset
+
+    rows = synthetic_rows(steps * config.effective_batch + 8, vocab, min_len, max_len)
+    ds = Dataset.from_dict(rows)
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:  # the trainer's output: gone with the measurement
+        return _measure(config, model_dir, ds, Path(work), steps=steps, peak_tflops=peak_tflops)
+
+
+def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int, peak_tflops: float | None) -> dict:
+    import torch
 
     from .model_setup import build_trainer, load_model_from_path
     from .output import RunDirs
@@ -78,9 +86,6 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
         torch.cuda.reset_peak_memory_stats()
     model = load_model_from_path(config, model_dir, lambda e: None)
     n_params = _dense_params(model_dir)
-    rows = synthetic_rows(steps * config.effective_batch + 8, vocab, min_len, max_len)
-    ds = Dataset.from_dict(rows)
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
     dirs = RunDirs(work / "out", work, None)
     times: list[float] = []
     tokens: list[int] = []
@@ -114,16 +119,21 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
     skip = min(8, len(times) // 3)
     steady_t, steady_n = times[skip:], tokens[skip:]
     # The median of per-step rates: a step that JIT-compiles a Triton kernel for a new shape (Liger, first use in
-    # a process; cached on disk afterwards) must not decide the number. The mean is kept beside it.
+    # a process; cached on disk afterwards) must not decide the number. Beside it, what a run gets: all the real
+    # tokens of the steady steps ÷ their time (a slow step counts as long as it took).
     tok_s = statistics.median(n / t for n, t in zip(steady_n, steady_t))
     flops_per_token = (6 if config.gradient_checkpointing else 4) * n_params
     result = {
         "preset": config.preset,
         "tokens_per_s": round(tok_s, 1),
+        "tokens_per_s_total": round(sum(steady_n) / sum(steady_t), 1),
+        "tokens_total": sum(steady_n),  # real (non-padding) tokens of the steps after the first `skip`
+        "seconds_total": round(sum(steady_t), 3),
+        "skipped_steps": skip,
         "ms_per_step": round(1000 * statistics.median(steady_t), 1),
         "tokens_per_step": round(statistics.mean(steady_n), 1),
-        "tokens_per_s_mean": round(sum(steady_n) / sum(steady_t), 1),
         "step_ms": [round(1000 * t, 1) for t in times],
+        "step_tokens": tokens,
         "peak_vram_gib": None,
         "reserved_vram_gib": None,
         "nvml_used_gib": None,
@@ -138,11 +148,12 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
                             "cudnn_attention")},
     }
     if torch.cuda.is_available():
+        from .gpus import nvml_index
         from .hardware import nvml_used_gib
 
         result["peak_vram_gib"] = round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3)
         result["reserved_vram_gib"] = round(torch.cuda.max_memory_reserved() / 1024 ** 3, 3)
-        result["nvml_used_gib"] = round(nvml_used_gib(0)[0] or 0, 3)
+        result["nvml_used_gib"] = round(nvml_used_gib(nvml_index(0))[0] or 0, 3)
     del trainer, model
     import gc
 
@@ -227,14 +238,23 @@ def parse_overrides(text: str, cfg: TrainConfig) -> dict:
 
 def run_bench(presets: list[str], *, arch: str, steps: int, min_len: int, max_len: int, smoke: bool,
               overrides: dict | None = None, emit=print) -> dict:
-    import torch
-
-    from .engine import quiet_libraries, versions
+    from .engine import quiet_libraries
 
     quiet_libraries()
     if smoke:
         arch, steps, min_len, max_len = "tiny", min(steps, 4), 16, 64
-    folder = Path(tempfile.mkdtemp(prefix=f"arch-{arch}-"))
+    # The random-weight model (~3 GB for qwen2.5-1.5b) lives as long as this call, not in the temp folder forever.
+    with tempfile.TemporaryDirectory(prefix=f"arch-{arch}-") as folder:
+        return _run_presets(presets, Path(folder), arch=arch, steps=steps, min_len=min_len, max_len=max_len,
+                            smoke=smoke, overrides=overrides, emit=emit)
+
+
+def _run_presets(presets: list[str], folder: Path, *, arch: str, steps: int, min_len: int, max_len: int,
+                 smoke: bool, overrides: dict | None, emit) -> dict:
+    import torch
+
+    from .engine import versions
+
     build_arch(arch, folder, "bfloat16" if torch.cuda.is_available() else "float32")
     vocab = ARCH_CONFIGS[arch]["vocab_size"]
     peak = matmul_tflops()

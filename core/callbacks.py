@@ -47,6 +47,10 @@ class EventCallback(TrainerCallback):
         self.last_eval: float | None = None
         self.workers = distributed.world_size()
         self.main = distributed.is_main()
+        # A resumable checkpoint every N minutes of training (the config's save_every_minutes; 0: off), so a run
+        # killed by a reboot or the OOM killer loses minutes, not hours. Read from the run's config as started.
+        self.save_every_s = 60.0 * float((started.get("config") or {}).get("save_every_minutes") or 0.0)
+        self.last_save = time.perf_counter()
 
     def _record(self, event) -> None:
         self.emit(event)
@@ -59,7 +63,7 @@ class EventCallback(TrainerCallback):
         return self.counter.tokens if self.workers == 1 else distributed.sum_across(self.counter.tokens, self.device)
 
     def on_train_begin(self, args, state, control, **kw):
-        self.t0 = time.perf_counter()
+        self.t0 = self.last_save = time.perf_counter()
         self.first_step = state.global_step
         self.marks.append((self.t0, state.global_step, self._tokens()))
         self.emit(RunStarted(total_steps=state.max_steps, resumed_from_step=state.global_step, **self.started))
@@ -75,6 +79,16 @@ class EventCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         self._check_stop(control)
+        self._check_save_time(control)
+
+    def _check_save_time(self, control) -> None:
+        if self.save_every_s <= 0:
+            return
+        due = time.perf_counter() - self.last_save >= self.save_every_s
+        if self.workers > 1:  # every rank saves at the same step (the save has collectives of its own)
+            due = distributed.any_across(due, self.device)
+        if due:
+            control.should_save = True
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
@@ -102,6 +116,7 @@ class EventCallback(TrainerCallback):
             self._check_stop(control)  # a stop asked while this step was logged still lands on this step
 
     def on_save(self, args, state, control, **kw):
+        self.last_save = time.perf_counter()
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         self.emit(CheckpointSaved(step=state.global_step, path=str(path)))
 

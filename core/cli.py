@@ -18,11 +18,14 @@ DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
 
 
 def _gpus(text: str) -> int:
-    """`--gpus 2` or `--gpus all` (every GPU NVML sees)."""
+    """`--gpus 2` or `--gpus all` (every GPU NVML sees, or those CUDA_VISIBLE_DEVICES names)."""
     if text.strip().lower() == "all":
+        import os
+
+        from .gpus import visible_gpus
         from .hardware import probe
 
-        return max(len(probe().gpus), 1)
+        return max(len(visible_gpus(probe().gpus, os.environ.get("CUDA_VISIBLE_DEVICES")) or []), 1)
     try:
         n = int(text)
     except ValueError:
@@ -52,6 +55,13 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lora-dropout", type=float)
     g.add_argument("--lora-targets", help="comma-separated module names, e.g. q_proj,v_proj")
     g.add_argument("--save-every", type=int, help="steps between resumable checkpoints (0: at the end/stop only)")
+    g.add_argument("--min-updates", type=int, help="shrink a small export's batches until the run makes this many "
+                                                   "optimizer steps (0: keep the preset's batches)")
+    g.add_argument("--score-rows", type=int, help="held-out rows answered by base and adapter after the run "
+                                                  "(0: skip the check)")
+    g.add_argument("--score-seconds", type=float, help="time limit of that after-run check")
+    g.add_argument("--save-every-minutes", type=float, help="minutes of training between resumable checkpoints "
+                                                          "(0: off; GPU presets 15)")
     g.add_argument("--eval-fraction", type=float)
     g.add_argument("--eval-every", type=int)
     g.add_argument("--seed", type=int)
@@ -63,13 +73,29 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-batch", choices=["split", "each"], help="with --gpus: split keeps the effective batch "
                    "(default), each keeps every GPU's micro-batch (effective batch × GPUs, faster per token)")
     g.add_argument("--gpus", type=_gpus, help="data-parallel on N GPUs (or all), one process each; the effective "
-                                           "batch stays the preset's")
+                                           "batch stays the preset's. Default 1: the GPU with the most free memory")
+    _add_gpu_ids(g)
+
+
+def _gpu_id_list(text: str) -> tuple[int, ...]:
+    from .gpus import parse_ids
+
+    try:
+        return parse_ids(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_gpu_ids(p) -> None:
+    p.add_argument("--gpu-ids", type=_gpu_id_list, default=None, metavar="IDS",
+                   help="use exactly these GPUs, e.g. 1 or 1,3 (indices as nvidia-smi shows them); default: the "
+                        "freest. A CUDA_VISIBLE_DEVICES you set limits the choice")
 
 
 OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length", "truncation",
-             "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "eval_fraction", "eval_every",
+             "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "save_every_minutes", "eval_fraction", "eval_every",
              "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction",
-             "gpus", "gpu_batch")
+             "gpus", "gpu_batch", "gpu_ids", "min_updates", "score_rows", "score_seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (no model needed)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("doctor", help="report GPUs, CUDA, bitsandbytes and the suggested preset")
+    p = sub.add_parser("doctor", help="report GPUs, CUDA, bitsandbytes, the suggested preset and the GPUs a run uses")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--gpus", type=_gpus, default=None, help="say which N GPUs a --gpus N run would use")
+    _add_gpu_ids(p)
 
     p = sub.add_parser("presets", help="list presets and the reason for each value")
     p.add_argument("--json", action="store_true")
@@ -105,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.add_argument("--config-json", default=None, help="a whole training configuration as JSON (what the TUI "
                                                       "sends its run process); replaces --preset, overrides apply")
+    p.add_argument("--detached", action="store_true", help="(the TUI's run process) JSON events until the run owns "
+                   "its folder, then all output into <run>/train.log; SIGHUP is ignored")
     _add_overrides(p)
 
     p = sub.add_parser("evaluate", help="greedy answers on held-out rows: exact match, similarity, eval loss")
@@ -117,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also answer with the base model, side by side")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--json", action="store_true")
+    _add_gpu_ids(p)
     p = sub.add_parser("export", help="zip the adapter (Colab download) or install it for GenAptitude")
     p.add_argument("--adapter", default=DEFAULT_OUTPUT)
     p.add_argument("--zip", dest="zip_path", default=None, help="write the adapter into this zip file")
@@ -135,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
 
+    _add_run_commands(sub)
+
     p = sub.add_parser("bench", help="tokens/s, ms/step, peak VRAM and MFU: presets vs the old script's settings")
     p.add_argument("--presets", default="old-settings,modern-bf16,8gb,t4-fp16,t4-fp32",
                    help="comma-separated; old-settings is the old train.py configuration")
@@ -144,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny architecture on CPU (tests the harness)")
     p.add_argument("--out", default=None, help="write the JSON result here")
     p.add_argument("--json", action="store_true")
+    _add_gpu_ids(p)
     return parser
 
 
@@ -171,26 +205,71 @@ def cmd_check(args) -> int:
     return 0
 
 
+def use_gpus(count: int = 1, ids: tuple[int, ...] | None = None, *, say=None):
+    """Choose this command's GPUs (core/gpus.py) and pin this process to them before torch starts CUDA; children
+    inherit the variables. `say(text, level)` tells the user which and why. None inside a data-parallel worker,
+    whose launcher gave it its GPUs."""
+    from . import distributed, gpus
+
+    if distributed.is_worker():
+        return None
+    plan = gpus.plan(1 if distributed.rehearsal() else count, tuple(ids or ()))
+    gpus.pin(plan)
+    if say:
+        tell_gpus(plan, say)
+    return plan
+
+
+def tell_gpus(plan, say, need_gib: float | None = None) -> None:
+    """Which GPUs and why, then a warning for each one other processes already fill (before the model loads)."""
+    from .gpus import busy_warnings
+
+    if plan is None or not plan.gpus:
+        return
+    say(f"{plan.reason}; CUDA_VISIBLE_DEVICES={plan.env['CUDA_VISIBLE_DEVICES']}", "info")
+    for warning in busy_warnings(plan.gpus, need_gib):
+        say(warning, "warning")
+
+
+def _say_stderr(text: str, level: str) -> None:
+    print(f"{level}: {text}", file=sys.stderr, flush=True)
+
+
 def cmd_doctor(args) -> int:
+    from .gpus import describe
     from .hardware import probe
     from .presets import suggest
 
+    plan = use_gpus(args.gpus or 1, args.gpu_ids)  # before torch: its CUDA check then sees what a run would
     report = probe(check_torch=True)
     s = suggest(report)
     if args.json:
         print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason,
-                          "suggested_gpus": s.gpus}, indent=2))
+                          "suggested_gpus": s.gpus, "run_gpus": list(plan.ids), "run_gpus_reason": plan.reason,
+                          "gpu_warnings": plan.warnings}, indent=2))
         return 0
     if report.gpus:
         for g in report.gpus:
             cc = ".".join(map(str, g.compute_capability)) if g.compute_capability else "?"
-            print(f"GPU {g.index}: {g.name}  {g.used_gib:.1f}/{g.total_gib:.1f} GiB used, {g.free_gib:.1f} GiB free, "
-                  f"compute capability {cc}, bf16 {'yes' if g.bf16 else 'no'}")
+            print(f"{describe(g)} (compute capability {cc}, bf16 {'yes' if g.bf16 else 'no'})")
         print(f"driver {report.driver_version}, CUDA {report.cuda_driver_version}")
+        if plan.gpus:
+            print(f"a run uses {plan.reason}")
+            others = [g.index for g in plan.candidates if g not in plan.gpus]
+            if others:
+                print(f"    (it sets CUDA_VISIBLE_DEVICES={plan.env['CUDA_VISIBLE_DEVICES']} for the run; another "
+                      f"choice: --gpu-ids {others[0]})")
+        else:
+            print(plan.reason)
+        for warning in plan.warnings:
+            print(f"warning: {warning}")
     else:
         print(f"no GPU: {report.nvml_error}")
-    print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
-    print(f"bitsandbytes: {report.bnb_message}")
+    if report.torch_version is None:
+        print("torch: not installed (pip install torch)")
+    else:
+        print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
+        print(f"bitsandbytes: {report.bnb_message}")
     print(f"suggested preset: {s.preset} ({s.reason})")
     if s.gpus > 1:
         print(f"train on all of them with: genaptitude-trainer train --preset {s.preset} --gpus {s.gpus}")
@@ -209,13 +288,17 @@ def cmd_presets(args) -> int:
     return 0
 
 
-def resolve_config(args):
+def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
+    """The run's TrainConfig from the flags. `run_gpus`: the GPUs it was pinned to, which the suggested preset
+    must fit (not the freest GPU of the box)."""
     from .presets import config_for
 
     if getattr(args, "config_json", None):
         from .presets import config_from_dict
 
         overrides = {k: v for k in OVERRIDES if (v := getattr(args, k)) is not None}
+        if args.gpu_ids and args.gpus is None:
+            overrides["gpus"] = len(args.gpu_ids)
         if args.model:
             overrides["model"] = args.model
         if args.trust_remote_code:
@@ -226,8 +309,13 @@ def resolve_config(args):
         from .hardware import probe
         from .presets import suggest
 
-        preset = suggest(probe(check_torch=True)).preset
+        report = probe(check_torch=True)
+        if run_gpus:
+            report.gpus = [g for g in report.gpus if g.index in run_gpus]
+        preset = suggest(report).preset
     overrides = {k: getattr(args, k) for k in OVERRIDES}
+    if args.gpu_ids and args.gpus is None:
+        overrides["gpus"] = len(args.gpu_ids)
     if args.model:
         overrides["model"] = args.model
     if args.trust_remote_code:
@@ -235,10 +323,49 @@ def resolve_config(args):
     return config_for(preset, **overrides)
 
 
+def _run_gpus(args) -> tuple[str | None, int, tuple[int, ...]]:
+    """(device, number of GPUs, GPU ids) the train flags ask for, read before the config is built (building it may
+    ask torch for a suggestion, and torch must start CUDA on the chosen GPUs only). device None: not known yet."""
+    from .presets import PRESETS as presets
+
+    if args.config_json:
+        d = json.loads(Path(args.config_json).read_text(encoding="utf-8"))
+        device, count, ids = d.get("device"), d.get("gpus", 1), tuple(d.get("gpu_ids") or ())
+    else:
+        device, count, ids = (presets[args.preset].config.device if args.preset else None), 1, ()
+    ids = args.gpu_ids or ids
+    count = args.gpus or (len(ids) if ids else count)
+    if ids and count != len(ids):
+        raise InputError(f"--gpus {count} but --gpu-ids names {len(ids)} GPU(s)",
+                         hint="give --gpu-ids alone: it sets the number of GPUs")
+    return device, count, ids
+
+
+def _need_gib(config) -> float | None:
+    """The VRAM estimate of one GPU's share of the run (None when the settings are too broken to estimate: the
+    run's validation says why, next)."""
+    from .distributed import per_device
+    from .estimate import estimate_vram
+
+    try:
+        return estimate_vram(per_device(config, config.gpus)[0]).total_gib
+    except Exception:
+        return None
+
+
 def cmd_train(args) -> int:
     from .engine import train
+    from .events import LogLine
 
-    config = resolve_config(args)
+    printer = json_printer if args.json else human_printer
+    on_owned = None
+    if args.detached:
+        printer, on_owned = _detached_output()
+    device, count, ids = _run_gpus(args)
+    plan = use_gpus(count, ids) if device != "cpu" else None
+    config = resolve_config(args, plan.ids if plan else None)
+    if config.device == "cuda":
+        tell_gpus(plan, lambda text, level: printer(LogLine(text, level)), need_gib=_need_gib(config))
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -250,16 +377,33 @@ def cmd_train(args) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    printer = json_printer if args.json else human_printer
     try:
         train(config, args.dataset, args.output, on_event=printer, stop_event=stop, overwrite=args.overwrite,
-              resume=args.resume, skip_invalid=args.skip_invalid)
+              resume=args.resume, skip_invalid=args.skip_invalid, on_owned=on_owned)
     except TrainerError as exc:
         if args.json:  # the Failed event already went out as JSON
             print(f"error: {exc.render()}", file=sys.stderr)
             return exc.exit_code
         raise
     return 0
+
+
+def _detached_output():
+    """A detached run (core/workers.start_run) prints JSON events to its launch log until it owns its run folder
+    (the launcher reads why it failed there), then human lines, tracebacks included, into <run>/train.log."""
+    from .output import LOG, redirect_output
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; a stray hangup must not end the run
+    owned: list[bool] = []
+
+    def printer(event) -> None:
+        (human_printer if owned else json_printer)(event)
+
+    def on_owned(dirs) -> None:
+        redirect_output(dirs.work / LOG)
+        owned.append(True)
+
+    return printer, on_owned
 
 
 def json_printer(event) -> None:
@@ -272,7 +416,8 @@ _shown_progress: dict[str, tuple[int, int]] = {}  # phase -> (tenth, done) last 
 def human_printer(event) -> None:
     from .presets import batch_label, config_from_dict
     from .events import (
-        CheckpointSaved, EvalLogged, Finished, LogLine, OomRecovered, Phase, Progress, RunStarted, StepLogged,
+        CheckpointSaved, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase, Progress, RunStarted,
+        StepLogged,
     )
 
     if isinstance(event, Phase):
@@ -301,6 +446,12 @@ def human_printer(event) -> None:
     elif isinstance(event, OomRecovered):
         print(f"out of memory at step {event.step}: batch {event.old_batch_size}→{event.new_batch_size}, "
               f"accumulation {event.old_grad_accum}→{event.new_grad_accum} (same effective batch)", flush=True)
+    elif isinstance(event, HeldOutScored):
+        from .learncheck import describe
+
+        print(describe(event), flush=True)
+        if event.advice:
+            print(f"{'warning' if event.verdict == 'not learned' else 'note'}: {event.advice}", flush=True)
     elif isinstance(event, Finished):
         state = "stopped early" if event.stopped_early else "finished"
         print(f"{state} after {event.steps}/{event.total_steps} steps in {event.runtime_s:.0f}s; "
@@ -311,6 +462,7 @@ def human_printer(event) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    use_gpus(1, args.gpu_ids, say=_say_stderr)
     from .evaluate import evaluate, held_out
 
     rows = held_out(args.dataset, args.adapter, model=args.model, split=args.split, limit=args.limit)
@@ -348,6 +500,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if not args.smoke:  # a CPU harness test needs no GPU
+        use_gpus(1, args.gpu_ids, say=_say_stderr)
     from .bench import run_bench
 
     lo, _, hi = args.seq_len.partition("-")
@@ -363,16 +517,24 @@ def cmd_bench(args) -> int:
     if args.json:
         print(text)
     else:
-        print(f"{result['gpu']}  arch {result['arch']}  rows {args.seq_len} tokens  {result['steps']} steps")
-        print(f"{'preset':<14}{'tokens/s':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}{'loss':>16}")
+        lo, hi = result["seq_len"]
+        print(f"{result['gpu']}  arch {result['arch']}  rows {lo}-{hi} tokens  {result['steps']} steps")
+        # tokens/s: the median of per-step rates; all: every steady step's real tokens ÷ their whole time
+        print(f"{'preset':<14}{'tokens/s':>10}{'all':>10}{'tokens':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}"
+              f"{'loss':>16}")
         for r in result["results"]:
             if "error" in r:
                 print(f"{r['preset']:<14}failed: {r['error']}")
                 continue
             mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
             peak = f"{r['peak_vram_gib']:.2f}" if r["peak_vram_gib"] is not None else "n/a"
-            print(f"{r['preset']:<14}{r['tokens_per_s']:>10.0f}{r['ms_per_step']:>10.0f}{peak:>10}{mfu:>8}"
+            print(f"{r['preset']:<14}{r['tokens_per_s']:>10.0f}{r['tokens_per_s_total']:>10.0f}"
+                  f"{r['tokens_total']:>10}{r['ms_per_step']:>10.0f}{peak:>10}{mfu:>8}"
                   f"{r['first_loss']:>8.2f}→{r['last_loss']:.2f}")
+        first = next((r["skipped_steps"] + 1 for r in result["results"] if "skipped_steps" in r), None)
+        if first is not None:
+            print(f"tokens/s: the median of per-step rates; all: real tokens ÷ time over steps "
+                  f"{first}-{result['steps']}")
     return 0
 
 
@@ -386,6 +548,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_merge(args) -> int:
+    use_gpus(1)  # merge works on the CPU; pinned anyway, so no library spreads onto a GPU another user holds
     from .merge import gguf_instructions, merge
 
     path = merge(args.adapter, args.out, model=args.model, overwrite=args.overwrite,
@@ -395,9 +558,94 @@ def cmd_merge(args) -> int:
     return 0
 
 
+# -- runs that outlive the terminal: runs, attach, stop --------------------------------------------------------
+def _add_run_commands(sub) -> None:
+    p = sub.add_parser("runs", help="live and past runs: state, step, last loss, folder (one RUN: its details)")
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run's --output folder (or its .partial)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("attach", help="follow a run that is going: a line per step, as train prints (Ctrl-C "
+                                      "leaves it running)")
+    p.add_argument("run", metavar="RUN", help="the run's --output folder (or its .partial)")
+    p = sub.add_parser("stop", help="stop a run that is going: it finishes its step, saves the adapter and a "
+                                    "resumable checkpoint")
+    p.add_argument("run", metavar="RUN", help="the run's --output folder (or its .partial)")
+    p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for the save")
+
+
+def _run_row(run) -> dict:
+    steps = f"{run.steps}/{run.total_steps}" if run.total_steps else str(run.steps or "–")
+    loss = "–" if run.train_loss is None else f"{run.train_loss:.4f}"
+    owner = run.owner.describe() if run.owner is not None and run.state == "running" else ""
+    return {"state": run.state, "steps": steps, "loss": loss, "folder": str(run.path), "owner": owner}
+
+
+def cmd_runs(args) -> int:
+    from .history import find_runs, load_one
+
+    if args.run:
+        run = load_one(args.run)
+        if args.json:
+            print(json.dumps(_run_row(run), ensure_ascii=False))
+            return 0
+        row = _run_row(run)
+        print(f"{row['state']}: step {row['steps']}, last loss {row['loss']}, folder {row['folder']}"
+              + (f" ({row['owner']})" if row["owner"] else ""))
+        if run.state == "running":
+            print(f"follow it: genaptitude-trainer attach {run.path} · stop it: genaptitude-trainer stop {run.path}")
+        elif run.checkpoint is not None and run.state in ("unfinished", "stopped"):
+            print(f"resume it: genaptitude-trainer train --resume --output {run.output} ...")
+        return 0
+    history = find_runs(None)
+    rows = [_run_row(r) for r in history.runs]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"no runs found in {history.where()}")
+        return 0
+    print(f"{'state':<11}{'step':>11}  {'loss':>8}  folder")
+    for row in rows:
+        print(f"{row['state']:<11}{row['steps']:>11}  {row['loss']:>8}  {row['folder']}"
+              + (f"  ({row['owner']})" if row["owner"] else ""))
+    return 0
+
+
+def _follow_printing(run_dir: str, replay: bool = True) -> int:
+    """Print the run's events as `train` does until it ends (from its start, or from now); Ctrl-C leaves it
+    running. Exit 0 when it finished or was stopped with its adapter saved; a run that failed or died raises."""
+    from .workers import follow
+
+    leave = threading.Event()
+    signal.signal(signal.SIGINT, lambda *a: leave.set())
+    if follow(run_dir, human_printer, leave_event=leave, replay=replay) is None:
+        print(f"left the run going; come back with: genaptitude-trainer attach {run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_attach(args) -> int:
+    from .history import load_one
+
+    run = load_one(args.run)
+    if run.state != "running":
+        raise InputError(f"{run.output} has no run going ({run.state})",
+                         hint=f"its curves: genaptitude-trainer report {run.path} · all runs: genaptitude-trainer runs")
+    return _follow_printing(str(run.output))
+
+
+def cmd_stop(args) -> int:
+    from .workers import stop_run
+
+    owner = stop_run(args.run)
+    print(f"asked the run ({owner.describe()}) to stop: it finishes its step, then saves the adapter and a "
+          "checkpoint", flush=True)
+    if args.no_wait:
+        return 0
+    return _follow_printing(args.run, replay=False)
+
+
 COMMANDS = {"check": cmd_check, "doctor": cmd_doctor, "presets": cmd_presets, "train": cmd_train,
             "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export,
-            "report": cmd_report, "merge": cmd_merge}
+            "report": cmd_report, "merge": cmd_merge, "runs": cmd_runs, "attach": cmd_attach, "stop": cmd_stop}
 
 if __name__ == "__main__":
     sys.exit(main())

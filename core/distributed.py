@@ -88,22 +88,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_envs(n: int, port: str, folders: str, gpu_env: dict[str, str]) -> list[dict[str, str]]:
+    """One environment per worker: every worker sees the run's GPUs (CUDA_VISIBLE_DEVICES, as torchrun leaves it,
+    so NCCL finds their NVLink peers) and takes cuda:LOCAL_RANK among them: rank 1 of a run on GPUs 1,3 is GPU 3."""
+    from .workers import child_env
+
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    return [child_env({**gpu_env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(n),
+                       "LOCAL_WORLD_SIZE": str(n), "RANK": str(r), "LOCAL_RANK": "0" if rehearsal() else str(r),
+                       DIRS_ENV: folders, "OMP_NUM_THREADS": threads})
+            for r in range(n)]
+
+
 def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable[[Event], None],
            stop_event: threading.Event, *, skip_invalid: bool = False) -> Path:
     """Run `config.gpus` workers on the prepared `dirs`; their rank-0 events go to `emit`. Returns the adapter."""
-    from .workers import child_env, run_training
+    from .workers import run_training
 
     n = config.gpus
-    port = str(free_port())
     folders = json.dumps({"output": str(dirs.output), "work": str(dirs.work),
                           "resume_from": str(dirs.resume_from) if dirs.resume_from else None})
-    envs = [child_env({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(n),
-                       "LOCAL_WORLD_SIZE": str(n), "RANK": str(r), "LOCAL_RANK": "0" if rehearsal() else str(r),
-                       DIRS_ENV: folders,
-                       "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))})
-            for r in range(n)]
-    where = "GPUs" if config.device == "cuda" else "CPU processes"
-    emit(LogLine(f"data-parallel run on {n} {where}: one worker process each, rank 0 writes the adapter"))
+    gpu_env: dict[str, str] = {}
+    if config.device == "cuda" and not rehearsal():
+        from . import gpus
+
+        # The same answer the CLI pinned this process to (choosing again under its own variable changes nothing);
+        # asked here too so a caller that did not pin (a library user) still gives its workers only their GPUs.
+        gpu_env = gpus.plan(n, config.gpu_ids).env
+    envs = worker_envs(n, str(free_port()), folders, gpu_env)
+    where = f"GPUs {gpu_env['CUDA_VISIBLE_DEVICES']}" if gpu_env else (
+        f"{n} GPUs" if config.device == "cuda" else f"{n} CPU processes")
+    emit(LogLine(f"data-parallel run on {where}: one worker process each, rank 0 writes the adapter"))
 
     def forward(event: Event) -> None:
         if not isinstance(event, Failed):  # train() reports the failure itself, once, from the raised error

@@ -17,14 +17,21 @@ from . import distributed, history, output
 from .dataset import DatasetReport, read_dataset, split_examples
 from .errors import InputError, Problem, TrainerError
 from .events import Event, Failed, Finished, LogLine, Phase, Progress
-from .presets import TrainConfig, batch_description
+from .presets import TrainConfig, batch_description, batch_label
 
 
 def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
           on_event: Callable[[Event], None] | None = None, stop_event: threading.Event | None = None,
-          overwrite: bool = False, resume: bool = False, skip_invalid: bool = False) -> Path:
+          overwrite: bool = False, resume: bool = False, skip_invalid: bool = False,
+          on_owned: Callable[[output.RunDirs], None] | None = None) -> Path:
+    """`on_owned(dirs)` is called once this run holds its folder's lock (a detached run sends its output there)."""
     emit = on_event or (lambda e: None)
+    # The process that prepares the folder keeps its events in it (events.jsonl); data-parallel workers report
+    # through their launcher, which does.
+    journal = None if distributed.is_worker() else output.Journal(emit)
+    emit = journal or emit
     stop_event = stop_event or threading.Event()
+    dirs = None
     try:
         config.validate()
         report = read_dataset(dataset_path, skip_invalid=skip_invalid)
@@ -32,7 +39,12 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
             emit(LogLine(f"skipped {len(report.problems)} invalid line(s) of {report.path}; "
                          f"training on {len(report.examples)} valid rows", "warning"))
         check_device(config)
-        dirs = distributed.shared_dirs() or output.prepare(output_dir, overwrite=overwrite, resume=resume)
+        dirs = distributed.shared_dirs() or output.prepare(output_dir, overwrite=overwrite, resume=resume,
+                                                           say=lambda line: emit(LogLine(line, "warning")))
+        if journal is not None and dirs.lock is not None:
+            journal.open(dirs.events)
+            if on_owned is not None:
+                on_owned(dirs)
         if config.gpus > 1 and not distributed.is_worker():
             config, note = distributed.per_device(config, config.gpus)
             emit(LogLine(f"same effective batch on {config.gpus} workers: {note}"))
@@ -48,6 +60,11 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
         _keep_trace(exc)
         emit(Failed(err.message, err.hint))
         raise err from exc
+    finally:
+        if journal is not None:
+            journal.close()
+        if dirs is not None and dirs.lock is not None:
+            dirs.lock.release()  # the last thing: a follower that sees the lock free has every event
 
 
 def _quiet(event: Event) -> None:
@@ -104,28 +121,38 @@ def check_device(config: TrainConfig) -> None:
         raise InputError(f"{len(problems)} problem(s) with the hardware for this run", problems=problems)
 
 
-MIN_UPDATES = 64  # a token budget never leaves a run with fewer optimizer steps than this (small exports)
-
-
-def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
-    """Shrink the token budget of a small export so the run still makes MIN_UPDATES optimizer steps."""
-    if config.batch_tokens <= 0 or config.max_steps > 0:
+def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
+    """`lr = 0` (the GPU presets) becomes the rate core.presets.auto_lr gives this model, said in the log."""
+    if config.lr > 0:
         return config
     from dataclasses import replace
 
-    from .batching import fit_budget_to_updates
+    from .presets import auto_lr
+
+    family, width = getattr(model_config, "model_type", "?"), getattr(model_config, "hidden_size", 0)
+    lr = auto_lr(family, width)
+    emit(LogLine(f"learning rate {lr:.2e}: LoRA's best rate for a {family} model {width} wide (--lr overrides)"))
+    return replace(config, lr=lr)
+
+
+def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
+    """Shrink accumulation, then the token budget, of a small export so the run makes `config.min_updates`
+    optimizer steps (core.batching owns the rule), and say so; warn when the run will still make too few."""
+    from dataclasses import replace
+
+    from .batching import few_updates_warning, plan_for
 
     lengths = [len(r) for r in train_ds["input_ids"]]
-    budget = fit_budget_to_updates(lengths, config.batch_tokens, config.batch_size,
-                                   config.grad_accum * distributed.world_size(),
-                                   config.epochs, MIN_UPDATES, floor_tokens=max(config.max_length, 1024),
-                                   seed=config.seed)
-    if budget == config.batch_tokens:
-        return config
-    emit(LogLine(f"small dataset ({len(lengths)} rows): micro-batches of ≤{budget:,} tokens instead of "
-                 f"{config.batch_tokens:,}, so the run makes enough optimizer steps to learn (≥{MIN_UPDATES} "
-                 "where the data allows)"))
-    return replace(config, batch_tokens=budget)
+    plan = plan_for(config, lengths, distributed.world_size())
+    fitted = replace(config, batch_tokens=plan.batch_tokens, grad_accum=plan.grad_accum, batch_size=plan.batch_size)
+    if fitted != config:
+        emit(LogLine(f"small dataset ({len(lengths)} rows): {batch_label(fitted)} per update instead of "
+                     f"{batch_label(config)}, so the run makes {plan.updates} optimizer steps "
+                     f"(≥{config.min_updates} where the data allows: LoRA learns from the number of updates)"))
+    warning = few_updates_warning(plan, len(lengths))
+    if warning:
+        emit(LogLine(warning, "warning"))
+    return fitted
 
 
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
@@ -135,6 +162,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     t_start = time.perf_counter()
     quiet_libraries()
     tok, model, model_path = load_model_and_tokenizer(config, emit)
+    config = resolve_lr(config, model.config, emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
     train_ds, eval_ds, fitted = tokenize_split(tok, train_ex, eval_ex, config.max_length,
@@ -148,7 +176,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     if main:
         history.remember_run(dirs.output, config.preset, config.model, report.path)  # the TUI lists it; never raises
     if dirs.resume_from is not None and main:
-        output.trim_metrics(dirs.metrics, int(dirs.resume_from.name.split("-")[-1]))
+        output.trim_metrics(dirs.metrics, output.checkpoint_step(dirs.resume_from))
         emit(LogLine(f"resuming from {dirs.resume_from}"))
     started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
                    device=config.device, output_dir=str(dirs.output))
@@ -169,8 +197,11 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
             shutil.rmtree(ckpt, ignore_errors=True)
         if not (dirs.checkpoints / "runs").is_dir():
             shutil.rmtree(dirs.checkpoints, ignore_errors=True)
+    scored = None if stopped else _score(config, tok, trainer.model, eval_ex, emit, stop_event)
     runtime = time.perf_counter() - t_start
     record = run_record(config, report, model_path, trainer.state, callback, stopped, runtime)
+    if scored is not None:
+        record["held_out"] = {k: v for k, v in scored.to_dict().items() if k != "event"}
     output.write_atomic(dirs.work / "run.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     final = output.finalize(dirs)
     ckpt = output.latest_checkpoint(final / "checkpoints") if stopped else None
@@ -178,6 +209,32 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
                   train_loss=callback.last_loss, eval_loss=callback.last_eval, stopped_early=stopped,
                   runtime_s=runtime, checkpoint_dir=str(ckpt) if ckpt else None))
     return final
+
+
+def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
+    """The after-run check (core.learncheck): held-out rows answered by base and adapter, within the preset's
+    row and time budget; a failure here never costs the user the adapter, which is saved already."""
+    from .learncheck import score_run
+
+    if config.score_rows <= 0 or config.score_seconds <= 0:
+        return None
+    if not [e for e in eval_ex if e.text is None]:
+        emit(LogLine("no held-out chat rows (--eval-fraction 0?): the after-run check of what the adapter "
+                     "learned was skipped", "warning"))
+        return None
+    emit(Phase("checking", f"answering up to {config.score_rows} held-out rows with the base model and the "
+                           f"adapter (≤{config.score_seconds:.0f}s)"))
+    try:
+        scored = score_run(tok, model, eval_ex, rows=config.score_rows, seconds=config.score_seconds,
+                           epochs=config.epochs, lr=config.lr, stop_event=stop_event)
+    except Exception as exc:  # noqa: BLE001 - the adapter is saved; the check is advice, say why it is missing
+        _keep_trace(exc)
+        emit(LogLine(f"the after-run check could not answer the held-out rows: {type(exc).__name__}: {exc}",
+                     "warning"))
+        return None
+    if scored is not None:
+        emit(scored)
+    return scored
 
 
 def quiet_libraries() -> None:

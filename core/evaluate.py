@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from .dataset import Example, example_to_prompt_and_answer
@@ -66,13 +64,15 @@ class HeldOut:
 
 
 def run_record(adapter: str | None) -> dict:
-    """The adapter's run.json ({} without one); refuses a folder that is not an adapter."""
+    """The adapter's run.json ({} without one); refuses a folder that is not an adapter, or a damaged record."""
+    from .output import ADAPTER_FILES, is_adapter, read_run_json
+
     if not adapter:
         return {}
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise InputError(f"{adapter} is not an adapter folder (no adapter_config.json)")
-    run_json = Path(adapter) / "run.json"
-    return json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+    if not is_adapter(adapter):
+        raise InputError(f"{adapter} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
+                         hint="give --adapter the --output folder of a finished `genaptitude-trainer train`")
+    return read_run_json(adapter)
 
 
 def held_out(dataset: str, adapter: str | None, *, model: str | None = None, split: str = "eval",
@@ -142,14 +142,17 @@ def prompt_of(tok, example: Example, fitting: Fitting = Fitting()) -> list[dict]
 
 
 def generate_answers(tok, model, examples: list[Example], max_new_tokens: int = 96, batch_size: int = 8,
-                     on_batch: Callable[[int, int], None] | None = None, fitting: Fitting = Fitting()) -> list[str]:
+                     on_batch: Callable[[int, int], None] | None = None, max_time: float | None = None,
+                     fitting: Fitting = Fitting()) -> list[str]:
     return generate_replies(tok, model, [prompt_of(tok, e, fitting) for e in examples], max_new_tokens,
-                            batch_size, on_batch)
+                            batch_size, on_batch, max_time)
 
 
 def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 8,
-                     on_batch: Callable[[int, int], None] | None = None) -> list[str]:
-    """Greedy replies to each conversation; `on_batch(first, last)` (1-based rows) before each batch."""
+                     on_batch: Callable[[int, int], None] | None = None,
+                     max_time: float | None = None) -> list[str]:
+    """Greedy replies to each conversation; `on_batch(first, last)` (1-based rows) before each batch;
+    `max_time` (seconds) cuts each batch's generation short (a bounded check)."""
     import torch
 
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
@@ -162,7 +165,7 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
         enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                                 eos_token_id=tok.eos_token_id)
+                                 eos_token_id=tok.eos_token_id, max_time=max_time)
         for row in out[:, enc["input_ids"].shape[1]:]:
             answers.append(tok.decode(row, skip_special_tokens=True).strip())
     return answers

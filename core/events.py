@@ -91,6 +91,7 @@ class MemorySample(Event):
     nvml_total_gib: float | None
     process_rss_gib: float | None
     gpus_used_gib: list | None = None  # NVML used per GPU of a data-parallel run (rank 0 reads them all)
+    gpu_ids: list | None = None  # the NVML index of the run's GPU(s), as nvidia-smi numbers them (core/gpus.py)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,22 @@ class OomRecovered(Event):
     new_batch_size: int
     old_grad_accum: int
     new_grad_accum: int
+
+
+@dataclass(frozen=True)
+class HeldOutScored(Event):
+    """After training: the run's own held-out rows answered greedily by the base model and by the adapter
+    (core/learncheck.py), so the user is told whether the adapter learned, not only that the run finished."""
+
+    kind: ClassVar[str] = "held_out"
+    rows: int  # rows answered by both within the time limit
+    base_exact: float
+    adapter_exact: float
+    base_similarity: float
+    adapter_similarity: float
+    seconds: float
+    verdict: str  # "learned", "partly", "not learned", "base knows" (the base already answers them)
+    advice: str = ""  # what to try next when it did not learn
 
 
 @dataclass(frozen=True)
@@ -136,7 +153,7 @@ class Failed(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (Phase, Progress, LogLine, RunStarted, StepLogged, EvalLogged, MemorySample, CheckpointSaved,
-                OomRecovered, Finished, Failed)
+                OomRecovered, HeldOutScored, Finished, Failed)
 }
 
 EventSink = Callable[[Event], None]

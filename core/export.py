@@ -1,7 +1,6 @@
 """Hand the adapter to GenAptitude: a zip for Colab downloads, or an install into the LoRA root + `.env`."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -9,11 +8,11 @@ import zipfile
 from pathlib import Path
 
 from .errors import InputError
-from .output import ADAPTER_FILES, is_adapter, write_atomic
+from .output import ADAPTER_FILES, atomic_path, is_adapter, swap_into_place, write_atomic
 
 DEFAULT_LORA_ROOT = "~/genaptitude-llm/ai-assets/lora"
 ENV_KEY = "RAISE_LORA_PATH"
-SKIP = ("checkpoints", "tensorboard")  # resume state and logs stay behind
+SKIP = ("checkpoints", "tensorboard", "train.log")  # resume state and logs stay behind
 
 
 def _adapter(folder: str) -> Path:
@@ -34,11 +33,9 @@ def _files(adapter: Path):
 def export_zip(adapter_dir: str, zip_path: str) -> Path:
     adapter = _adapter(adapter_dir)
     target = Path(zip_path).expanduser().resolve()
-    tmp = target.with_name(f".{target.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for p, rel in _files(adapter):
             zf.write(p, Path(adapter.name) / rel)
-    os.replace(tmp, target)
     return target
 
 
@@ -53,13 +50,7 @@ def install(adapter_dir: str, lora_root: str = DEFAULT_LORA_ROOT, env_file: str 
         for p, rel in _files(adapter):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, tmp / rel)
-        old = None
-        if dest.exists():
-            old = dest.with_name(f"{dest.name}.old-{int(time.time())}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(tmp, dest)
     backup = set_env(Path(env_file).expanduser(), dest) if env_file else None
     return dest, backup
 

@@ -5,6 +5,7 @@ instead of an exception, so a machine without a driver still gets a useful answe
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import asdict, dataclass, field
 
@@ -14,14 +15,32 @@ _state: dict = {"ready": False, "error": None}
 
 
 @dataclass
+class GpuProcess:
+    """A compute process on a GPU, as NVML lists it (another user's run, a notebook, a server)."""
+
+    pid: int
+    used_gib: float | None  # None where the driver does not say (e.g. a process in another container)
+
+
+@dataclass
 class GpuInfo:
-    index: int
+    index: int  # NVML's index: PCI bus order, as nvidia-smi numbers the GPUs
     name: str
     total_gib: float
     free_gib: float
     used_gib: float
     compute_capability: tuple[int, int] | None
     bf16: bool  # compute capability ≥ 8.0 (Ampere and newer) has fast bf16
+    uuid: str = ""  # "GPU-…": CUDA_VISIBLE_DEVICES may name a GPU by it
+    others: list[GpuProcess] = field(default_factory=list)  # compute processes on it other than this one
+
+    @property
+    def others_gib(self) -> float:
+        """Memory the other processes hold (what NVML says of them; the device's used memory where it says nothing)."""
+        known = [p.used_gib for p in self.others if p.used_gib is not None]
+        if self.others and len(known) < len(self.others):
+            return self.used_gib
+        return sum(known)
 
 
 @dataclass
@@ -88,6 +107,10 @@ def _gpu_info(nv, i: int) -> GpuInfo:
         cc = tuple(nv.nvmlDeviceGetCudaComputeCapability(h))
     except Exception:
         cc = None
+    try:
+        uuid = _text(nv.nvmlDeviceGetUUID(h))
+    except Exception:
+        uuid = ""
     return GpuInfo(
         index=i,
         name=_text(nv.nvmlDeviceGetName(h)),
@@ -96,7 +119,24 @@ def _gpu_info(nv, i: int) -> GpuInfo:
         used_gib=mem.used / GIB,
         compute_capability=cc,  # type: ignore[arg-type]
         bf16=bool(cc and cc[0] >= 8),
+        uuid=uuid,
+        others=_processes(nv, h),
     )
+
+
+def _processes(nv, handle) -> list[GpuProcess]:
+    """The compute processes on a GPU other than this one; [] when NVML cannot say."""
+    try:
+        procs = nv.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:
+        return []
+    out = []
+    for p in procs:
+        if p.pid == os.getpid():
+            continue
+        mem = getattr(p, "usedGpuMemory", None)
+        out.append(GpuProcess(int(p.pid), mem / GIB if isinstance(mem, int) and mem >= 0 else None))
+    return out
 
 
 def probe(check_torch: bool = False) -> HardwareReport:

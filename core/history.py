@@ -5,7 +5,11 @@ A run leaves `run.json` and `metrics.jsonl` in its output folder (see `core/outp
 working directory, and through a small index the engine appends to when a run starts:
 `$GENAPTITUDE_TRAINER_HOME/runs.jsonl`, else `$XDG_STATE_HOME` (or `~/.local/state`)`/genaptitude-trainer/runs.jsonl`.
 
-Reading never raises for a bad folder: an unreadable `run.json` gives a record that says so. No torch here.
+A run that is going holds its folder's lock (core/output.py): its record says "running" and who runs it. An
+unfinished folder whose lock nobody holds is a run whose process ended without finishing (killed, crashed).
+
+Listing never raises for a bad folder: an unreadable `run.json` gives a record that says so (the sentence
+`output.read_run_json` gives every reader). `load_one`, for one run named by the user, raises it. No torch here.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
+from . import output
+from .errors import InputError
 from .output import latest_checkpoint, metrics_rows
 
 INDEX_NAME = "runs.jsonl"
@@ -82,7 +88,8 @@ class MemoryPoint(NamedTuple):
 @dataclass
 class RunRecord:
     path: Path
-    state: str  # "finished", "stopped", "unfinished" (a `.partial` work folder) or "unreadable" (bad run.json)
+    state: str  # "finished", "stopped", "running" (a `.partial` folder whose run holds its lock), "unfinished" (a
+    # `.partial` folder nobody holds: its process ended without finishing) or "unreadable" (bad run.json)
     preset: str = ""
     model: str = ""
     dataset: str = ""
@@ -98,6 +105,12 @@ class RunRecord:
     train_curve: list[tuple[int, float]] = field(default_factory=list)
     eval_curve: list[tuple[int, float]] = field(default_factory=list)
     memory: list[MemoryPoint] = field(default_factory=list)
+    owner: output.Owner | None = None  # who runs (or last ran) it: pid, host, start
+
+    @property
+    def output(self) -> Path:
+        """The run's final folder (what `train --output` was given)."""
+        return output.output_of(self.path)
 
     @property
     def memory_label(self) -> str:
@@ -175,17 +188,14 @@ def load_run(path: Path, meta: dict | None = None) -> RunRecord:
     record = RunRecord(path=path, state="unfinished" if partial else "finished", preset=meta.get("preset", ""),
                        model=meta.get("model", ""), dataset=meta.get("dataset", ""))
     info: dict = {}
-    run_json = path / "run.json"
-    if run_json.is_file():
-        try:
-            info = json.loads(run_json.read_text(encoding="utf-8"))
-            if not isinstance(info, dict):
-                raise ValueError(f"holds a JSON {type(info).__name__}, not an object")
-        except (OSError, ValueError) as exc:
-            info = {}
-            record.error = f"run.json cannot be read: {exc}"
-    elif not partial:
-        record.error = "run.json is missing"
+    try:
+        info = output.read_run_json(path, required=not partial)
+    except InputError as exc:
+        record.error = exc.message
+    if partial:
+        record.owner = output.inspect(path)
+        if record.owner is not None and record.owner.live:
+            record.state = "running"
     if record.error and not partial:
         record.state = "unreadable"
 
@@ -228,9 +238,28 @@ def is_run_dir(path: Path) -> bool:
             return False
         if (path / "run.json").is_file():
             return True
-        return path.name.endswith(PARTIAL) and ((path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir())
+        if not path.name.endswith(PARTIAL):
+            return False
+        if (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir():
+            return True
+        return (path / output.EVENTS).is_file() and output.lock_held(path)  # going, not at its first step yet
     except OSError:
         return False
+
+
+def load_one(folder: str | os.PathLike) -> RunRecord:
+    """The run a user named (its output folder or `.partial`), or InputError saying why it is not one; a damaged
+    run.json is refused with the same sentence as everywhere else."""
+    path = output.run_folder(folder)
+    if not path.exists():
+        raise InputError(f"{path}: no such folder", hint="give a run's --output folder; `genaptitude-trainer runs` "
+                                                         "lists them")
+    if not is_run_dir(path):
+        raise InputError(f"{path} is not a training run (no run.json, metrics or events in it)",
+                         hint="give a run's --output folder; `genaptitude-trainer runs` lists them")
+    output.read_run_json(path)  # raises the one sentence for a damaged record
+    out = output.output_of(path)
+    return load_run(path.resolve(), read_index(index_path()).get(out))
 
 
 def _children(folder: Path) -> Iterable[Path]:
@@ -258,8 +287,11 @@ class History:
 
 
 def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None,
-              index: Path | None = None, cancelled: Callable[[], bool] | None = None) -> History:
-    """Every run found next to `output_dir`, in `cwd` and through the index, newest first, one per folder."""
+              index: Path | None = None, cancelled: Callable[[], bool] | None = None,
+              live_only: bool = False) -> History:
+    """Every run found next to `output_dir`, in `cwd` and through the index, one per folder: the runs going now
+    first, then newest first. `live_only`: only the runs going now (the app's start-up question), found by their
+    locks without reading the others' metrics."""
     index = index or index_path()
     folders: list[Path] = []
     for base in ((Path(output_dir).expanduser().resolve().parent if output_dir is not None else None),
@@ -282,12 +314,15 @@ def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLik
             key = path.resolve()
         except OSError:
             continue
-        if key in seen or not is_run_dir(path):
+        if key in seen or (live_only and not (key.name.endswith(PARTIAL) and output.lock_held(key))):
+            continue
+        if not is_run_dir(path):
             continue
         seen.add(key)
         out = key.with_name(key.name[:-len(PARTIAL)]) if key.name.endswith(PARTIAL) else key
         runs.append(load_run(key, meta.get(out)))
-    runs.sort(key=lambda r: r.started.timestamp() if r.started else float("-inf"), reverse=True)
+    runs.sort(key=lambda r: (r.state == "running", r.started.timestamp() if r.started else float("-inf")),
+              reverse=True)  # runs going now first, then newest first
     return History(runs, folders, index)
 
 

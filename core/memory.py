@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from .gpus import nvml_index
 from .hardware import GIB, nvml_used_gib
 
 
@@ -24,7 +25,8 @@ def memory_sample(device: str, gpus: int = 1) -> dict:
         alloc = torch.cuda.memory_allocated() / GIB
         reserved = torch.cuda.memory_reserved() / GIB
         peak = torch.cuda.max_memory_allocated() / GIB
-    used, total = nvml_used_gib(0) if device == "cuda" else (None, None)
+    # NVML numbers GPUs its own way: cuda:0 of a run pinned to GPU 1 is NVML's GPU 1 (core/gpus.py)
+    used, total = nvml_used_gib(nvml_index(0)) if device == "cuda" else (None, None)
     return {
         "torch_allocated_gib": alloc,
         "torch_reserved_gib": reserved,
@@ -32,5 +34,7 @@ def memory_sample(device: str, gpus: int = 1) -> dict:
         "nvml_used_gib": used,
         "nvml_total_gib": total,
         "process_rss_gib": process_rss_gib(),
-        "gpus_used_gib": [nvml_used_gib(i)[0] for i in range(gpus)] if device == "cuda" and gpus > 1 else None,
+        "gpus_used_gib": ([nvml_used_gib(nvml_index(i))[0] for i in range(gpus)]
+                          if device == "cuda" and gpus > 1 else None),
+        "gpu_ids": [nvml_index(i) for i in range(gpus)] if device == "cuda" else None,
     }

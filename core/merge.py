@@ -12,29 +12,28 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Callable
 
 from .errors import InputError, TrainerError
-from .output import ADAPTER_FILES, is_adapter
+from .output import ADAPTER_FILES, is_adapter, read_run_json, swap_into_place
 
 CONVERTER_NAMES = ("convert_hf_to_gguf.py", "convert-hf-to-gguf.py")  # the second is llama.cpp's old name
 LLAMA_CPP = "https://github.com/ggml-org/llama.cpp"
 
 
 def base_model_of(adapter: Path) -> tuple[str | None, bool]:
-    """The base the adapter was trained on (run.json, else adapter_config.json) and its trust_remote_code."""
-    for name, key in (("run.json", "config"), ("adapter_config.json", None)):
-        try:
-            data = json.loads((adapter / name).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        section = data.get(key, {}) if key else data
-        model = section.get("model") if key else section.get("base_model_name_or_path")
-        if model:
-            return str(model), bool(section.get("trust_remote_code", False))
-    return None, False
+    """The base the adapter was trained on (run.json, else adapter_config.json) and its trust_remote_code.
+    A damaged run.json is refused (output.read_run_json), not skipped: it would hide which base was used."""
+    config = read_run_json(adapter).get("config", {})
+    if config.get("model"):
+        return str(config["model"]), bool(config.get("trust_remote_code", False))
+    try:
+        data = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None, False
+    model = data.get("base_model_name_or_path") if isinstance(data, dict) else None
+    return (str(model), False) if model else (None, False)
 
 
 def _check_paths(adapter_dir: str, out_dir: str, overwrite: bool) -> tuple[Path, Path]:
@@ -100,24 +99,7 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
         shutil.rmtree(work, ignore_errors=True)
         raise TrainerError(f"could not save the merged model into {work}: {exc}",
                            hint="check free disk space (about 2 bytes per parameter)") from exc
-    _move_into_place(work, out)
-    return out
-
-
-def _move_into_place(work: Path, out: Path) -> None:
-    """Rename `work` to `out`; an older `out` is kept until the new one is there."""
-    old = None
-    if out.exists():
-        old = out.with_name(f"{out.name}.old-{int(time.time())}")
-        os.replace(out, old)
-    try:
-        os.replace(work, out)
-    except OSError:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return swap_into_place(work, out)
 
 
 def find_converter() -> Path | None:

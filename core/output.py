@@ -1,9 +1,21 @@
-"""The run's folders: work in `<output>.partial`, then rename into place, so nothing is ever half-written.
+"""The run folder's one owner: where a run works, who holds it, what it can resume, and how files are written.
 
 Layout of a finished run (what GenAptitude's RAISE_LORA_PATH points at):
     <output>/adapter_config.json, adapter_model.safetensors, tokenizer files,
     <output>/run.json (resolved config, dataset hash, versions, final metrics), metrics.jsonl,
+    <output>/events.jsonl (the last session's events), train.log (a detached run's output),
     <output>/checkpoints/checkpoint-N/ (only when the run was stopped early, for --resume).
+While it runs, all of it is in `<output>.partial/` (renamed into place at the end, so nothing is half-written).
+
+Beside the folder, a run holds `.<output>.lock` (a `filelock` lock, for the run's whole life) and writes
+`.<output>.owner.json` (pid, host, start time). They stay beside the folder, never in it: emptying the work folder
+or renaming it into place must not move the lock of the run that is doing it. A lock nobody holds means no run is
+going, whatever the owner record says (a run killed with -9 drops its lock with its process).
+
+Every question about a run folder is answered here: is this an adapter (`is_adapter`), can it resume
+(`resume_point`, also what the TUI offers), what is in it (`existing`), its run.json (`read_run_json`, one error
+policy), writing a file or a folder into place (`write_atomic`, `atomic_path`, `swap_into_place`), and the lock
+(`prepare` takes it, `inspect` reads it).
 """
 from __future__ import annotations
 
@@ -11,13 +23,22 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .errors import InputError, TrainerError
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+PARTIAL = ".partial"
+EVENTS = "events.jsonl"  # the engine's events of the current session, one JSON object a line
+METRICS = "metrics.jsonl"
+RUN_JSON = "run.json"
+LOG = "train.log"  # stdout and stderr of a detached run (the TUI's), once it owns the folder
+TAKE_LOCK_S = 2.0  # a run waits this long for the lock: a reader's quick look (`inspect`) holds it for microseconds
 
 
 @dataclass
@@ -25,6 +46,7 @@ class RunDirs:
     output: Path  # final place
     work: Path  # <output>.partial while running
     resume_from: Path | None  # checkpoint folder to resume from
+    lock: "RunLock | None" = None  # held by the process that prepared the folders (None in data-parallel workers)
 
     @property
     def checkpoints(self) -> Path:
@@ -32,10 +54,56 @@ class RunDirs:
 
     @property
     def metrics(self) -> Path:
-        return self.work / "metrics.jsonl"
+        return self.work / METRICS
+
+    @property
+    def events(self) -> Path:
+        return self.work / EVENTS
+
+
+# -- names -------------------------------------------------------------------------------------------------
+def output_of(folder: str | os.PathLike) -> Path:
+    """The final output folder of a run given either it or its `.partial` work folder."""
+    path = Path(folder).expanduser().resolve()
+    return path.with_name(path.name[:-len(PARTIAL)]) if path.name.endswith(PARTIAL) else path
+
+
+def work_of(output: str | os.PathLike) -> Path:
+    out = output_of(output)
+    return out.with_name(out.name + PARTIAL)
+
+
+def run_folder(folder: str | os.PathLike) -> Path:
+    """The folder a user means by `folder`: itself, or its `.partial` while a run is going in it (or was killed
+    before its first finish, leaving no `folder`)."""
+    path = Path(folder).expanduser()
+    partial = path.with_name(path.name + PARTIAL)
+    if not path.name.endswith(PARTIAL) and partial.is_dir() and (not path.exists() or lock_held(path)):
+        return partial
+    return path
+
+
+def lock_path(output: str | os.PathLike) -> Path:
+    out = output_of(output)
+    return out.with_name(f".{out.name}.lock")
+
+
+def owner_path(output: str | os.PathLike) -> Path:
+    out = output_of(output)
+    return out.with_name(f".{out.name}.owner.json")
+
+
+# -- what a folder holds -----------------------------------------------------------------------------------
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step of a `checkpoint-N` folder."""
+    m = re.fullmatch(r"checkpoint-(\d+)", Path(path).name)
+    if not m:
+        raise ValueError(f"{path} is not a checkpoint-N folder")
+    return int(m.group(1))
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (one with its trainer_state.json) in `folder`."""
     if not folder.is_dir():
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir()
@@ -43,43 +111,57 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def is_adapter(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in ADAPTER_FILES)
+def resume_point(output: str | os.PathLike) -> Path | None:
+    """The checkpoint `train --resume` continues from: the unfinished run's, else a stopped run's. The one rule."""
+    out = output_of(output)
+    return latest_checkpoint(work_of(out) / "checkpoints") or latest_checkpoint(out / "checkpoints")
 
 
-def prepare(output: str | os.PathLike, *, overwrite: bool, resume: bool) -> RunDirs:
-    """Decide where this run works and what it resumes from; refuse to clobber anything unasked."""
-    out = Path(output).expanduser().resolve()
-    work = out.with_name(out.name + ".partial")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a folder", hint="choose another --output")
-    if resume:
-        ckpt = latest_checkpoint(work / "checkpoints")
-        if ckpt is None and latest_checkpoint(out / "checkpoints"):
-            # A run stopped with the stop key was finalised: continue in a fresh work copy of it.
-            if work.exists():
-                shutil.rmtree(work)
-            shutil.copytree(out, work)
-            ckpt = latest_checkpoint(work / "checkpoints")
-        if ckpt is None:
-            raise InputError(f"nothing to resume: no checkpoint in {work / 'checkpoints'} or {out / 'checkpoints'}",
-                             hint="start a new run without --resume (add --save-every N to checkpoint periodically)")
-        return RunDirs(out, work, ckpt)
-    if work.exists():
-        if not overwrite and latest_checkpoint(work / "checkpoints"):
-            raise InputError(f"an unfinished run is in {work}",
-                             hint="pass --resume to continue it, or --overwrite to start over")
-        shutil.rmtree(work)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        what = "an adapter" if is_adapter(out) else "files"
-        raise InputError(f"{out} already holds {what}; it is never overwritten silently",
-                         hint="pass --overwrite to replace it, or choose another --output")
-    return RunDirs(out, work, None)
+def is_adapter(folder: str | os.PathLike) -> bool:
+    return all((Path(folder) / f).is_file() for f in ADAPTER_FILES)
 
 
-def metrics_rows(path: Path):
-    """The JSON objects of a run's metrics.jsonl, in order; a line cut by kill -9 (or anything not an object) is
-    skipped, a missing or unreadable file gives none. Shared by `report` and the run history."""
+def existing(output: str | os.PathLike) -> tuple[str, bool] | None:
+    """What is already at `output` (in words) and whether it can be resumed; None if nothing is there."""
+    out = Path(output).expanduser()
+    partial = out.with_name(out.name + PARTIAL)
+    resumable = resume_point(out) is not None
+    if partial.exists():
+        return f"an unfinished run is in {partial}", resumable
+    if out.is_dir() and any(out.iterdir()):
+        return f"{out} already holds {'an adapter' if is_adapter(out) else 'files'}", resumable
+    return None
+
+
+def read_run_json(folder: str | os.PathLike, *, required: bool = False) -> dict:
+    """A run's record ({} when there is none and it is not `required`). A file that cannot be read, is not JSON,
+    or is not an object is refused the same way for every reader: one sentence, InputError (exit 2)."""
+    path = Path(folder) / RUN_JSON
+    if not path.is_file():
+        if required:
+            raise InputError(f"{path} is missing", hint="give the --output folder of a finished run")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} cannot be read: {exc}", hint="check the file's permissions") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                         hint="the run's record is damaged; restore it, or delete run.json to treat the folder "
+                              "as a bare adapter") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} holds a JSON {type(data).__name__}, not the run's record (an object)",
+                         hint="the run's record is damaged; restore it, or delete run.json") from None
+    for key in ("config", "dataset", "final"):
+        if key in data and not isinstance(data[key], dict):
+            raise InputError(f"{path}: its {key!r} entry is a {type(data[key]).__name__}, not an object",
+                             hint="the run's record is damaged; restore it, or delete run.json")
+    return data
+
+
+def metrics_rows(path: Path) -> Iterator[dict]:
+    """The JSON objects of a run's metrics.jsonl (or events.jsonl), in order; a line cut by kill -9 (or anything
+    not an object) is skipped, a missing or unreadable file gives none."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -107,29 +189,240 @@ def trim_metrics(path: Path, last_step: int) -> None:
     write_atomic(path, "".join(l + "\n" for l in keep))
 
 
+# -- writing into place ------------------------------------------------------------------------------------
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; renamed onto `path` when the block ends, removed if it fails."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def swap_into_place(src: Path, dest: Path) -> Path:
+    """Rename the folder `src` to `dest`; an older `dest` is kept aside until the new one is there."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f"{dest.name}.old-{int(time.time())}")
+        os.replace(dest, old)
+    try:
+        os.replace(src, dest)
+    except OSError:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def finalize(dirs: RunDirs) -> Path:
     """Move the work folder into place; an older output is kept until the new one is there."""
     if not is_adapter(dirs.work):
         raise TrainerError(f"the run did not produce an adapter in {dirs.work}")
-    old = None
-    if dirs.output.exists():
-        old = dirs.output.with_name(f"{dirs.output.name}.old-{int(time.time())}")
-        os.replace(dirs.output, old)
+    return swap_into_place(dirs.work, dirs.output)
+
+
+# -- the lock ------------------------------------------------------------------------------------------------
+@dataclass
+class Owner:
+    """Who holds (or last held) a run folder."""
+
+    pid: int
+    host: str
+    started_at: str  # ISO time, local zone
+    live: bool = False  # the lock is held now (set by `inspect`)
+
+    def describe(self) -> str:
+        where = "" if self.host == socket.gethostname() else f" on {self.host}"
+        return f"pid {self.pid}{where}, started {self.started_at.replace('T', ' ')[:19]}"
+
+
+def read_owner(output: str | os.PathLike) -> Owner | None:
     try:
-        os.replace(dirs.work, dirs.output)
+        data = json.loads(owner_path(output).read_text(encoding="utf-8"))
+        return Owner(int(data["pid"]), str(data["host"]), str(data["started_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def lock_held(output: str | os.PathLike) -> bool:
+    """Whether a live process holds the run folder's lock (a quick try of the lock, released at once)."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(output)
+    if not path.is_file():
+        return False
+    probe = FileLock(str(path), timeout=0)
+    try:
+        probe.acquire()
+    except Timeout:
+        return True
     except OSError:
-        if old is not None:
-            os.replace(old, dirs.output)
+        return False
+    probe.release()
+    return False
+
+
+def inspect(output: str | os.PathLike) -> Owner | None:
+    """The folder's owner record with `live` set (None when no run ever claimed it)."""
+    owner = read_owner(output)
+    held = lock_held(output)
+    if owner is None:
+        return Owner(0, "?", "?", live=True) if held else None
+    owner.live = held
+    return owner
+
+
+class RunLock:
+    """The lock a run holds for its whole life, so no second run can write into (or wipe) its folder."""
+
+    def __init__(self, output: str | os.PathLike) -> None:
+        from filelock import FileLock
+
+        self.output = output_of(output)
+        self._lock = FileLock(str(lock_path(self.output)), timeout=TAKE_LOCK_S)
+        self.owner: Owner | None = None
+
+    def acquire(self, say: Callable[[str], None] = lambda line: None) -> "RunLock":
+        from filelock import Timeout
+
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            owner = read_owner(self.output)
+            who = owner.describe() if owner else "a process that is starting up"
+            raise InputError(f"{self.output} belongs to a run that is still going ({who})",
+                             hint=f"watch it: genaptitude-trainer attach {self.output} · stop it: genaptitude-trainer "
+                                  f"stop {self.output} · or train into another --output") from None
+        before = read_owner(self.output)
+        if before is not None and work_of(self.output).exists():
+            say(f"taking over {work_of(self.output)}: its run ({before.describe()}) is no longer running")
+        return self
+
+    def claim(self) -> Owner:
+        """Record this process as the owner (after the folder is prepared: a reader that sees it finds this
+        run's files, never the last run's)."""
+        self.owner = Owner(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), live=True)
+        record = {k: v for k, v in asdict(self.owner).items() if k != "live"}
+        write_atomic(owner_path(self.output), json.dumps(record) + "\n")
+        return self.owner
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+
+def prepare(output: str | os.PathLike, *, overwrite: bool, resume: bool,
+            say: Callable[[str], None] = lambda line: None) -> RunDirs:
+    """Take the folder's lock, then decide where this run works and what it resumes from; refuse to clobber
+    anything unasked. A folder a live run holds is refused (InputError naming its pid), never emptied."""
+    out = Path(output).expanduser().resolve()
+    work = work_of(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path {out} exists and is not a folder", hint="choose another --output")
+    lock = RunLock(out).acquire(say)
+    try:
+        dirs = _decide(out, work, overwrite=overwrite, resume=resume)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / EVENTS).unlink(missing_ok=True)  # the last session's events: this run writes its own
+        lock.claim()
+    except BaseException:
+        lock.release()
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return dirs.output
+    dirs.lock = lock
+    return dirs
+
+
+def _decide(out: Path, work: Path, *, overwrite: bool, resume: bool) -> RunDirs:
+    if resume:
+        ckpt = latest_checkpoint(work / "checkpoints")
+        if ckpt is None and latest_checkpoint(out / "checkpoints"):
+            # A run stopped with the stop key was finalised: continue in a fresh work copy of it.
+            if work.exists():
+                shutil.rmtree(work)
+            shutil.copytree(out, work)
+            ckpt = latest_checkpoint(work / "checkpoints")
+        if ckpt is None:
+            raise InputError(f"nothing to resume: no checkpoint in {work / 'checkpoints'} or {out / 'checkpoints'}",
+                             hint="start a new run without --resume (add --save-every N to checkpoint periodically)")
+        return RunDirs(out, work, ckpt)
+    if work.exists():
+        if not overwrite and latest_checkpoint(work / "checkpoints"):
+            raise InputError(f"an unfinished run is in {work}",
+                             hint="pass --resume to continue it, or --overwrite to start over")
+        shutil.rmtree(work)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        what = "an adapter" if is_adapter(out) else "files"
+        raise InputError(f"{out} already holds {what}; it is never overwritten silently",
+                         hint="pass --overwrite to replace it, or choose another --output")
+    return RunDirs(out, work, None)
+
+
+# -- the event journal ---------------------------------------------------------------------------------------
+class Journal:
+    """Passes each event on and appends it to the run folder's events.jsonl once the run owns the folder (events
+    sent before that are written first). Whoever attaches later replays this file, then follows it."""
+
+    PROGRESS_EVERY_S = 0.5  # tokenising reports every batch; a follower needs only a few a second
+
+    def __init__(self, emit: Callable) -> None:
+        self.emit = emit
+        self._early: list = []
+        self._fh = None
+        self._last_progress = 0.0
+
+    def __call__(self, event) -> None:
+        self.emit(event)
+        if getattr(event, "kind", "") == "progress":
+            now = time.monotonic()
+            if now - self._last_progress < self.PROGRESS_EVERY_S and event.done < event.total:
+                return
+            self._last_progress = now
+        if self._fh is None:
+            if len(self._early) < 1000:
+                self._early.append(event)
+            return
+        self._write(event)
+
+    def open(self, path: Path) -> None:
+        self._fh = open(path, "a", encoding="utf-8")
+        early, self._early = self._early, []
+        for event in early:
+            self._write(event)
+
+    def _write(self, event) -> None:
+        try:
+            self._fh.write(event.to_json() + "\n")
+            self._fh.flush()  # a follower sees each event as it happens; the OS keeps it past a kill -9
+        except OSError:
+            pass  # a full disk must not turn into a second error here; training reports its own
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def redirect_output(path: Path) -> None:
+    """Send this process's stdout and stderr (tracebacks included) to `path`, appended: a detached run's log."""
+    import sys
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

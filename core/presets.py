@@ -29,7 +29,7 @@ class TrainConfig:
     batch_size: int = 4  # rows per micro-batch (with batch_tokens: the most rows a micro-batch may hold)
     batch_tokens: int = 0  # > 0: micro-batches of length-sorted rows up to this many padded tokens
     grad_accum: int = 1
-    lr: float = 2e-4
+    lr: float = 2e-4  # 0 = auto: from the model's width and family (auto_lr)
     lr_scheduler: str = "constant"
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -54,6 +54,8 @@ class TrainConfig:
     fused_ce: bool = False  # Liger's fused linear cross-entropy for the answer-only loss (CUDA; needs liger-kernel)
     fast_loss: bool = True  # LM head only where the loss is (answer tokens), in chunks; False = library loss
     gpus: int = 1  # data-parallel worker processes, one per GPU (core/distributed.py); batch values are per run
+    gpu_ids: tuple[int, ...] = ()  # which GPUs (NVML indices, as nvidia-smi shows); () = the `gpus` with the most
+    #                                free memory (core/gpus.py decides, before CUDA starts)
     gpu_batch: str = "split"  # with gpus > 1: "split" keeps the effective batch (each GPU takes a share), "each"
     #                          keeps each GPU's micro-batch (effective batch × gpus: faster per token)
     gpu_memory_fraction: float = 0.0  # cap this process's share of the GPU (0 = no cap), e.g. on a shared card
@@ -61,10 +63,17 @@ class TrainConfig:
     optimizer: str = "adamw_torch"
     gradient_checkpointing: bool = False
     padding_free: bool = False  # concatenate a batch into one row (no padding tokens); needs flash/sdpa varlen
+    min_updates: int = 100  # a token budget (and accumulation) shrinks until a run makes this many optimizer steps
     save_every: int = 0  # steps between resumable checkpoints; 0 = only at the end / on stop
+    # Minutes of training between resumable checkpoints (0 = off): a run killed by a reboot or the OOM killer
+    # loses at most this much. GPU presets: 15 (a LoRA checkpoint is a few MB plus optimizer state, seconds to
+    # write, so a save per quarter hour costs well under 1% of the run).
+    save_every_minutes: float = 15.0
     eval_fraction: float = 0.05
     eval_every: int = 0  # steps between eval-loss measurements; 0 = at the end of each epoch
     logging_steps: int = 1
+    score_rows: int = 16  # after a run, held-out rows answered by base and adapter to tell whether it learned
+    score_seconds: float = 60.0  # ... within this many seconds (the rows answered by then are scored)
     seed: int = 42
     trust_remote_code: bool = False
     tensorboard: bool = False
@@ -89,6 +98,8 @@ class TrainConfig:
         need(self.gpu_batch in ("split", "each"), f"gpu_batch must be split or each, not {self.gpu_batch!r}",
              "use split (same effective batch as one GPU) or each (each GPU keeps the micro-batch)")
         need(self.gpus >= 1, f"gpus must be at least 1, not {self.gpus}", "use --gpus 1 (or leave it out) for one GPU")
+        need(not self.gpu_ids or len(self.gpu_ids) == self.gpus, f"gpus is {self.gpus} but gpu ids name "
+             f"{len(self.gpu_ids)} GPU(s)", "give --gpu-ids alone: it sets the number of GPUs")
         need(self.device in ("cuda", "cpu"), f"device must be 'cuda' or 'cpu', not {self.device!r}", "use --preset cpu or a GPU preset")
         need(self.quantization in ("nf4", "none"), f"quantization must be 'nf4' or 'none', not {self.quantization!r}", "use nf4 or none")
         need(self.compute_dtype in ("float32", "float16", "bfloat16"), f"unknown compute dtype {self.compute_dtype!r}", "use float32, float16 or bfloat16")
@@ -99,7 +110,8 @@ class TrainConfig:
         need(self.lora_dtype in ("float32", "bfloat16"), f"LoRA dtype must be float32 or bfloat16, not {self.lora_dtype!r}", "use float32")
         need(self.pad_to_multiple >= 0, "pad multiple must be ≥ 0", "use 0 (off) or 64")
         need(self.grad_accum >= 1, f"gradient accumulation must be ≥ 1 (got {self.grad_accum})", "use --grad-accum 1 or more")
-        need(0 < self.lr < 1, f"learning rate {self.lr} is out of range", "typical LoRA values are 1e-4 to 1e-3")
+        need(0 <= self.lr < 1, f"learning rate {self.lr} is out of range",
+             "typical LoRA values are 1e-4 to 2e-3; 0 picks one from the model's size")
         need(self.truncation in ("keep-answer", "right", "drop"), f"truncation must be keep-answer, right or drop, "
              f"not {self.truncation!r}", "use keep-answer (the answer survives; the input is cut in its middle)")
         need(16 <= self.max_length <= 131072, f"max length {self.max_length} is out of range", "use 256–4096")
@@ -111,6 +123,10 @@ class TrainConfig:
         need(0 <= self.eval_fraction < 0.5, f"eval fraction {self.eval_fraction} is out of range", "use 0 to 0.2")
         need(0 <= self.gpu_memory_fraction <= 1, "GPU memory fraction must be in [0, 1]", "e.g. 0.5 for half the card")
         need(self.save_every >= 0, "save interval must be ≥ 0", "0 saves only at the end")
+        need(self.min_updates >= 0, f"min updates must be ≥ 0 (got {self.min_updates})", "e.g. 100; 0 keeps the budget")
+        need(self.score_rows >= 0 and self.score_seconds >= 0, "the after-run check needs rows and seconds ≥ 0",
+             "use --score-rows 0 to skip it")
+        need(self.save_every_minutes >= 0, "save interval in minutes must be ≥ 0", "0 turns timed checkpoints off")
         if self.device == "cpu":
             need(self.autocast == "no", f"{self.autocast} autocast needs a GPU", "use --preset cpu (fp32) or run on a GPU")
             need(self.compute_dtype != "float16", "float16 compute is not supported on CPU", "use float32 on CPU")
@@ -133,7 +149,50 @@ class Preset:
 
 def _preset(name: str, summary: str, reasons: dict[str, str], *, needs_cuda: bool = True,
             needs_bf16: bool = False, min_vram_gib: float = 0.0, **values: Any) -> Preset:
+    if needs_cuda:  # every GPU preset learns with the same settings, for the same measured reasons
+        reasons = {**reasons, **GPU_LEARNING_REASONS, **GPU_SCORE_REASONS}
     return Preset(name, summary, TrainConfig(preset=name, **values), reasons, needs_cuda, needs_bf16, min_vram_gib)
+
+
+# LoRA's best learning rate, as Thinking Machines fitted it over Llama and Qwen sizes ("LoRA Without Regret", 2025,
+# and tinker-cookbook's hyperparam_utils): 10 x 5e-5 x (2000 / hidden size) ** P, P per model family; x1.5 for
+# short runs (their optimum moves up ~15x over full fine-tuning's when a run is a few hundred steps).
+_LR_FAMILY_POWER = {"llama": 0.781, "qwen2": 0.0775, "qwen3": 0.0775}
+_LR_SHORT_RUN = 1.5
+
+
+def auto_lr(model_type: str, hidden_size: int) -> float:
+    """The learning rate `lr = 0` stands for: 1.97e-3 for SmolLM2-135M (llama, 576 wide: measured best on an
+    H200, held-out exact match 0.97 against 0.90 at 1e-3), 7.7e-4 for Qwen2.5-1.5B (qwen2, 1536 wide).
+    Other families take Llama's power, the steeper (smaller rates for wider models)."""
+    power = _LR_FAMILY_POWER.get(model_type, _LR_FAMILY_POWER["llama"])
+    return round(10 * 5e-5 * _LR_SHORT_RUN * (2000 / max(hidden_size, 1)) ** power, 7)
+
+
+# How a GPU preset learns, shared by all of them. Chosen by held-out exact match on real weights (the bundled
+# SmolLM2-135M-Instruct on an H200, one epoch of a 300-row generated export: benchmarks/gpu_learning_real.sh,
+# results/h200-learning-real.md). The old script's r=64/alpha 16 (LoRA scale 0.25), lr 2e-4 and clipping at 0.3,
+# with ~20 updates per epoch, scored 0.00 on every GPU preset.
+GPU_LEARNING = dict(lr=0.0, lr_scheduler="cosine", warmup_steps=5, lora_r=16, lora_alpha=32, lora_dropout=0.0,
+                    max_grad_norm=1.0, min_updates=100)
+GPU_LEARNING_REASONS = {
+    "lr": "auto (0): LoRA's best rate for this model's width and family (auto_lr: 7.7e-4 for Qwen2.5-1.5B, 2e-3 "
+          "for SmolLM2-135M); on SmolLM2 one epoch scored 0.85 / 0.90 / 0.97 at 5e-4 / 1e-3 / 2e-3, the old 2e-4 "
+          "with scale 0.25 scored 0.00",
+    "lr_scheduler": "cosine decay to 0: the adapter settles at the end of a short run instead of stopping at full rate",
+    "warmup_steps": "5 warm-up steps: fresh LoRA weights at a high rate without an early spike",
+    "lora_r": "r=16 on all 7 projections: with alpha/r scaling the best rate does not depend on r, and r=16 holds a "
+              "domain's answer patterns (the cpu preset learns them at r=16)",
+    "lora_alpha": "alpha 32 (scale 2 at r=16), as PEFT's and LLaMA-Factory's examples; the old alpha 16 at r=64 "
+                  "(scale 0.25) made every update 8x smaller",
+    "lora_dropout": "dropout 0: an extra elementwise pass per projection for no gain on one epoch",
+    "max_grad_norm": "1.0 (TRL's default): clipping at 0.3 cut most early updates of fresh adapters",
+    "min_updates": "at least 100 optimizer steps: a small export's token budget (then accumulation) shrinks until "
+                   "it gets them; LoRA learns from the number of updates more than from their size",
+}
+GPU_SCORE = dict(score_rows=24, score_seconds=60.0)
+GPU_SCORE_REASONS = {"score_rows": "24 held-out rows answered by base and adapter after the run (a few seconds on "
+                                   "a GPU): says plainly whether the adapter learned"}
 
 
 PRESETS: dict[str, Preset] = {
@@ -159,26 +218,20 @@ PRESETS: dict[str, Preset] = {
                                    "with it a cold run did 25.9k tokens/s, the flash kernel 29.0k whatever ran before",
                 "lora_dtype": "bf16 LoRA weights as in the QLoRA reference code and TRL's QLoRA default: no casts "
                               "around the 196 adapters, +12% tokens/s; loss curves match fp32 (tests/test_fast_path.py)",
-                "lr": "2e-4 with cosine decay is the usual QLoRA rate for r=64",
-                "lr_scheduler": "cosine settles the adapter at the end instead of stopping at full rate",
-                "warmup_steps": "a few warm-up steps avoid early spikes with fresh LoRA weights",
-                "lora_r": "r=64 on all projections as the old script did (capacity for domain vocabulary)",
-                "lora_alpha": "alpha 16 as the old script did",
-                "lora_dropout": "dropout 0: an extra elementwise pass per projection for no gain on one epoch",
                 "optimizer": "fused AdamW: fewer kernel launches than paged AdamW; the LoRA states are small",
                 "gradient_checkpointing": "recompute activations: long sequences fit at ~30% more compute",
-                "max_grad_norm": "0.3 as in the QLoRA paper, keeps early LoRA updates small",
                 "max_length": "2048 covers GenAptitude exports with whole JSON documents in `input`",
                 "group_by_length": "token-budget batches are length-sorted already (kept for --batch-tokens 0)",
+                "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                      "a reboot or an OOM kill loses at most that much",
             },
             needs_bf16=True,
             min_vram_gib=10.0,
             model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
             autocast="bf16", batch_size=256, batch_tokens=32768, mask_padding=False, liger=True, fused_ce=True,
             cudnn_attention=False,
-            lora_dtype="bfloat16", grad_accum=1, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
-            lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
-            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048, group_by_length=True,
+            lora_dtype="bfloat16", grad_accum=1, optimizer="adamw_torch_fused",
+            gradient_checkpointing=True, max_length=2048, group_by_length=True, **GPU_LEARNING, **GPU_SCORE,
         ),
         _preset(
             "8gb",
@@ -195,17 +248,17 @@ PRESETS: dict[str, Preset] = {
                 "lora_dtype": "bf16 LoRA weights as modern-bf16",
                 "gradient_checkpointing": "needed to fit 2048-token rows in 8 GB",
                 "compute_dtype": "bf16 on Ampere/Ada; fp16 cards should pick t4-fp16",
-                "lora_r": "r=64 as the old script did",
                 "optimizer": "fused AdamW: LoRA optimizer states are a few MB, paging buys nothing",
+                "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                      "a reboot or an OOM kill loses at most that much",
             },
             needs_bf16=True,
             min_vram_gib=4.0,
             model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
             autocast="bf16", batch_size=128, batch_tokens=16384, mask_padding=False, liger=True, fused_ce=True,
             cudnn_attention=False,
-            lora_dtype="bfloat16", grad_accum=2, lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
-            lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
-            gradient_checkpointing=True, max_grad_norm=0.3, max_length=2048, group_by_length=True,
+            lora_dtype="bfloat16", grad_accum=2, optimizer="adamw_torch_fused",
+            gradient_checkpointing=True, max_length=2048, group_by_length=True, **GPU_LEARNING, **GPU_SCORE,
         ),
         _preset(
             "t4-fp16",
@@ -223,36 +276,35 @@ PRESETS: dict[str, Preset] = {
                 "cudnn_attention": "off: no per-shape cuDNN attention plans (a T4 has none; the H100 proxy would)",
                 "lora_dtype": "fp32 LoRA weights: the fp16 grad scaler cannot unscale half-precision gradients",
                 "max_length": "1024 keeps a free Colab T4 within memory and time",
-                "lora_r": "r=64 as the old script did",
                 "gradient_checkpointing": "fits longer rows on a 15 GB card",
                 "optimizer": "fused AdamW: fewer launches than paged AdamW",
+                "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                      "a reboot or an OOM kill loses at most that much",
             },
             min_vram_gib=5.0,
             model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="float16",
             autocast="fp16", batch_size=128, batch_tokens=16384, mask_padding=False, liger=True, grad_accum=2,
             cudnn_attention=False,
-            lr=2e-4, lr_scheduler="cosine", warmup_steps=5,
-            lora_r=64, lora_alpha=16, lora_dropout=0.0, optimizer="adamw_torch_fused",
-            gradient_checkpointing=True, max_grad_norm=0.3, max_length=1024, group_by_length=True,
+            optimizer="adamw_torch_fused",
+            gradient_checkpointing=True, max_length=1024, group_by_length=True, **GPU_LEARNING, **GPU_SCORE,
         ),
         _preset(
             "t4-fp32",
-            "The old script's safe mode: NF4 with fp32 compute, no mixed precision (any CUDA GPU)",
+            "The old script's safe mode: NF4 with fp32 compute, no mixed precision (any CUDA GPU), learning settings "
+            "that teach",
             {
                 "compute_dtype": "fp32 compute avoids every half-precision issue, at several times the cost",
                 "autocast": "no mixed precision, as the old script (fp16 and bf16 both off)",
-                "batch_size": "4, as the old script",
-                "lr": "2e-4 constant, as the old script",
-                "lora_r": "r=64, alpha 16, dropout 0.1 as the old script",
+                "batch_size": "4 rows, as the old script (one epoch of 300 rows: 65 updates)",
                 "optimizer": "paged AdamW 32-bit as the old script",
-                "max_grad_norm": "0.3 as the old script",
                 "weight_decay": "0.001 as the old script",
+                "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                      "a reboot or an OOM kill loses at most that much",
             },
             min_vram_gib=4.0,
             model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="float32",
-            autocast="no", batch_size=4, grad_accum=1, lr=2e-4, lr_scheduler="constant", warmup_steps=0,
-            lora_r=64, lora_alpha=16, lora_dropout=0.1, optimizer="paged_adamw_32bit",
-            gradient_checkpointing=True, max_grad_norm=0.3, weight_decay=0.001, max_length=1024,
+            autocast="no", batch_size=4, grad_accum=1, optimizer="paged_adamw_32bit",
+            gradient_checkpointing=True, weight_decay=0.001, max_length=1024, **GPU_LEARNING, **GPU_SCORE,
             group_by_length=True,
         ),
         _preset(
@@ -275,12 +327,16 @@ PRESETS: dict[str, Preset] = {
                 "max_length": "512 tokens covers the bundled export; longer rows are reported by `check`",
                 "padding_free": "off on CPU: SDPA on CPU has no varlen kernel, padding is cheap at batch 8",
                 "mask_padding": "no attention mask on right-padded rows: the same losses, SDPA's causal CPU kernel",
+                "score_rows": "8 held-out rows answered by base and adapter after the run: ~30 s on 2 cores",
+                "save_every_minutes": "0: a CPU run of the bundled model takes minutes, a checkpoint would cost a "
+                                      "good share of it; stop (Ctrl-C, s) still saves one",
             },
             needs_cuda=False,
+            score_rows=8,
             model=BUNDLED_MODEL, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
             batch_size=2, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2, mask_padding=False,
             lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="adamw_torch", max_length=512,
-            group_by_length=True,
+            group_by_length=True, save_every_minutes=0.0,
         ),
     )
 }
@@ -331,6 +387,8 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     if isinstance(clean.get("lora_targets"), (list, str)):
         t = clean["lora_targets"]
         clean["lora_targets"] = tuple(x.strip() for x in (t.split(",") if isinstance(t, str) else t) if x.strip())
+    if isinstance(clean.get("gpu_ids"), list):  # JSON has no tuples
+        clean["gpu_ids"] = tuple(clean["gpu_ids"])
     return TrainConfig(**clean)
 
 

@@ -6,14 +6,13 @@ once the run has ended, `run.json` (preset, model, dataset). Works on a finished
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .output import metrics_rows
+from .output import atomic_path, metrics_rows, read_run_json, run_folder
 
 TRAIN_COLOUR = "#1f77b4"  # blue: training loss (the tests look for it in the PNG)
 TRAIN_RAW_COLOUR = "#a6c8e6"  # light blue: every step, under the smoothed line of a long run
@@ -45,11 +44,9 @@ class Curves:
 
 
 def find_run(folder: str | os.PathLike) -> Path:
-    """The run folder to read: `folder` itself, or `folder.partial` when only the unfinished one exists."""
-    path = Path(folder).expanduser()
-    partial = path.with_name(path.name + ".partial")
-    if not path.exists() and partial.is_dir():
-        path = partial
+    """The run folder to read: `folder` itself, or `folder.partial` while a run is going in it or when only the
+    unfinished one exists (core.output.run_folder)."""
+    path = run_folder(folder)
     if not path.exists():
         raise InputError(f"{path}: no such folder", hint=HOW_TO_POINT)
     if not path.is_dir():
@@ -84,12 +81,7 @@ def read_curves(run_dir: str | os.PathLike) -> Curves:
         raise InputError(f"{run} has no training metrics yet (no step lines in metrics.jsonl)",
                          hint="the run writes a line per logged step; wait for its first step, or point at "
                               "a run that trained: " + HOW_TO_POINT)
-    record = {}
-    if (run / "run.json").is_file():
-        try:
-            record = json.loads((run / "run.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            record = {}
+    record = read_run_json(run)
     curves = Curves(run, *_titles(run, record, steps, total))
     curves.steps, curves.loss = sorted(steps), [steps[s] for s in sorted(steps)]
     curves.eval_steps, curves.eval_loss = sorted(evals), [evals[s] for s in sorted(evals)]
@@ -187,12 +179,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         raise InputError(f"{target}: the report is a PNG image", hint="give --out a file name ending in .png")
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
+    with atomic_path(target) as tmp:
         draw(curves).savefig(tmp, format="png", facecolor="white")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target, curves
 
 

@@ -5,8 +5,8 @@ import json
 import random
 
 from core import events as ev
-from core.batching import TokenBudgetSampler, budget_batches, fit_budget_to_updates, padded_tokens
-from core.engine import MIN_UPDATES, train
+from core.batching import TokenBudgetSampler, budget_batches, padded_tokens, plan_updates
+from core.engine import train
 from core.presets import config_for
 
 
@@ -56,11 +56,12 @@ def test_sampler_reshuffles_each_epoch_and_covers_all_rows():
 
 def test_small_exports_get_a_smaller_budget_large_ones_keep_it():
     short = lengths(240, 80, 300)  # the bundled export's size and row lengths
-    small = fit_budget_to_updates(short, 32768, 256, 1, 1.0, min_updates=64, floor_tokens=1024)
-    assert small < 32768
-    assert len(budget_batches(short, small, 256, 42)) >= 64 or small == 1024
+    small = plan_updates(short, batch_tokens=32768, batch_size=256, grad_accum=1, epochs=1.0, min_updates=64)
+    assert small.batch_tokens < 32768 and small.updates >= 64
+    assert len(budget_batches(short, small.batch_tokens, 256, 42)) == small.updates
     big = lengths(20000, 80, 300)
-    assert fit_budget_to_updates(big, 32768, 256, 1, 1.0, min_updates=64, floor_tokens=1024) == 32768
+    kept = plan_updates(big, batch_tokens=32768, batch_size=256, grad_accum=1, epochs=1.0, min_updates=64)
+    assert kept.batch_tokens == 32768 and kept.updates >= 64
 
 
 def test_a_run_with_a_token_budget_shrinks_it_for_a_small_export_and_says_so(tiny_qwen_dir, small_dataset, tmp_path):
@@ -69,9 +70,11 @@ def test_a_run_with_a_token_budget_shrinks_it_for_a_small_export_and_says_so(tin
                      eval_fraction=0.1)
     out = train(cfg, str(small_dataset), str(tmp_path / "out"), on_event=events.append)
     said = [e.message for e in events if isinstance(e, ev.LogLine) and "small dataset" in e.message]
-    assert said and "≤1,024 tokens instead of 32,768" in said[0]
+    assert said and "≤256 tokens × 1 per update instead of ≤32,768 tokens × 1" in said[0]
     record = json.loads((out / "run.json").read_text())
-    assert record["config"]["batch_tokens"] == 1024
+    assert record["config"]["batch_tokens"] == 256
     started = next(e for e in events if isinstance(e, ev.RunStarted))
-    assert started.total_steps > 1  # 36 rows in many small batches, not one 32k-token batch
-    assert MIN_UPDATES == 64
+    assert 30 <= started.total_steps <= 36  # ~one row a step: as many updates as 36 rows allow, not one batch
+    warned = [e.message for e in events if isinstance(e, ev.LogLine) and e.level == "warning"]
+    assert any(f"only {started.total_steps} optimizer steps (36 rows): too few for the adapter to learn" in w
+               for w in warned)

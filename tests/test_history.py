@@ -148,7 +148,8 @@ def test_runs_are_found_read_and_sorted_newest_first(runs, tmp_path):
     assert part.error == ""
 
     bad = by_name["broken"]  # says what is wrong instead of raising; the curve is still there
-    assert bad.state == "unreadable" and bad.error.startswith("run.json cannot be read: Expecting property name")
+    assert bad.state == "unreadable" and bad.error.endswith(
+        "broken/run.json is not valid JSON (line 1, column 2: Expecting property name enclosed in double quotes)")
     assert bad.train_curve == [(1, 4.0), (2, 3.5)] and bad.steps == 2 and bad.train_loss == 3.5
     assert bad.started == datetime(2025, 3, 1, 11, 59, 50, tzinfo=timezone.utc)  # metrics written − elapsed
 

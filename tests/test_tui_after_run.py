@@ -153,6 +153,8 @@ async def test_evaluate_from_the_command_palette_uses_an_adapter_already_in_the_
         assert app.check_action("evaluate", ()) is False  # no adapter anywhere: the key is not offered
         (tmp_path / "adapter").mkdir()  # one from an earlier session
         (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+        assert app.check_action("evaluate", ()) is False  # a config without weights is not an adapter (core's rule)
+        (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
         assert app.check_action("evaluate", ()) is True
         await pilot.press("ctrl+p")
         await pilot.pause()

@@ -1,6 +1,7 @@
 """Pilot tests of the TUI with a scripted engine: what a user sees after each key, no torch involved."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from textual.widgets import DataTable, Input, OptionList, ProgressBar, Static
 
 from tests.tui_fakes import (BAD_LINES, NO_GPU, RTX_3060, RTX_SAMPLES, FakeEngine, crashing_run, failing_run,
                              log_text, screen_text, settle, static_text, stoppable_run, wait_until)
+from core.events import RunStarted, StepLogged
 from tui.app import EVAL_ROWS, TrainerApp
 from tui.engine import RealEngine
 from tui.screens.confirm import ChoiceScreen, ConfirmScreen
@@ -106,7 +108,7 @@ async def test_no_gpu_says_so_suggests_cpu_and_presets_are_picked_with_keys(tmp_
         await pilot.press("up")  # cpu is last; t4-fp32 is above it
         assert app.presets.preset == "t4-fp32"
         assert app.query_one("#field-batch_size", Input).value == "4"
-        assert app.query_one("#field-lora_r", Input).value == "64"
+        assert app.query_one("#field-lora_r", Input).value == "16"
         assert "t4-fp32: The old script's safe mode" in screen_text(app)
         assert "needs an NVIDIA GPU and none was found" in screen_text(app)  # warned before anything runs
 
@@ -328,18 +330,45 @@ async def test_quit_during_a_run_asks_then_stops_saves_and_exits(tmp_path):
         await pilot.press("t")
         await wait_until(pilot, lambda: app.training.step == 2)
         await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "Quit now? The run stops after the current step" in screen_text(app)
-        await pilot.press("n")  # keep training
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        text = screen_text(app)
+        assert "s  stop, save and quit" in text and "l  leave it running and quit" in text
+        await pilot.press("n")  # keep watching
         await pilot.pause()
         assert app.is_running and not engine.stop_event.is_set()
         await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("s")
         await wait_until(pilot, lambda: not app.is_running)
-    assert engine.stop_event.is_set()
+    assert engine.stop_event.is_set() and not app.leave_event.is_set()
     assert app.training_result is not None and app.training_result.stopped_early
     assert app.return_code == 0
+
+
+async def test_quit_during_a_run_can_leave_it_running(tmp_path):
+    """`l` stops following the run without stopping it: the engine is told to leave, never to stop."""
+    left = threading.Event()
+
+    def leavable_run(on_event, stop_event, output_dir):
+        on_event(RunStarted(config={}, total_steps=100, train_rows=3, eval_rows=1, device="cpu", output_dir=output_dir))
+        on_event(StepLogged(step=1, total_steps=100, epoch=0.01, loss=2.0, lr=1e-3, grad_norm=None,
+                            tokens_per_s=1000.0, elapsed_s=1.0, eta_s=99.0))
+        while not engine.train_calls[-1]["leave_event"].wait(0.01):
+            assert not stop_event.is_set()
+        left.set()
+        return None
+
+    engine = FakeEngine(NO_GPU, run=leavable_run)
+    app = make_app(engine, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: app.training.step == 1)
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("l")
+        await wait_until(pilot, lambda: not app.is_running)
+    assert left.wait(5) and not engine.stop_event.is_set()
 
 
 async def test_quit_without_a_run_exits_at_once(tmp_path):
@@ -353,7 +382,9 @@ async def test_quit_without_a_run_exits_at_once(tmp_path):
 async def test_existing_output_offers_resume_or_overwrite(tmp_path):
     out = tmp_path / "adapter"
     (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")  # a complete checkpoint
     (out / "adapter_config.json").write_text("{}")
+    (out / "adapter_model.safetensors").write_bytes(b"weights")
     engine = FakeEngine(NO_GPU)
     app = make_app(engine, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:

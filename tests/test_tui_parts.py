@@ -83,16 +83,49 @@ def test_summaries_say_where_the_adapter_is():
     assert duration(3725) == "1h02m" and duration(59.6) == "1m00s" and duration(None) == "–"
 
 
-def test_existing_output_detection(tmp_path):
-    out = tmp_path / "adapter"
-    assert existing_output(str(out)) is None
-    out.mkdir()
-    assert existing_output(str(out)) is None  # an empty folder is fine
-    (out / "adapter_config.json").write_text("{}")
-    assert existing_output(str(out)) == (f"{out} already holds an adapter", False)
-    (tmp_path / "adapter.partial" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
-    what, resumable = existing_output(str(out))
-    assert "unfinished run" in what and resumable
+def _checkpoint(folder, step, complete=True):
+    ckpt = folder / "checkpoints" / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    if complete:  # what the Trainer writes last: without it the checkpoint cannot be resumed
+        (ckpt / "trainer_state.json").write_text("{}")
+
+
+def test_existing_output_and_the_resume_offer_follow_cores_rule(tmp_path):
+    """The TUI offers `r resume` exactly when `train --resume` finds a checkpoint (core.output.resume_point):
+    one rule, asked by both; a checkpoint folder the Trainer never finished writing is not offered."""
+    from core.errors import InputError
+    from core.output import prepare, resume_point
+
+    def layouts():
+        yield "nothing", lambda out: None
+        yield "empty folder", lambda out: out.mkdir()
+        yield "adapter", lambda out: (out.mkdir(), (out / "adapter_config.json").write_text("{}"),
+                                      (out / "adapter_model.safetensors").write_bytes(b"w"))
+        yield "stopped run", lambda out: (out.mkdir(), (out / "adapter_config.json").write_text("{}"),
+                                          (out / "adapter_model.safetensors").write_bytes(b"w"), _checkpoint(out, 4))
+        yield "killed run", lambda out: _checkpoint(out.with_name(out.name + ".partial"), 3)
+        yield "half-written checkpoint", lambda out: _checkpoint(out.with_name(out.name + ".partial"), 3, False)
+        yield "partial without checkpoint", lambda out: out.with_name(out.name + ".partial").mkdir()
+
+    for i, (name, make) in enumerate(layouts()):
+        out = tmp_path / f"case{i}" / "adapter"
+        out.parent.mkdir()
+        make(out)
+        found = existing_output(str(out))
+        offered = bool(found and found[1])
+        assert offered == (resume_point(out) is not None), name
+        try:
+            prepare(out, overwrite=False, resume=True).lock.release()
+            resumed = True
+        except InputError:
+            resumed = False
+        assert offered == resumed, name
+        if name == "adapter":
+            assert found == (f"{out} already holds an adapter", False)
+        if name in ("killed run", "half-written checkpoint"):
+            assert "unfinished run" in found[0]
+        if name in ("nothing", "empty folder"):
+            assert found is None
 
 
 def test_sample_lines_fit_the_width_and_keep_both_sides():

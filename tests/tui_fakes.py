@@ -10,8 +10,8 @@ from core.dataset import parse_lines
 from core.errors import TrainerError
 from core.estimate import VramEstimate
 from core.evaluate import EvalResult, RowResult
-from core.events import (CheckpointSaved, EvalLogged, Failed, Finished, LogLine, MemorySample, Phase, RunStarted,
-                         StepLogged)
+from core.events import (CheckpointSaved, EvalLogged, Failed, Finished, HeldOutScored, LogLine, MemorySample, Phase,
+                         RunStarted, StepLogged)
 from core.hardware import GpuInfo, GpuSample, HardwareReport
 from core.render import LengthStats, RenderedExample
 from textual.widgets import Static
@@ -100,6 +100,8 @@ def happy_run(on_event: Callable, stop_event: threading.Event, output_dir: str) 
             on_event(CheckpointSaved(step=2, path=f"{output_dir}/checkpoints/checkpoint-2"))
     on_event(EvalLogged(step=4, eval_loss=1.4))
     on_event(LogLine("saving adapter"))
+    on_event(HeldOutScored(rows=8, base_exact=0.0, adapter_exact=0.875, base_similarity=0.21,
+                           adapter_similarity=0.97, seconds=4.2, verdict="learned"))
     on_event(Finished(output_dir=output_dir, steps=4, total_steps=4, train_loss=1.25, eval_loss=1.4,
                       stopped_early=False, runtime_s=12.0))
     return Path(output_dir)

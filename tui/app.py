@@ -2,7 +2,9 @@
 
 The first screen (tab 1, Overview) shows the hardware, the suggested preset with its reason and a sample of the data.
 
-The app owns the run (a thread worker calling `Engine.train`) and routes engine events to the panels.
+The app starts a run (a thread worker calling `Engine.train`) or attaches to one that is going (`Engine.attach`)
+and routes engine events to the panels. The run is not the app's: it is a process of its own that outlives the
+terminal (`ProcessEngine`); quitting asks whether to stop it or leave it running, and a hang-up leaves it running.
 Nothing here imports torch: the engine is imported lazily by `RealEngine` when a slow job starts.
 """
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 from ._start_time import seconds_since_start  # noqa: I001  (first: the start-up clock)
 
 import argparse
+import asyncio
+import os
+import signal
 import threading
 import traceback
 from pathlib import Path
@@ -50,16 +55,19 @@ FREQUENT = (StepLogged, MemorySample, Progress)
 
 
 def existing_output(output: str) -> tuple[str, bool] | None:
-    """What is already at the output folder (described) and whether a checkpoint can be resumed; None if empty."""
-    out = Path(output).expanduser()
-    partial = out.with_name(out.name + ".partial")
-    resumable = any(any(p.glob("checkpoints/checkpoint-*")) for p in (out, partial) if p.is_dir())
-    if partial.exists():
-        return f"an unfinished run is in {partial}", resumable
-    if out.is_dir() and any(out.iterdir()):
-        what = "an adapter" if (out / "adapter_config.json").is_file() else "files"
-        return f"{out} already holds {what}", resumable
-    return None
+    """What is already at the output folder (described) and whether it can be resumed; None if empty. Core's
+    rule (`core.output.existing`, which asks `resume_point`, as `train --resume` does): the offer and the run agree."""
+    from core.output import existing
+
+    return existing(output)
+
+
+def live_owner(output: str):
+    """The owner of a run going in `output` now (a `core.output.Owner`), else None."""
+    from core.output import inspect
+
+    owner = inspect(output)
+    return owner if owner is not None and owner.live else None
 
 
 class TrainerApp(App):
@@ -102,6 +110,7 @@ class TrainerApp(App):
         self.idle_sub_title = ""
         self.hardware: Any | None = None
         self.stop_event = threading.Event()
+        self.leave_event = threading.Event()  # set: stop following the run and leave it going (quit, hang-up)
         self.quit_after_stop = False
         self._stats_timer = None
         self.training_result: Finished | None = None
@@ -131,6 +140,80 @@ class TrainerApp(App):
         self.overview.show_reading(self.dataset_path)
         self.dataset.load(self.dataset_path)
         self.overview.focus()
+        self._find_live_runs()
+        if self.is_headless:  # (tests) the test's own process keeps its signals
+            return
+        try:  # the terminal hung up (SSH dropped, tmux session killed): leave the run going, exit
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    def hang_up(self) -> None:
+        """The terminal is gone: stop following the run (it goes on in its own session) and exit at once; a
+        blocked write to the dead terminal must not keep the app alive, burning a core."""
+        self.leave_event.set()
+        deadline = threading.Timer(3.0, os._exit, args=(0,))
+        deadline.daemon = True
+        deadline.start()
+        self.exit()
+
+    # -- live runs ---------------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="live-runs")
+    def _find_live_runs(self) -> None:
+        runs = self.engine.live_runs(self.output_dir)
+        if runs:
+            self.call_from_thread(self._offer_attach, runs)
+            return
+        from core.output import inspect
+
+        owner = inspect(self.output_dir)  # a run owned the folder, and its process is gone
+        found = existing_output(self.output_dir) if owner is not None and not owner.live else None
+        if found and found[1] and "unfinished run" in found[0]:
+            self.call_from_thread(self._offer_resume, f"{found[0]} ({owner.describe()})")
+
+    @work(exclusive=True, group="attach-offer")
+    async def _offer_resume(self, what: str) -> None:
+        """The last run into the output folder ended without finishing (killed, crashed): offer to resume it."""
+        if self.training.running:
+            return
+        choice = await self.push_screen_wait(ChoiceScreen(
+            "The last run did not finish", f"{what}: its process ended without finishing (killed, a reboot, a "
+            "crash). Resume it from its last checkpoint, with the settings shown?",
+            {"r": ("resume", "resume it"), "n": ("no", "not now")}))
+        if choice == "resume":
+            self._start_flow(resume_asked=True)
+
+    @work(exclusive=True, group="attach-offer")
+    async def _offer_attach(self, runs: list) -> None:
+        if self.training.running:
+            return
+        run = runs[0]
+        steps = f"step {run.steps}/{run.total_steps}" if run.total_steps else "starting up"
+        others = f"\n({len(runs) - 1} more: h lists them)" if len(runs) > 1 else ""
+        body = (f"{run.output}\n{steps} · preset {run.preset or '?'} · {run.owner.describe()}{others}\n\n"
+                "Attach to watch it live (its curves so far are replayed); s then stops it, q leaves it running.")
+        choice = await self.push_screen_wait(ChoiceScreen(
+            "A training run is going", body, {"a": ("attach", "attach to it"), "n": ("no", "not now")}))
+        if choice == "attach":
+            self.attach(str(run.output), run.preset, run.owner.describe())
+
+    def attach(self, output: str, preset: str = "", who: str = "") -> None:
+        """Follow a run that is going in `output`: replay its events, then update live."""
+        if self.training.running:
+            self.notify("a run is already shown; s stops it", severity="warning")
+            return
+        self.output_dir = output
+        self.stop_event, self.leave_event = threading.Event(), threading.Event()
+        self.quit_after_stop = False
+        self.training.start(preset, "", output, attach=who or "a run of its own")
+        self.action_show_tab("training")
+        self._attach(output, self.stop_event, self.leave_event)
+        self.refresh_bindings()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train")
+    def _attach(self, output: str, stop_event: threading.Event, leave_event: threading.Event) -> Any:
+        return self.engine.attach(output, on_event=lambda e: self.post_message(EngineEvent(e)),
+                                  stop_event=stop_event, leave_event=leave_event)
 
     def on_ready(self) -> None:
         self.startup_seconds = seconds_since_start()
@@ -166,10 +249,13 @@ class TrainerApp(App):
         # Bubbled up from the dataset panel, which has already shown it: the overview shows a sample too.
         self.overview.show_dataset(self.dataset.path, message.report, message.error,
                                    self.engine.format_label(message.report.format) if message.report else "")
+        self.presets.set_data(len(message.report.examples) if message.report else None, None)
 
     def on_length_stats_ready(self, message: LengthStatsReady) -> None:
-        # Bubbled up from the dataset panel: the overview says how long rows are handled, the preset tab suggests
-        # a max length that fits them.
+        # Token lengths measured for the dataset tab: the preset tab's step plan uses the median row and suggests a
+        # max length that fits the rows; the overview says how rows over max length are handled.
+        if message.stats is not None:
+            self.presets.set_data(self.presets.data_rows, message.stats.median)
         if message.key == self.dataset.stats_key and message.stats is not None:
             self.overview.show_long_rows(message.stats, self.dataset.truncation)
             self.presets.set_length_stats(message.stats)
@@ -217,7 +303,9 @@ class TrainerApp(App):
         self._start_flow()
 
     @work(exclusive=True, group="start-run")
-    async def _start_flow(self) -> None:
+    async def _start_flow(self, resume_asked: bool = False) -> None:
+        """Checks, then starts a run; `resume_asked`: the user already chose to resume the run in the output
+        folder (from the start-up offer or `h`), so a resumable folder is not asked about again."""
         if self.training.running:
             self.notify("a run is already going; s stops it", severity="warning")
             return
@@ -237,6 +325,14 @@ class TrainerApp(App):
             if not await self.push_screen_wait(ConfirmScreen("This run will probably not fit this machine", body,
                                                              yes="start anyway", no="go back")):
                 return
+        owner = live_owner(self.output_dir)
+        if owner is not None:
+            choice = await self.push_screen_wait(ChoiceScreen(
+                "A run is going in the output folder", f"{self.output_dir}: {owner.describe()}. A second run is not "
+                "started into a folder a live run holds.", {"a": ("attach", "attach to it (s then stops it)")}))
+            if choice == "attach":
+                self.attach(self.output_dir, who=owner.describe())
+            return
         resume = overwrite = False
         found = existing_output(self.output_dir)
         if found:
@@ -244,20 +340,21 @@ class TrainerApp(App):
             choices = {"o": ("overwrite", "start over, replacing it")}
             if resumable:
                 choices = {"r": ("resume", "resume from its last checkpoint"), **choices}
-            choice = await self.push_screen_wait(ChoiceScreen("The output folder is not empty", what, choices))
+            choice = "resume" if resume_asked and resumable else \
+                await self.push_screen_wait(ChoiceScreen("The output folder is not empty", what, choices))
             if choice is None:
                 return
             resume, overwrite = choice == "resume", choice == "overwrite"
         self._launch(config, resume=resume, overwrite=overwrite)
 
     def _launch(self, config, *, resume: bool, overwrite: bool) -> None:
-        self.stop_event = threading.Event()
+        self.stop_event, self.leave_event = threading.Event(), threading.Event()
         self.quit_after_stop = False
         dataset = self.dataset.path
         self.training.start(config.preset, dataset, self.output_dir, resume=resume)
         self.action_show_tab("training")
         self._train(config, dataset, self.output_dir, self.stop_event, dict(
-            resume=resume, overwrite=overwrite, skip_invalid=self.dataset.skip_invalid))
+            resume=resume, overwrite=overwrite, skip_invalid=self.dataset.skip_invalid, leave_event=self.leave_event))
         self.refresh_bindings()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train")
@@ -322,7 +419,7 @@ class TrainerApp(App):
     async def action_quit(self) -> None:
         if not self.training.running:
             self.exit()
-        elif any(isinstance(s, ConfirmScreen) for s in self.screen_stack):
+        elif any(isinstance(s, ChoiceScreen) for s in self.screen_stack):
             return  # already asking
         elif self.training.state == "stopping":
             self.quit_after_stop = True
@@ -332,11 +429,18 @@ class TrainerApp(App):
 
     @work(exclusive=True, group="quit")
     async def _confirm_quit(self) -> None:
-        ok = await self.push_screen_wait(ConfirmScreen(
+        choice = await self.push_screen_wait(ChoiceScreen(
             "A training run is going",
-            "Quit now? The run stops after the current step; the adapter and a resumable checkpoint are "
-            "saved before the app exits.", yes="stop, save and quit", no="keep training"))
-        if not ok:
+            "Stop it (it finishes the current step, saves the adapter and a resumable checkpoint, then the app "
+            "exits), or leave it running: it goes on without the app; come back with genaptitude-trainer-tui "
+            f"(it offers to attach) or genaptitude-trainer attach {self.output_dir}.",
+            {"s": ("stop", "stop, save and quit"), "l": ("leave", "leave it running and quit"),
+             "n": ("no", "keep watching")}))
+        if choice == "leave":
+            self.leave_event.set()
+            self.exit()
+            return
+        if choice != "stop":
             return
         if not self.training.running:
             self.exit()
@@ -351,8 +455,10 @@ class TrainerApp(App):
             return None
         if self.training.adapter_dir:
             return self.training.adapter_dir
+        from core.output import is_adapter
+
         out = Path(self.output_dir).expanduser()
-        return str(out.resolve()) if (out / "adapter_config.json").is_file() else None
+        return str(out.resolve()) if is_adapter(out) else None
 
     def action_evaluate(self) -> None:
         if adapter := self.current_adapter():
@@ -410,7 +516,18 @@ class TrainerApp(App):
     def action_history(self) -> None:
         from .screens.history import HistoryScreen  # rarely used: imported when first opened
 
-        self.push_screen(HistoryScreen(self.output_dir))
+        self.push_screen(HistoryScreen(self.output_dir), self._history_choice)
+
+    def _history_choice(self, choice: tuple[str, Any] | None) -> None:
+        """The history screen closed: on a run that is going (attach) or one that died (resume it)."""
+        if choice is None:
+            return
+        what, run = choice
+        if what == "attach":
+            self.attach(str(run.output), run.preset, run.owner.describe() if run.owner else "")
+        elif what == "resume" and not self.training.running:
+            self.output_dir = str(run.output)  # t's flow, with resume chosen (core's rule decides, as ever)
+            self._start_flow(resume_asked=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         training: TrainingPanel | None = getattr(self, "training", None)
@@ -452,8 +569,14 @@ def main(argv: list[str] | None = None) -> int:
     app = TrainerApp(dataset=args.dataset, output=args.output, preset=args.preset, model=args.model)
     app.run()
     done = app.training_result
-    if done is not None:
-        print(f"adapter: {done.output_dir}" + (" (stopped early; resumable)" if done.stopped_early else ""))
+    try:
+        if app.leave_event.is_set() and app.training.running:
+            print(f"the run goes on in {app.output_dir}; follow it with genaptitude-trainer-tui (it offers to "
+                  f"attach) or genaptitude-trainer attach {app.output_dir}")
+        elif done is not None:
+            print(f"adapter: {done.output_dir}" + (" (stopped early; resumable)" if done.stopped_early else ""))
+    except OSError:
+        pass  # the terminal is gone (a hang-up): there is no one to tell
     return app.return_code or 0
 
 

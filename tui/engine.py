@@ -6,6 +6,7 @@ All methods except `suggest`, `format_label` and `estimate` may be slow: call th
 """
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +48,17 @@ class Engine:
         """Run a whole training in the calling thread, sending events to `on_event`."""
         raise NotImplementedError
 
+    def live_runs(self, output_dir: str) -> list:
+        """`core.history.RunRecord`s of the runs going now (their process holds the folder's lock), newest
+        first: near `output_dir`, in the working directory and in the run index."""
+        return []
+
+    def attach(self, output_dir: str, *, on_event: Callable[[Event], None], stop_event: threading.Event,
+               leave_event: threading.Event) -> Any:
+        """Replay a live run's events, then follow them until it ends (its Finished) or `leave_event` is set
+        (None). `stop_event` asks the run to stop (finish its step, save the adapter and a checkpoint)."""
+        raise NotImplementedError
+
     def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
                  on_progress: Callable[[str], None] | None = None, *, skip_invalid: bool = False) -> list:
         """`core.evaluate.EvalResult`s, base model then adapter, on the adapter run's held-out rows, as
@@ -84,6 +96,7 @@ class RealEngine(Engine):
         self._lock = threading.Lock()
         self._chat: Any | None = None  # a core.evaluate.Chat: the model stays loaded between prompts
         self._chat_lock = threading.Lock()
+        self._pinned = False
 
     def probe(self) -> Any:
         from core import hardware
@@ -127,11 +140,47 @@ class RealEngine(Engine):
               on_event: Callable[[Event], None], stop_event: threading.Event, **kw: Any) -> Path:
         from core.engine import train
 
+        kw.pop("leave_event", None)  # in this process the run cannot be left: it ends with the app
         return train(config, dataset_path, output_dir, on_event=on_event, stop_event=stop_event, **kw)
+
+    def _one_gpu(self) -> None:
+        """evaluate and chat run in this process: give it one GPU, the freest (core/gpus.py), before its first
+        CUDA call. CUDA reads the choice once, so later evaluations and chats stay on that GPU."""
+        if not self._pinned:
+            from core import gpus
+
+            gpus.pin(gpus.plan(1))
+            self._pinned = True
+
+    def live_runs(self, output_dir: str) -> list:
+        from core.history import find_runs
+
+        return [r for r in find_runs(output_dir, live_only=True).runs if r.state == "running"]
+
+    def attach(self, output_dir: str, *, on_event: Callable[[Event], None], stop_event: threading.Event,
+               leave_event: threading.Event) -> Any:
+        from core.errors import TrainerError
+        from core.events import Failed
+        from core.workers import follow
+
+        told: list[Failed] = []
+
+        def forward(event: Event) -> None:
+            if isinstance(event, Failed):
+                told.append(event)
+            on_event(event)
+
+        try:
+            return follow(output_dir, forward, stop_event=stop_event, leave_event=leave_event)
+        except TrainerError as err:
+            if not told:
+                on_event(Failed(err.message, err.hint))
+            raise
 
     # In this process, in the calling thread: nothing trains meanwhile, and the chat keeps its model loaded.
     def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
                  on_progress: Callable[[str], None] | None = None, *, skip_invalid: bool = False) -> list:
+        self._one_gpu()
         from core.evaluate import evaluate, held_out
 
         say = on_progress or (lambda text: None)
@@ -143,6 +192,7 @@ class RealEngine(Engine):
             _free_memory()  # the models are gone with this call: give their GPU memory back for the next run
 
     def chat_load(self, adapter: str) -> str:
+        self._one_gpu()
         with self._chat_lock:
             if self._chat is None or self._chat.adapter != str(adapter):
                 self._chat = None  # the old model goes before the new one loads
@@ -176,21 +226,25 @@ def _free_memory() -> None:
 
 
 class ProcessEngine(RealEngine):
-    """RealEngine whose training runs in a child process (`python -m core train --json`), events read back.
+    """RealEngine whose training runs as a detached process (`python -m core train --detached`), followed through
+    its run folder's events.jsonl (core/workers.py).
 
-    In-process, the training thread and Textual's render loop share one GIL: on an H100 the app cost ~5% of
-    tokens/s (benchmarks/README.md). A child process has its own interpreter, so the UI costs the run nothing, and
-    a crash in CUDA or a native library ends the run, not the app. Stop sends SIGINT, which the CLI turns into
+    The run is a session of its own, not a child tied to the app's terminal: closing the terminal, SIGHUP or
+    kill -9 of the app leave it training, and any app (or `genaptitude-trainer attach`) can follow it later. It has
+    its own interpreter, so the UI costs it nothing (in-process, the UI cost ~5% of tokens/s on an H100), and a
+    crash in CUDA or a native library ends the run, not the app. Stop sends SIGINT, which the CLI turns into
     "finish this step, save the adapter and a checkpoint".
     `evaluate` and `chat` are RealEngine's: they run in this process, after a run, and keep nothing running.
     """
 
     def train(self, config: TrainConfig, dataset_path: str, output_dir: str, *,
-              on_event: Callable[[Event], None], stop_event: threading.Event, overwrite: bool = False,
-              resume: bool = False, skip_invalid: bool = False) -> Path:
+              on_event: Callable[[Event], None], stop_event: threading.Event,
+              leave_event: threading.Event | None = None, overwrite: bool = False, resume: bool = False,
+              skip_invalid: bool = False) -> Path | None:
         from core.errors import TrainerError
         from core.events import Failed
-        from core.workers import child_env, run_training
+        from core.gpus import user_env
+        from core.workers import child_env, follow, start_run
 
         told: list[Failed] = []
 
@@ -199,11 +253,21 @@ class ProcessEngine(RealEngine):
                 told.append(event)
             on_event(event)
 
+        env = child_env()
+        for name, value in user_env().items():  # the run process chooses its GPUs afresh, as the user left them
+            env.pop(name, None) if value is None else env.update({name: value})
+        launch = start_run(config, dataset_path, output_dir, overwrite=overwrite, resume=resume,
+                           skip_invalid=skip_invalid, env=env)
         try:
-            run_training(config, dataset_path, output_dir, [child_env()], forward, stop_event, overwrite=overwrite,
-                         resume=resume, skip_invalid=skip_invalid)
+            done = follow(output_dir, forward, stop_event=stop_event, leave_event=leave_event, launch=launch)
         except TrainerError as err:
             if not told:  # the process died without saying why (a crash, a kill): say what is known
                 on_event(Failed(err.message, err.hint))
             raise
-        return Path(output_dir)
+        if done is None:
+            return None  # left running: it is not this app's child to wait for any more
+        try:
+            launch.proc.wait(timeout=30)  # it only releases its lock and exits now: no zombie left behind
+        except subprocess.TimeoutExpired:
+            pass
+        return Path(done.output_dir)

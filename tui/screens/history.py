@@ -1,4 +1,5 @@
-"""Past runs (h): a table of the runs found on disk; Enter re-plots one run's loss and memory curves."""
+"""Runs (h): a table of the runs found on disk, live ones first; Enter re-plots a past run's loss and memory
+curves, or attaches to a run that is going; r resumes one whose process ended without finishing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..widgets.chart import LossChart, render_chart
 from ..widgets.training import duration
 
 STATES = {  # symbol, word, style: the same marks as the training panel's summary
+    "running": ("●", "running", "bold cyan"),
     "finished": ("✔", "finished", "green"),
     "stopped": ("■", "stopped", "yellow"),
     "unfinished": ("…", "unfinished", "cyan"),
@@ -86,6 +88,14 @@ def summary_text(run: RunRecord) -> Text:
                          f"train loss {_loss(run.train_loss)} · eval loss {_loss(run.eval_loss)}")
     if run.error:
         text.append(f"\n{run.error}", style="bold red")
+    if run.state == "running" and run.owner is not None:
+        text.append(f"\ngoing now ({run.owner.describe()}): ", style="bold cyan")
+        text.append_text(Text.assemble(("enter", "bold reverse"), " attaches (live curves, s stops it)"))
+    elif run.state == "unfinished":
+        who = f" ({run.owner.describe()})" if run.owner is not None and run.owner.pid else ""
+        text.append(f"\nits process ended without finishing{who}", style="bold yellow")
+        if run.checkpoint is not None:
+            text.append_text(Text.assemble(" · ", ("r", "bold reverse"), " resumes it from its last checkpoint"))
     facts = []
     if run.tokens_per_s is not None:
         facts.append(f"{run.tokens_per_s:,.0f} tok/s")
@@ -136,7 +146,7 @@ class MemoryChart(Widget):
         return Text("\n").join(lines)
 
 
-class HistoryScreen(ModalScreen[None]):
+class HistoryScreen(ModalScreen[tuple[str, RunRecord] | None]):
     DEFAULT_CSS = """
     HistoryScreen { align: center middle; }
     HistoryScreen > Vertical { width: 100%; height: 100%; border: thick $primary; background: $surface; padding: 0 1; }
@@ -148,7 +158,7 @@ class HistoryScreen(ModalScreen[None]):
     HistoryScreen LossChart { width: 2fr; }
     HistoryScreen MemoryChart { width: 1fr; }
     """
-    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,q", "dismiss", "Close"), Binding("r", "resume", "Resume")]
 
     class Loaded(Message):
         def __init__(self, history: History) -> None:
@@ -219,7 +229,21 @@ class HistoryScreen(ModalScreen[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()  # the app's own handler opens the sample preview
         if self.history is not None and event.row_key.value is not None:
-            self.show_run(self.history.runs[int(event.row_key.value)])
+            run = self.history.runs[int(event.row_key.value)]
+            if run.state == "running":
+                self.dismiss(("attach", run))
+            else:
+                self.show_run(run)
+
+    def action_resume(self) -> None:
+        table = self.query_one(DataTable)
+        if self.history is None or not self.history.runs or table.cursor_row < 0:
+            return
+        run = self.history.runs[table.cursor_row]
+        if run.state in ("unfinished", "stopped") and run.checkpoint is not None:
+            self.dismiss(("resume", run))
+        else:
+            self.notify("only a run that ended early with a checkpoint can be resumed", severity="warning")
 
     def show_run(self, run: RunRecord) -> None:
         self.shown = run

@@ -38,6 +38,10 @@ def gpu_lines(gpu: Any, sample: Any | None) -> Text:
     util = f"{sample.util_percent}%" if sample and sample.util_percent is not None else "–"
     temp = f"{sample.temperature_c} °C" if sample and sample.temperature_c is not None else "–"
     text.append(f"\n  util  {util:<6}  temp {temp}")
+    if getattr(gpu, "others", None):  # another user's job: the preset tab's GPU list lets a run take another GPU
+        from core.gpus import others_text
+
+        text.append(f"\n  {others_text(gpu)}", style="yellow")
     return text
 
 

@@ -7,9 +7,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets import Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
+from textual.widgets.selection_list import Selection
 
+from core import gpus as gpu_policy
 from core.errors import InputError, Problem
 from core.presets import PRESETS, TrainConfig, batch_description, config_for
 
@@ -32,6 +34,7 @@ FIELDS: tuple[tuple[str, str, type], ...] = (
 _PROBLEM_FIELDS = (
     ("nothing to train", "epochs"), ("batch size", "batch_size"), ("gradient accumulation", "grad_accum"),
     ("learning rate", "lr"), ("max length", "max_length"), ("truncation", "truncation"), ("LoRA r ", "lora_r"), ("gpus must", "gpus"),
+    ("gpus is", "gpus"),
 )
 
 
@@ -62,6 +65,27 @@ def parse(name: str, kind: type, text: str) -> tuple[Any, str]:
             else "invalid"
 
 
+def run_plan(config: TrainConfig, report: Any | None) -> tuple[Any | None, str]:
+    """The GPUs this config's run would use here (core/gpus.py, as the CLI decides), or None and why not."""
+    if report is None or config.device != "cuda" or not report.gpus:
+        return None, ""
+    try:
+        return gpu_policy.choose(report.gpus, count=config.gpus, ids=config.gpu_ids,
+                                 visible=gpu_policy.user_env()["CUDA_VISIBLE_DEVICES"]), ""
+    except InputError as exc:
+        return None, exc.message
+
+
+def gpu_prompt(gpu: Any) -> Text:
+    """One row of the GPU list: its NVML index, free memory, and what other processes hold on it."""
+    text = Text.assemble((f"GPU {gpu.index}", "bold"), f"  {gpu.name}  ",
+                         (f"{gpu.free_gib:.1f}", "bold green" if gpu.free_gib > 0.5 * gpu.total_gib else "bold yellow"),
+                         f" of {gpu.total_gib:.1f} GiB free")
+    if gpu.others:
+        text.append(f"  · {gpu_policy.others_text(gpu)}", style="yellow")
+    return text
+
+
 def fit_warnings(config: TrainConfig, report: Any | None, need_gib: float | None) -> list[str]:
     """Reasons this run will probably not work on this machine (asked to confirm before it starts)."""
     preset = PRESETS.get(config.preset)
@@ -69,7 +93,9 @@ def fit_warnings(config: TrainConfig, report: Any | None, need_gib: float | None
         return []
     if not report.gpus:
         return [f"preset {config.preset} needs an NVIDIA GPU and none was found; pick cpu"]
-    gpu = max(report.gpus, key=lambda g: g.free_gib)
+    plan, _ = run_plan(config, report)
+    # the GPU the run would use (the fullest of them); without a plan (too many asked for), the freest here
+    gpu = min(plan.gpus, key=lambda g: g.free_gib) if plan and plan.gpus else max(report.gpus, key=lambda g: g.free_gib)
     out = []
     if preset and preset.needs_bf16 and not gpu.bf16:
         out.append(f"{gpu.name} has no bf16 (compute capability < 8.0); pick t4-fp16")
@@ -115,6 +141,9 @@ class PresetPanel(Horizontal):
     PresetPanel #general { color: $error; }
     PresetPanel #estimate { margin-top: 1; }
     PresetPanel #why { margin-top: 1; color: $text-muted; }
+    PresetPanel #gpu-title { margin-top: 1; }
+    PresetPanel #gpu-list { height: auto; max-height: 10; border: none; padding: 0; }
+    PresetPanel #gpu-plan { color: $text-muted; }
     """
 
     BINDINGS = [Binding("escape", "leave_field", "Leave field")]
@@ -132,6 +161,9 @@ class PresetPanel(Horizontal):
         self.estimate_gib: float | None = None
         self.length_stats: Any | None = None  # core.render.LengthStats of the dataset, once measured
         self._checked: dict[str, str] = {}  # field values at the last validation
+        self.data_rows: int | None = None  # the dataset's chat rows and typical token length, for the step plan
+        self.data_tokens: int | None = None
+        self.gpu_ids: tuple[int, ...] = ()  # GPUs ticked in the list (NVML indices); () = the freest
 
     def compose(self) -> ComposeResult:
         with Vertical(id="preset-side"):
@@ -141,11 +173,15 @@ class PresetPanel(Horizontal):
             yield Static("", id="preset-about")
             for name, label, _ in FIELDS:
                 yield FieldRow(name, label)
+            yield Static("", id="gpu-title")
+            yield SelectionList[int](id="gpu-list", compact=True)
+            yield Static("", id="gpu-plan")
             yield Static("", id="general")
             yield Static("", id="estimate")
             yield Static("", id="why")
 
     def on_mount(self) -> None:
+        self._show_gpu_list()
         self.use_preset(self.preset, chosen=self.chosen)
 
     def _prompt(self, name: str) -> Text:
@@ -162,6 +198,7 @@ class PresetPanel(Horizontal):
             option_list.replace_option_prompt(name, self._prompt(name))
         reason = Text.assemble(("suggested: ", "bold"), (suggestion.preset, "bold green"), "\n", suggestion.reason)
         self.query_one("#suggestion", Static).update(reason)
+        self._fill_gpu_list()
         if self.chosen:
             self.revalidate()
         else:
@@ -179,6 +216,9 @@ class PresetPanel(Horizontal):
         config = config_for(name, model=self.model_override, gpus=gpus)
         for field, _, _ in FIELDS:
             self.query_one(f"#field-{field}", Input).value = shown(field, getattr(config, field))
+        if self.gpu_ids:  # GPUs ticked in the list stay chosen: their number is the run's
+            self.query_one("#field-gpus", Input).value = str(len(self.gpu_ids))
+        self._show_gpu_list()
         preset = PRESETS[name]
         self.query_one("#preset-about", Static).update(Text(f"{name}: {preset.summary}"))
         self.revalidate()
@@ -202,6 +242,40 @@ class PresetPanel(Horizontal):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.query_one("#field-epochs", Input).focus()
+
+    # -- GPUs ----------------------------------------------------------------------------------------------
+    def _fill_gpu_list(self) -> None:
+        """One row per GPU this process may use (all, or those CUDA_VISIBLE_DEVICES names), by NVML index."""
+        gpus = gpu_policy.visible_gpus(self.report.gpus, gpu_policy.user_env()["CUDA_VISIBLE_DEVICES"]) \
+            if self.report is not None else []
+        gpu_list = self.query_one("#gpu-list", SelectionList)
+        gpu_list.clear_options()
+        gpu_list.add_options([Selection(gpu_prompt(g), g.index, g.index in self.gpu_ids) for g in gpus or []])
+        self._show_gpu_list()
+
+    def _show_gpu_list(self) -> None:
+        gpu_list = self.query_one("#gpu-list", SelectionList)
+        show = PRESETS[self.preset].needs_cuda and gpu_list.option_count > 0
+        for selector in ("#gpu-title", "#gpu-list", "#gpu-plan"):
+            self.query_one(selector).display = show
+        self.query_one("#gpu-title", Static).update(Text.assemble(
+            ("GPUs", "bold"), ("  space ticks the ones to use; none ticked: the freest", "dim")))
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        event.stop()
+        self.gpu_ids = tuple(sorted(event.selection_list.selected))
+        if self.gpu_ids:
+            self.query_one("#field-gpus", Input).value = str(len(self.gpu_ids))
+        self.revalidate()
+
+    def _show_plan(self) -> None:
+        """Which GPUs the run would use and why, in the words `doctor` and the CLI use."""
+        widget = self.query_one("#gpu-plan", Static)
+        if self.config is None:
+            widget.update("")
+            return
+        plan, why_not = run_plan(self.config, self.report)
+        widget.update(Text(f"a run uses {plan.reason}" if plan and plan.gpus else why_not))
 
     # -- editing -------------------------------------------------------------------------------------------
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -229,7 +303,8 @@ class PresetPanel(Horizontal):
         general: list[str] = []
         config = None
         try:
-            config = config_for(self.preset, **values)
+            cuda = PRESETS[self.preset].needs_cuda
+            config = config_for(self.preset, **values, gpu_ids=self.gpu_ids if cuda else ())
             config.validate()
         except InputError as exc:
             for p in exc.problems or [Problem(exc.message)]:
@@ -244,8 +319,25 @@ class PresetPanel(Horizontal):
             self.query_one(f"#msg-{name}", Static).update(Text(errors.get(name, "")))
             self.query_one(f"#field-{name}", Input).set_class(name in errors, "-invalid")
         self.query_one("#general", Static).update(Text("\n".join(general)))
+        self._show_plan()
         self._show_estimate()
         self.post_message(ConfigChanged(self.config))
+
+    def set_data(self, rows: int | None, typical_tokens: int | None) -> None:
+        """The dataset the run will train on (rows, a typical row's tokens): the tab shows the optimizer steps."""
+        self.data_rows, self.data_tokens = rows, typical_tokens
+        if self.config is not None:
+            self._show_estimate()
+
+    def plan(self):
+        """(optimizer steps the run will make, a warning when they are too few), from the dataset's size."""
+        if self.config is None or not self.data_rows:
+            return None, None
+        from core.batching import few_updates_warning, plan_for
+
+        train_rows = max(1, round(self.data_rows * (1 - self.config.eval_fraction)))
+        plan = plan_for(self.config, [self.data_tokens or 256] * train_rows, max(self.config.gpus, 1))
+        return plan, few_updates_warning(plan, train_rows)
 
     def set_length_stats(self, stats: Any) -> None:
         """The dataset's token lengths: the estimate then suggests a max length that fits them."""
@@ -296,6 +388,13 @@ class PresetPanel(Horizontal):
         c = self.config
         label, detail = batch_description(c)
         text = Text.assemble((f"{label} ", "bold"), detail)
+        plan, few = self.plan()
+        if plan is not None:
+            text.append(f"\n≈ {plan.updates:,} optimizer steps", style="bold")
+            epochs = f" × {c.epochs:g} epoch{'' if c.epochs == 1 else 's'}" if c.max_steps <= 0 else ""
+            text.append(f" for {self.data_rows:,} rows{epochs}")
+            if (plan.batch_tokens, plan.grad_accum, plan.batch_size) != (c.batch_tokens, c.grad_accum, c.batch_size):
+                text.append("  (smaller batches for this small export, so it learns)", style="dim")
         try:
             est = self.engine.estimate(c)
         except Exception as exc:  # the estimate is a help, never a reason to fail
@@ -309,8 +408,11 @@ class PresetPanel(Horizontal):
             if parts:
                 text.append(f"  ({parts})", style="dim")
         text.append_text(self._max_length_text(c))
-        for warning in self.warnings():
+        for warning in self.warnings() + ([few] if few else []):
             text.append(f"\n⚠ {warning}", style="bold yellow")
+        gpu_plan, _ = run_plan(c, self.report)
+        for warning in gpu_plan.warnings if gpu_plan else []:  # said, not asked: the run fits, others share the GPU
+            text.append(f"\n⚠ {warning}", style="yellow")
         widget.update(text)
 
     def warnings(self) -> list[str]:

@@ -11,8 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, RichLog, Sparkline, Static
 
 from core.errors import TrainerError
-from core.events import (CheckpointSaved, EvalLogged, Event, Failed, Finished, LogLine, MemorySample,
-                         OomRecovered, Phase, Progress, RunStarted, StepLogged)
+from core.events import (CheckpointSaved, EvalLogged, Event, Failed, Finished, HeldOutScored, LogLine,
+                         MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged)
 
 from .chart import LossChart
 
@@ -32,7 +32,21 @@ def _loss(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def summary_text(done: Finished) -> Text:
+VERDICT_STYLE = {"learned": "bold green", "partly": "bold yellow", "not learned": "bold red", "base knows": "yellow"}
+
+
+def held_out_text(s: HeldOutScored) -> Text:
+    """The after-run check in the finish panel: exact match and similarity, base against adapter, and the verdict."""
+    text = Text.assemble(("Held-out check", "bold"), f" ({s.rows} rows): exact match base {s.base_exact:.2f} → ",
+                         (f"adapter {s.adapter_exact:.2f}", "bold"),
+                         f", similarity {s.base_similarity:.2f} → {s.adapter_similarity:.2f}  ",
+                         (s.verdict, VERDICT_STYLE.get(s.verdict, "bold")))
+    if s.advice:
+        text.append(f"\n  {s.advice}", style=VERDICT_STYLE.get(s.verdict, ""))
+    return text
+
+
+def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
     text = Text()
     if done.stopped_early:
         text.append("■ Stopped", style="bold yellow")
@@ -42,6 +56,9 @@ def summary_text(done: Finished) -> Text:
         text.append(f": {done.steps}/{done.total_steps} steps")
     text.append(f" in {duration(done.runtime_s)} · train loss {_loss(done.train_loss)} · "
                 f"eval loss {_loss(done.eval_loss)}")
+    if scored is not None:
+        text.append("\n")
+        text.append_text(held_out_text(scored))
     text.append("\nAdapter: ", style="bold")
     text.append(done.output_dir)
     if done.stopped_early and done.checkpoint_dir:
@@ -126,13 +143,15 @@ class MemoryPanel(Vertical):
         label = "torch allocated" if m.torch_allocated_gib is not None else "process RAM"
         self.query_one("#mem-main-label", Static).update(Text(label, style="dim"))
         if m.gpus_used_gib:  # a data-parallel run: one bar per GPU (NVML, whole device)
-            for i, used in enumerate(m.gpus_used_gib):
+            ids = m.gpu_ids or list(range(len(m.gpus_used_gib)))  # NVML's numbers: a run on GPUs 1,3 says so
+            for i, used in zip(ids, m.gpus_used_gib):
                 text.append(f"\nGPU{i} ")
                 text.append_text(gpu_bar(used, m.nvml_total_gib))
             self.nvml.append(m.nvml_used_gib) if m.nvml_used_gib is not None else None
         elif m.nvml_used_gib is not None:
             total = f" / {m.nvml_total_gib:.1f}" if m.nvml_total_gib else ""
-            text.append(f"\nGPU   {m.nvml_used_gib:.1f}{total} GiB")
+            which = f"{m.gpu_ids[0]:<2}" if m.gpu_ids else "  "
+            text.append(f"\nGPU {which}{m.nvml_used_gib:.1f}{total} GiB")
             self.nvml.append(m.nvml_used_gib)
         self.query_one("#mem-text", Static).update(text)
         self.query_one("#mem-main", Sparkline).data = list(self.main)
@@ -164,6 +183,7 @@ class TrainingPanel(Vertical):
         super().__init__(**kwargs)
         self.state = "idle"
         self.finished: Finished | None = None
+        self.scored: HeldOutScored | None = None  # the after-run check, sent just before Finished
         self.failure: str = ""
         self.step = 0
         self.total_steps = 0
@@ -196,9 +216,10 @@ class TrainingPanel(Vertical):
         return self.state in ("running", "stopping")
 
     # -- the run's life ------------------------------------------------------------------------------------
-    def start(self, preset: str, dataset: str, output_dir: str, resume: bool = False) -> None:
+    def start(self, preset: str, dataset: str, output_dir: str, resume: bool = False, attach: str = "") -> None:
+        """A run begins (or, with `attach`, a run that is already going is followed: `attach` says whose)."""
         self.runs += 1
-        self.state, self.finished, self.failure = "running", None, ""
+        self.state, self.finished, self.failure, self.scored = "running", None, "", None
         self.step, self.total_steps, self.output_dir = 0, 0, output_dir
         self._eval_loss: float | None = None
         self._last_step: StepLogged | None = None
@@ -209,6 +230,10 @@ class TrainingPanel(Vertical):
         self.query_one(MemoryPanel).reset()
         self.query_one(ProgressBar).update(total=None, progress=0)
         self.query_one("#run-metrics", Static).update("")
+        if attach:
+            self.log_line(f"── run {self.runs}: attached to the run in {output_dir} ({attach})", "bold")
+            self.status(f"attaching to run {self.runs}: replaying its events…")
+            return
         what = "resuming" if resume else "starting"
         self.log_line(f"── run {self.runs}: {what} preset {preset} on {dataset} → {output_dir}", "bold")
         self.status(f"{what} run {self.runs}…")
@@ -272,6 +297,9 @@ class TrainingPanel(Vertical):
             self.log_line(f"out of GPU memory at step {event.step}: batch {event.old_batch_size} → "
                           f"{event.new_batch_size}, grad accumulation {event.old_grad_accum} → "
                           f"{event.new_grad_accum} (same effective batch); the run goes on", "bold yellow")
+        elif isinstance(event, HeldOutScored):
+            self.scored = event
+            self.log_line(held_out_text(event))
         elif isinstance(event, Finished):
             self._finished(event)
         elif isinstance(event, Failed):
@@ -314,7 +342,7 @@ class TrainingPanel(Vertical):
         self.state = "stopped" if e.stopped_early else "finished"
         self._metrics()
         self.output_dir = e.output_dir
-        self.query_one("#run-summary", Static).update(summary_text(e))
+        self.query_one("#run-summary", Static).update(summary_text(e, self.scored))
         self.add_class("-done")
         self.status(Text("stopped: adapter saved" if e.stopped_early else "finished: adapter saved",
                          style="bold yellow" if e.stopped_early else "bold green"))

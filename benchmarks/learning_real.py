@@ -1,0 +1,144 @@
+"""Does every preset teach a real model? One epoch at the preset's defaults on a generated GenAptitude-style export,
+then `evaluate --compare` on the run's own held-out rows: exact match, similarity and eval loss, base vs adapter.
+
+    python benchmarks/learning_real.py --model /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --runs modern-bf16 8gb t4-fp16 t4-fp32 [--parallel] --out /tmp/learn-out
+
+A run is `TAG=PRESET[@ROWS][,--flag=value...]`, e.g. `lr5e-4=modern-bf16,--lr=5e-4` or `big=modern-bf16@2000`.
+Each run writes its `train --json` events, its evaluate JSON and its stderr under --out; the table goes to
+--out/learning-real.md and the numbers to --out/learning-real.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.genexport import generate, write_jsonl  # noqa: E402
+
+
+def parse(spec: str, rows: int) -> tuple[str, str, int, list[str]]:
+    tag, _, rest = spec.partition("=") if "=" in spec else (spec, "", spec)
+    head, *flags = rest.split(",")
+    preset, _, n = head.partition("@")
+    return tag, preset, int(n) if n else rows, [a for f in flags for a in f.split("=", 1)]
+
+
+LANES: "queue.Queue[str]" = queue.Queue()  # free GPUs when --lanes runs one run per GPU at a time
+
+
+def cli(args: list[str], log: Path, gpu: str | None = None) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    with open(log, "a", encoding="utf-8") as err:
+        r = subprocess.run([sys.executable, "-m", "core", *args], stdout=subprocess.PIPE, stderr=err, text=True,
+                           env=env, cwd=ROOT)
+    return r.returncode, r.stdout
+
+
+def one(spec: str, a) -> dict:
+    gpu = LANES.get() if a.lanes else None
+    try:
+        return _one(spec, a, gpu)
+    finally:
+        if gpu is not None:
+            LANES.put(gpu)
+
+
+def _one(spec: str, a, gpu: str | None) -> dict:
+    tag, preset, rows, extra = parse(spec, a.rows)
+    data = Path(a.out) / f"export-{rows}.jsonl"
+    adapter = Path(a.work) / tag
+    log = Path(a.out) / f"{tag}.stderr.txt"
+    t0 = time.perf_counter()
+    rc, events = cli(["train", "--preset", preset, "--model", a.model, "--dataset", str(data), "--epochs", "1",
+                      "--eval-fraction", str(a.eval_fraction), "--output", str(adapter), "--overwrite", "--json",
+                      *extra], log, gpu)
+    wall = time.perf_counter() - t0
+    (Path(a.out) / f"{tag}.train.jsonl").write_text(events, encoding="utf-8")
+    if rc != 0:
+        return {"tag": tag, "preset": preset, "rows": rows, "error": f"train exit {rc}"}
+    record = json.loads((adapter / "run.json").read_text(encoding="utf-8"))
+    rc, text = cli(["evaluate", "--adapter", str(adapter), "--dataset", str(data), "--compare", "--json"], log, gpu)
+    (Path(a.out) / f"{tag}.eval.json").write_text(text, encoding="utf-8")
+    if rc != 0:
+        return {"tag": tag, "preset": preset, "rows": rows, "error": f"evaluate exit {rc}"}
+    base, tuned = json.loads(text)["results"]
+    cfg = record["config"]
+    return {"tag": tag, "preset": preset, "rows": rows, "extra": " ".join(extra), "gpu": gpu,
+            "held_out_rows": len(tuned["rows"]),
+            "steps": record["steps"], "batch_tokens": cfg["batch_tokens"], "grad_accum": cfg["grad_accum"],
+            "lr": cfg["lr"], "lora": f"r{cfg['lora_r']}/a{cfg['lora_alpha']}",
+            "train_s": round(record["final"]["runtime_s"] - (record.get("held_out") or {}).get("seconds", 0), 1),
+            "check_s": (record.get("held_out") or {}).get("seconds"), "wall_s": round(wall, 1),
+            "base_exact": base["exact_match"], "exact": tuned["exact_match"],
+            "base_similarity": round(base["similarity"], 3), "similarity": round(tuned["similarity"], 3),
+            "base_eval_loss": base["eval_loss"], "eval_loss": tuned["eval_loss"],
+            "after_run_check": record.get("held_out")}
+
+
+def check(held_out: dict | None) -> str:
+    if not held_out:
+        return "–"
+    return (f"{held_out['adapter_exact']:.2f} on {held_out['rows']} rows in {held_out['seconds']:.0f}s: "
+            f"{held_out['verdict']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--runs", nargs="+", default=["modern-bf16", "8gb", "t4-fp16", "t4-fp32"])
+    ap.add_argument("--rows", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=7, help="export seed (the bundled dataset.jsonl is seed 0)")
+    ap.add_argument("--eval-fraction", type=float, default=0.134, help="0.134 of 300 rows: 40 held out")
+    ap.add_argument("--parallel", action="store_true", help="all runs at once (a small model leaves the GPU idle)")
+    ap.add_argument("--lanes", default="", help="GPU indices, e.g. 0,1: one run per GPU at a time (fair times)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default="/tmp/learn-work")
+    a = ap.parse_args()
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    for n in {parse(s, a.rows)[2] for s in a.runs}:
+        write_jsonl(generate(seed=a.seed, rows=n), str(Path(a.out) / f"export-{n}.jsonl"))
+    cli(["check", str(Path(a.out) / f"export-{a.rows}.jsonl"), "--model", a.model], Path(a.out) / "check.txt")
+    for gpu in filter(None, a.lanes.split(",")):
+        LANES.put(gpu)
+    workers = len(a.runs) if a.parallel else max(LANES.qsize(), 1)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda s: one(s, a), a.runs))
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    (Path(a.out) / "learning-real.json").write_text(json.dumps({"gpu": gpu, "model": a.model, "seed": a.seed,
+                                                                 "parallel": a.parallel, "results": results},
+                                                                indent=2) + "\n")
+    lines = [f"GPU: {gpu}; model {Path(a.model).name}; export seed {a.seed}; one epoch; "
+             + ("runs in parallel on one GPU (times overlap)" if a.parallel else
+              f"one run per GPU at a time on GPUs {a.lanes}" if a.lanes else "runs one after another"), "",
+             "| run | preset | rows | steps | batch | lr | LoRA | train s | exact match base → adapter | "
+             "similarity | eval loss | after-run check |", "|---|---|---:|---:|---|---:|---|---:|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['tag']} | {r['preset']} | {r['rows']} | failed: {r['error']} |||||||")
+            continue
+        batch = f"≤{r['batch_tokens']:,} tok × {r['grad_accum']}" if r["batch_tokens"] else f"rows × {r['grad_accum']}"
+        lines.append(f"| {r['tag']} | {r['preset']} | {r['rows']} | {r['steps']} | {batch} | {r['lr']:g} | {r['lora']} | "
+                     f"{r['train_s']:.0f} | {r['base_exact']:.2f} → **{r['exact']:.2f}** ({r['held_out_rows']} rows) | "
+                     f"{r['base_similarity']:.2f} → {r['similarity']:.2f} | "
+                     f"{r['base_eval_loss']:.3f} → {r['eval_loss']:.3f} | {check(r['after_run_check'])} |")
+    text = "\n".join(lines) + "\n"
+    (Path(a.out) / "learning-real.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

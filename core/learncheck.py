@@ -1,0 +1,78 @@
+"""Did this run learn? Right after training, the run's own held-out rows are answered greedily by the base model
+(adapter disabled) and by the adapter, from the weights already in memory, within a row and time budget.
+
+A run that "finished" can still have taught nothing (the old GPU presets scored exact match 0.00 after a whole
+epoch): the verdict says so in words, with the likely way out, instead of leaving the user to find out in
+GenAptitude.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from .events import HeldOutScored
+
+LEARNED_EXACT = 0.8  # an adapter that answers 80% of held-out rows exactly has learned the export's answers
+LEARNED_SIMILARITY = 0.9  # ... or whose answers are 90% similar to the references (long free-text answers)
+BASE_KNOWS = 0.9  # the base model's answers are already this similar: there was little to learn
+PARTLY_GAIN = 0.2  # similarity gained over the base: learning, but not there yet
+
+
+def verdict(base_exact: float, adapter_exact: float, base_sim: float, adapter_sim: float,
+            epochs: float = 1.0, lr: float | None = None) -> tuple[str, str]:
+    """(verdict, advice) from the scores; the one rule every caller (CLI, TUI, run.json) shows."""
+    if base_sim >= BASE_KNOWS and adapter_sim - base_sim < 0.05:
+        return "base knows", "the base model already answers these rows closely; the adapter changes little"
+    if adapter_exact >= LEARNED_EXACT or adapter_sim >= LEARNED_SIMILARITY:
+        return "learned", ""
+    more = f"--epochs {max(2, round(epochs * 3))}"
+    higher = f" or a higher learning rate (--lr {lr * 2:g})" if lr else " or a higher learning rate (--lr)"
+    if adapter_sim - base_sim >= PARTLY_GAIN:
+        return "partly", f"it is learning but not there yet: train longer ({more}){higher}"
+    return "not learned", (f"the adapter barely beats the base model: it did not learn the answers; try more "
+                           f"epochs ({more}){higher}, and check the data preview (t)")
+
+
+def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float, lr: float,
+              stop_event: threading.Event | None = None, max_new_tokens: int = 96,
+              batch_size: int = 8) -> HeldOutScored | None:
+    """Answer up to `rows` held-out chat rows with the base weights and the adapter (a peft model), batch by
+    batch, until `seconds` have passed or `stop_event` is set; None when nothing was answered."""
+    from .evaluate import generate_answers, score
+
+    chat = [e for e in examples if e.text is None][:rows]
+    if not chat or seconds <= 0:
+        return None
+    start = time.perf_counter()
+    was_training = model.training
+    use_cache = getattr(model.config, "use_cache", None)
+    model.eval()
+    model.config.use_cache = True  # training turned the KV cache off; generation wants it
+    done, base_answers, tuned_answers = [], [], []
+    try:
+        for i in range(0, len(chat), batch_size):
+            left = seconds - (time.perf_counter() - start)
+            if (stop_event is not None and stop_event.is_set()) or left <= 0:
+                break
+            batch = chat[i:i + batch_size]
+            with model.disable_adapter():  # each side gets half of the time left: the check stays bounded
+                base_answers += generate_answers(tok, model, batch, max_new_tokens, batch_size, max_time=left / 2)
+            left = seconds - (time.perf_counter() - start)
+            tuned_answers += generate_answers(tok, model, batch, max_new_tokens, batch_size, max_time=max(left, 1))
+            done += batch
+    finally:
+        model.config.use_cache = use_cache
+        model.train(was_training)
+    if not done:
+        return None
+    base, tuned = score("base", done, base_answers, None), score("adapter", done, tuned_answers, None)
+    v, advice = verdict(base.exact_match, tuned.exact_match, base.similarity, tuned.similarity, epochs, lr)
+    return HeldOutScored(rows=len(done), base_exact=base.exact_match, adapter_exact=tuned.exact_match,
+                         base_similarity=base.similarity, adapter_similarity=tuned.similarity,
+                         seconds=round(time.perf_counter() - start, 1), verdict=v, advice=advice)
+
+
+def describe(s: HeldOutScored) -> str:
+    """One line for the CLI and the TUI's finish panel."""
+    return (f"held-out check ({s.rows} rows, {s.seconds:.0f}s): exact match base {s.base_exact:.2f} → adapter "
+            f"{s.adapter_exact:.2f}, similarity {s.base_similarity:.2f} → {s.adapter_similarity:.2f}: {s.verdict}")

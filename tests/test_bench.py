@@ -1,0 +1,50 @@
+"""`bench --smoke` (tiny architecture, CPU) as a user runs it: each step's real token count, total tokens ÷ total
+time beside the median of per-step rates, in the JSON and the table; no model folder left in the temp folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_bench_smoke_reports_real_token_totals_and_leaves_no_temporary_model(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp)}
+    r = subprocess.run([sys.executable, "-m", "core", "bench", "--smoke", "--presets", "cpu", "--steps", "4",
+                        "--out", str(tmp_path / "bench.json")], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads((tmp_path / "bench.json").read_text())["results"]
+    steps = res["step_tokens"]
+    assert len(steps) == res["steps"] == 4
+    assert all(2 * 16 <= n <= 2 * 64 for n in steps)  # 2 rows of 16-64 real tokens per step
+    assert res["tokens_total"] == sum(steps[res["skipped_steps"]:])
+    assert res["tokens_per_s_total"] == round(res["tokens_total"] / res["seconds_total"], 1)
+    assert res["tokens_per_s"] > 0
+    table = r.stdout.splitlines()
+    assert table[0] == "cpu  arch tiny  rows 16-64 tokens  4 steps"
+    assert table[1].split() == ["preset", "tokens/s", "all", "tokens", "ms/step", "peak", "GiB", "MFU", "loss"]
+    row = table[2].split()
+    assert row[0] == "cpu" and row[2] == f"{res['tokens_per_s_total']:.0f}" and row[3] == str(res["tokens_total"])
+    # the random-weight model and the trainer's folder were temporary: nothing of ours is left
+    assert [p.name for p in tmp.iterdir() if p.name.startswith(("arch-", "bench-"))] == []
+
+
+def test_multi_gpu_benchmark_keeps_the_callers_pythonpath(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("multi_gpu", ROOT / "benchmarks" / "multi_gpu.py")
+    multi_gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(multi_gpu)
+    monkeypatch.setenv("PYTHONPATH", "/tmp/site")
+    assert multi_gpu.child_env()["PYTHONPATH"] == f"{ROOT}{os.pathsep}/tmp/site"
+    monkeypatch.delenv("PYTHONPATH")
+    assert multi_gpu.child_env()["PYTHONPATH"] == str(ROOT)
