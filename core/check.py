@@ -4,7 +4,8 @@ from __future__ import annotations
 from .dataset import FORMAT_LABELS, read_dataset
 
 
-def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid: bool = False) -> dict:
+def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid: bool = False,
+                  truncation: str = "keep-answer") -> dict:
     report = read_dataset(path, skip_invalid=skip_invalid)
     result = {
         "path": report.path,
@@ -18,13 +19,23 @@ def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid
     }
     if model:
         from .render import length_stats, load_tokenizer, render_example
+        from .truncation import long_rows_text
 
         tok = load_tokenizer(model)
-        result["tokens"] = {"model": model, **length_stats(tok, report.examples, max_length).to_dict()}
-        sample = render_example(tok, report.examples[0], max_length)
-        result["sample"] = {"line": report.examples[0].line, "text": "".join(t for t, _ in sample.segments),
+        stats = length_stats(tok, report.examples, max_length)
+        result["tokens"] = {"model": model, "truncation": truncation, **stats.to_dict(),
+                            "long_rows": long_rows_text(stats, truncation)}
+        # The sample is the first row over max length when there is one (among the first 200): it shows the cut.
+        sample_row, sample = report.examples[0], render_example(tok, report.examples[0], max_length, truncation)
+        for e in report.examples[1:200] if stats.over_max and not sample.truncated else ():
+            if (r := render_example(tok, e, max_length, truncation)).truncated:
+                sample_row, sample = e, r
+                break
+        result["sample"] = {"line": sample_row.line, "text": "".join(t for t, _ in sample.segments),
                             "trained_text": "".join(t for t, trained in sample.segments if trained),
-                            "n_tokens": sample.n_tokens, "n_trained": sample.n_trained}
+                            "n_tokens": sample.n_tokens, "n_trained": sample.n_trained,
+                            "outcome": sample.outcome, "n_before": sample.n_before,
+                            "cut_tokens": sample.cut_tokens, "answer_lost": sample.answer_lost}
     return result
 
 
@@ -42,9 +53,28 @@ def render_check(r: dict) -> str:
     if t:
         lines.append(f"  tokens ({t['model']}): min {t['min']}, median {t['median']}, p95 {t['p95']}, max {t['max']}; "
                      f"{t['over_max']} row(s) over --max-length {t['max_length']}")
+        if t["over_max"]:
+            lines += [f"  ⚠ {line}" for line in t["long_rows"]]
+            s = t["suggested_max_length"]
+            lines.append(f"  --max-length {s['p95']} would hold 95% of the rows as written, {s['all']} all of them")
         s = r["sample"]
-        lines.append(f"  sample (line {s['line']}), {s['n_tokens']} tokens, {s['n_trained']} trained:")
-        lines.append("    as the model sees it: " + s["text"].replace("\n", "\\n")[:600])
+        how = {"cut": f", input cut from {s['n_before']} tokens ({s['cut_tokens']} cut), answer whole",
+               "answer-cut": f", {s['answer_lost']} answer tokens cut", "right": f", cut from {s['n_before']} "
+               f"tokens ({s['answer_lost']} answer tokens lost)", "dropped": " (left out of training)"}
+        lines.append(f"  sample (line {s['line']}), {s['n_tokens']} tokens, {s['n_trained']} trained"
+                     f"{how.get(s['outcome'], '')}:")
+        lines.append("    as the model sees it: " + _middle(s["text"].replace("\n", "\\n"), 600))
         lines.append("    loss on:              " + s["trained_text"].replace("\n", "\\n"))
     lines.append("OK")
     return "\n".join(lines)
+
+
+def _middle(text: str, limit: int) -> str:
+    """The start and end of a long text (a cut marker sits in the middle of a long row: show where it is)."""
+    if len(text) <= limit:
+        return text
+    third = limit // 3
+    at = text.find("…[")
+    if at > third:
+        return f"{text[:third]} ... {text[at - third // 2:at + third // 2]} ... {text[-third:]}"
+    return f"{text[:limit // 2]} ... {text[-limit // 2:]}"

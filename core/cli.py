@@ -47,6 +47,9 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-scheduler")
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--max-length", type=int)
+    g.add_argument("--truncation", choices=["keep-answer", "right", "drop"],
+                   help="rows over --max-length: keep-answer (default) cuts the input in its middle and keeps the "
+                        "answer whole; right cuts the end (the answer goes first); drop leaves them out")
     g.add_argument("--lora-r", type=int)
     g.add_argument("--lora-alpha", type=int)
     g.add_argument("--lora-dropout", type=float)
@@ -89,7 +92,7 @@ def _add_gpu_ids(p) -> None:
                         "freest. A CUDA_VISIBLE_DEVICES you set limits the choice")
 
 
-OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length",
+OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length", "truncation",
              "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "save_every_minutes", "eval_fraction", "eval_every",
              "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction",
              "gpus", "gpu_batch", "gpu_ids", "min_updates", "score_rows", "score_seconds")
@@ -104,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--model", default=None, help="tokenizer to count with (default: the bundled model)")
     p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--truncation", choices=["keep-answer", "right", "drop"], default="keep-answer",
+                   help="how train will handle rows over --max-length (said in the report)")
     p.add_argument("--skip-invalid", action="store_true")
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (no model needed)")
     p.add_argument("--json", action="store_true")
@@ -194,7 +199,8 @@ def cmd_check(args) -> int:
     from .check import check_dataset, render_check
 
     result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or "smollm2-135m-instruct"),
-                           max_length=args.max_length, skip_invalid=args.skip_invalid)
+                           max_length=args.max_length, skip_invalid=args.skip_invalid,
+                           truncation=args.truncation)
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render_check(result))
     return 0
 

@@ -77,7 +77,7 @@ class DatasetReport:
     had_bom: bool
     had_crlf: bool
     invalid_lines: int = 0  # may exceed len(problems) when more than max_problems_kept were found
-    encoding: str = "utf-8"  # "utf-8", "utf-8-sig" (BOM) or "utf-16" (converted on read)
+    encoding: str = "utf-8"  # "utf-8", "utf-8-sig" (BOM), "utf-16" or "utf-32" (converted on read)
 
     @property
     def skipped(self) -> int:
@@ -222,10 +222,54 @@ def _missing_hint(name: str) -> str:
     return f"check the path ({where}){near}; or {EXPORT_HINT}"
 
 
+# Files people pass by mistake, by their first bytes: one sentence about the whole file, not one per line.
+_SIGNATURES = ((b"\x1f\x8b", "a gzip archive", "decompress it first (`gunzip`)"),
+               (b"PK\x03\x04", "a zip archive (or an .xlsx/.docx file)", "extract the .jsonl from it, or export the "
+                                                                       "sheet as JSON Lines"),
+               (b"PAR1", "a Parquet file", "convert it, e.g. `pandas.read_parquet(f).to_json(out, orient='records', "
+                                           "lines=True, force_ascii=False)`"),
+               (b"SQLite format 3\x00", "an SQLite database", "export the table as JSON Lines"),
+               (b"%PDF", "a PDF document", "export the data as JSON Lines"),
+               (b"\x89PNG", "a PNG image", "pass the dataset's .jsonl file"),
+               (b"\x7fELF", "a program (ELF binary)", "pass the dataset's .jsonl file"))
+_UTF32 = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"))
+
+
+def _not_text(data: bytes, path: str) -> None:
+    """Refuse a binary file with one sentence (a few lines of it with NUL bytes among mostly unreadable lines)."""
+    name = os.path.basename(path) or path
+    for magic, what, fix in _SIGNATURES:
+        if data.startswith(magic):
+            raise DatasetError(f"{path}: {name} is {what}, not JSON Lines text", hint=fix, path=path)
+    head = data[:65536]
+    if b"\x00" not in head:
+        return
+    lines = [line for line in head.split(b"\n")[:-1 if len(data) > len(head) else None] if line.strip()][:1000]
+    bad = 0
+    for line in lines:
+        try:
+            line.decode("utf-8")
+            bad += b"\x00" in line
+        except UnicodeDecodeError:
+            bad += 1
+    if bad >= 3 and bad * 2 >= len(lines):
+        raise DatasetError(f"{path}: {name} looks like a binary file, not JSON Lines text ({bad} of its first "
+                           f"{len(lines)} lines hold NUL bytes or bytes that are not UTF-8)",
+                           hint="pass the .jsonl file GenAptitude exported (UTF-8 text, one JSON object per line); "
+                                + EXPORT_HINT, path=path)
+
+
 def _decode_file(data: bytes, path: str) -> tuple[bytes, str, bool]:
     """Return UTF-8 bytes without BOM, the encoding seen, and whether there was a BOM."""
     if data.startswith(_BOM):
         return data[len(_BOM):], "utf-8-sig", True
+    for bom, codec in _UTF32:  # before UTF-16: the UTF-32 little-endian BOM starts like UTF-16's
+        if data.startswith(bom):
+            try:
+                return data[4:].decode(codec).encode("utf-8"), "utf-32", True
+            except UnicodeError:
+                raise DatasetError(f"{path}: the file starts like UTF-32 text but cannot be decoded as UTF-32",
+                                   hint="re-save the file as UTF-8", path=path) from None
     for bom, codec in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if data.startswith(bom):
             try:
@@ -240,10 +284,12 @@ def _decode_file(data: bytes, path: str) -> tuple[bytes, str, bool]:
     elif len(data) >= 4 and not data[0] and not data[2] and data[1] and data[3]:
         codec = "utf-16-be"
     else:
+        _not_text(data, path)
         return data, "utf-8", False
     try:
         return data.decode(codec).encode("utf-8"), "utf-16", False
     except UnicodeError:
+        _not_text(data, path)
         return data, "utf-8", False  # not UTF-16 after all: the NUL bytes are reported line by line
 
 

@@ -165,11 +165,11 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     config = resolve_lr(config, model.config, emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
-    train_ds, eval_ds, dropped = tokenize_split(tok, train_ex, eval_ex, config.max_length,
-                                                lambda done, total: emit(Progress("tokenizing", done, total)))
-    if dropped:
-        emit(LogLine(f"{dropped} row(s) have no answer token left within --max-length {config.max_length} "
-                     "and are left out", "warning"))
+    train_ds, eval_ds, fitted = tokenize_split(tok, train_ex, eval_ex, config.max_length,
+                                               lambda done, total: emit(Progress("tokenizing", done, total)),
+                                               truncation=config.truncation)
+    for line, level in fitted.log_lines(config.max_length, config.truncation):
+        emit(LogLine(line, level))
     config = fit_batch_to_data(config, train_ds, emit)
     main = distributed.is_main()
     dirs.work.mkdir(parents=True, exist_ok=True)

@@ -115,9 +115,36 @@ def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = Fal
     return tok, base, PeftModel.from_pretrained(base, str(adapter)).eval()
 
 
+@dataclass(frozen=True)
+class Fitting:
+    """How the run fitted rows into max length (its run.json); evaluation and chat cut prompts the same way."""
+
+    max_length: int = 1024
+    truncation: str = "keep-answer"
+
+    @classmethod
+    def of(cls, adapter: str | None) -> "Fitting":
+        config = run_record(adapter).get("config", {}) if adapter else {}
+        return cls(config.get("max_length", cls.max_length), config.get("truncation", "keep-answer"))
+
+
+def prompt_of(tok, example: Example, fitting: Fitting = Fitting()) -> list[dict]:
+    """The turns before the answer as training saw them: with keep-answer, a long row's input is cut by the same
+    rule (core/truncation.py) with the reference answer in place, so the prompt is the trained one token for token;
+    right and drop leave prompts whole (training never saw such a row's answer)."""
+    if fitting.truncation == "keep-answer":
+        from .truncation import fit
+
+        fitted = fit(tok, example, fitting.max_length, "keep-answer")
+        if fitted.messages is not None and fitted.outcome != "fits":
+            example = Example(example.line, fitted.messages, raw=example.raw)
+    return example_to_prompt_and_answer(example)[0]
+
+
 def generate_answers(tok, model, examples: list[Example], max_new_tokens: int = 96, batch_size: int = 8,
-                     on_batch: Callable[[int, int], None] | None = None, max_time: float | None = None) -> list[str]:
-    return generate_replies(tok, model, [example_to_prompt_and_answer(e)[0] for e in examples], max_new_tokens,
+                     on_batch: Callable[[int, int], None] | None = None, max_time: float | None = None,
+                     fitting: Fitting = Fitting()) -> list[str]:
+    return generate_replies(tok, model, [prompt_of(tok, e, fitting) for e in examples], max_new_tokens,
                             batch_size, on_batch, max_time)
 
 
@@ -144,7 +171,8 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
     return answers
 
 
-def eval_loss(tok, model, examples: list[Example], max_length: int = 1024) -> float | None:
+def eval_loss(tok, model, examples: list[Example], max_length: int = 1024,
+              truncation: str = "keep-answer") -> float | None:
     import torch
 
     from .render import features
@@ -152,7 +180,7 @@ def eval_loss(tok, model, examples: list[Example], max_length: int = 1024) -> fl
     total, count = 0.0, 0
     device = next(model.parameters()).device
     for e in examples:
-        f = features(tok, e, max_length)
+        f = features(tok, e, max_length, truncation)
         if f.n_trained == 0:
             continue
         ids = torch.tensor([f.input_ids], device=device)
@@ -183,24 +211,25 @@ def evaluate(model: str, adapter: str | None, examples: list[Example], *, compar
     say = on_progress or (lambda text: None)
     say(f"loading {model}" + (" and the adapter" if adapter else ""))
     tok, base, tuned = load_for_eval(model, adapter)
+    fitting = Fitting.of(adapter)
     results = []
     if tuned is None or compare:
         if tuned is not None:
             with tuned.disable_adapter():
-                results.append(_score_model("base", tok, tuned, examples, max_new_tokens, say))
+                results.append(_score_model("base", tok, tuned, examples, max_new_tokens, say, fitting))
         else:
-            results.append(_score_model("base", tok, base, examples, max_new_tokens, say))
+            results.append(_score_model("base", tok, base, examples, max_new_tokens, say, fitting))
     if tuned is not None:
-        results.append(_score_model("adapter", tok, tuned, examples, max_new_tokens, say))
+        results.append(_score_model("adapter", tok, tuned, examples, max_new_tokens, say, fitting))
     return results
 
 
-def _score_model(label, tok, model, examples, max_new_tokens, say: Say) -> EvalResult:
+def _score_model(label, tok, model, examples, max_new_tokens, say: Say, fitting: Fitting) -> EvalResult:
     n = len(examples)
-    answers = generate_answers(tok, model, examples, max_new_tokens,
+    answers = generate_answers(tok, model, examples, max_new_tokens, fitting=fitting,
                                on_batch=lambda first, last: say(f"{label}: answering rows {first}–{last} of {n}"))
     say(f"{label}: eval loss on {n} rows")
-    return score(label, examples, answers, eval_loss(tok, model, examples))
+    return score(label, examples, answers, eval_loss(tok, model, examples, fitting.max_length, fitting.truncation))
 
 
 class Chat:
@@ -210,11 +239,21 @@ class Chat:
         self.adapter = str(adapter)
         self.model = model or run_record(self.adapter).get("config", {}).get("model") or DEFAULT_MODEL
         self.max_new_tokens = max_new_tokens
+        self.fitting = Fitting.of(self.adapter)
         self.tok, _, self.tuned = load_for_eval(self.model, self.adapter)
 
     def ask(self, prompt: str) -> tuple[str, str]:
-        """(base answer, adapter answer), greedy, to `prompt` as one user turn."""
-        messages = [[{"role": "user", "content": prompt}]]
+        """(base answer, adapter answer), greedy, to `prompt` as one user turn; a prompt longer than the run's max
+        length (less room for the answer) is cut in its middle, as training cut long inputs (keep-answer)."""
+        messages = [self.prompt_messages(prompt)]
         with self.tuned.disable_adapter():
             base = generate_replies(self.tok, self.tuned, messages, self.max_new_tokens)[0]
         return base, generate_replies(self.tok, self.tuned, messages, self.max_new_tokens)[0]
+
+    def prompt_messages(self, prompt: str) -> list[dict]:
+        messages = [{"role": "user", "content": prompt}]
+        if self.fitting.truncation != "keep-answer":
+            return messages
+        from .truncation import fit_prompt
+
+        return fit_prompt(self.tok, messages, max(self.fitting.max_length - self.max_new_tokens, 64))[0]

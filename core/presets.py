@@ -35,6 +35,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 1024
+    truncation: str = "keep-answer"  # rows over max_length: keep-answer cuts the input's middle and keeps the answer
+    #                                  whole (GenAptitude puts whole JSON documents in `input` and the answer last:
+    #                                  right-truncation would train those rows on no answer); right; drop
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -109,6 +112,8 @@ class TrainConfig:
         need(self.grad_accum >= 1, f"gradient accumulation must be ≥ 1 (got {self.grad_accum})", "use --grad-accum 1 or more")
         need(0 <= self.lr < 1, f"learning rate {self.lr} is out of range",
              "typical LoRA values are 1e-4 to 2e-3; 0 picks one from the model's size")
+        need(self.truncation in ("keep-answer", "right", "drop"), f"truncation must be keep-answer, right or drop, "
+             f"not {self.truncation!r}", "use keep-answer (the answer survives; the input is cut in its middle)")
         need(16 <= self.max_length <= 131072, f"max length {self.max_length} is out of range", "use 256–4096")
         need(self.lora_r >= 1, f"LoRA r must be ≥ 1 (got {self.lora_r})", "try 8, 16 or 64")
         need(self.lora_alpha >= 1, f"LoRA alpha must be ≥ 1 (got {self.lora_alpha})", "alpha = 2·r is a common choice")

@@ -16,21 +16,12 @@ from operator import itemgetter, le
 
 from .dataset import Example
 from .errors import InputError, Problem
+from .truncation import Fitted, fit, suggested_max_length
 
 PAD_CANDIDATES = ("<|endoftext|>", "<|fim_pad|>", "<pad>", "<|pad|>", "<unk>", "<|finetune_right_pad_id|>")
 
 
-@dataclass
-class Features:
-    input_ids: list[int]
-    labels: list[int]  # -100 where no loss
-    truncated: bool
-    text: str
-    offsets: list[tuple[int, int]]
-
-    @property
-    def n_trained(self) -> int:
-        return sum(1 for x in self.labels if x != -100)
+Features = Fitted  # a row's token ids and loss labels, fitted into max length (core/truncation.py)
 
 
 @dataclass
@@ -39,6 +30,11 @@ class RenderedExample:
     n_tokens: int
     n_trained: int
     truncated: bool
+    outcome: str = "fits"  # see truncation.Fitted: fits | cut | answer-cut | right | dropped
+    n_before: int = 0  # tokens of the row as written
+    cut_tokens: int = 0
+    dropped_turns: int = 0
+    answer_lost: int = 0
 
 
 @dataclass
@@ -50,9 +46,21 @@ class LengthStats:
     max: int
     over_max: int
     max_length: int
+    # What each --truncation does with the rows over max length (truncation.long_rows_text words it):
+    right_lost_tokens: int = 0  # answer tokens plain right-truncation would lose
+    right_lost_rows: int = 0  # rows that would lose some of their answer that way
+    right_empty_rows: int = 0  # ... and those left with no answer token at all (they teach nothing)
+    cut_rows: int = 0  # keep-answer: rows whose input is cut in the middle
+    answer_cut_rows: int = 0  # keep-answer: rows whose answer alone exceeds max length (cut from its end)
+    answer_cut_tokens: int = 0
 
     def to_dict(self) -> dict:
-        return self.__dict__.copy()
+        return {**self.__dict__, "suggested_max_length": {"p95": self.suggest_max_length(),
+                                                          "all": self.suggest_max_length(all_rows=True)}}
+
+    def suggest_max_length(self, all_rows: bool = False) -> int:
+        """A max length (a multiple of 64) that holds 95% of the rows as written, or all of them."""
+        return suggested_max_length(self.max if all_rows else self.p95)
 
 
 def load_tokenizer(model: str, trust_remote_code: bool = False, on_phase=None):
@@ -122,15 +130,9 @@ def trained_spans(tok, example: Example) -> tuple[str, list[tuple[int, int]]]:
     return full, list(zip(edges[0::2], edges[1::2]))
 
 
-def features(tok, example: Example, max_length: int) -> Features:
-    text, spans = trained_spans(tok, example)
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-    labels = label_tokens(ids, offsets, spans)
-    truncated = len(ids) > max_length
-    if truncated:
-        ids, labels, offsets = ids[:max_length], labels[:max_length], offsets[:max_length]
-    return Features(ids, labels, truncated, text, offsets)
+def features(tok, example: Example, max_length: int, truncation: str = "keep-answer") -> Features:
+    """The row's token ids and labels within max length, by the `truncation` rule (core/truncation.py)."""
+    return fit(tok, example, max_length, truncation)
 
 
 def label_tokens(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -237,8 +239,8 @@ def _fill(skel: _Skeleton, contents: list[str]) -> tuple[str, list[tuple[int, in
     return "".join(parts), list(zip(edges[0::2], edges[1::2]))
 
 
-def render_example(tok, example: Example, max_length: int) -> RenderedExample:
-    f = features(tok, example, max_length)
+def render_example(tok, example: Example, max_length: int, truncation: str = "keep-answer") -> RenderedExample:
+    f = features(tok, example, max_length, truncation)
     segments: list[tuple[str, bool]] = []
     pos = 0
     for (start, end), label in zip(f.offsets, f.labels):
@@ -247,7 +249,8 @@ def render_example(tok, example: Example, max_length: int) -> RenderedExample:
             _append(segments, f.text[pos:start], False)
         _append(segments, f.text[start:end], trained)
         pos = max(pos, end)
-    return RenderedExample(segments, len(f.input_ids), f.n_trained, f.truncated)
+    return RenderedExample(segments, len(f.input_ids), f.n_trained, f.truncated, f.outcome, f.n_before,
+                           f.cut_tokens, f.dropped_turns, f.answer_lost)
 
 
 def _append(segments: list[tuple[str, bool]], text: str, trained: bool) -> None:
@@ -260,14 +263,32 @@ def _append(segments: list[tuple[str, bool]], text: str, trained: bool) -> None:
 
 
 def length_stats(tok, examples: list[Example], max_length: int) -> LengthStats:
+    """Token lengths of the rows as written, and what each --truncation would do with the ones over max length."""
     spans_of, lengths = SpanRenderer(tok), []
+    right_lost = right_rows = right_empty = cut_rows = answer_cut_rows = answer_cut_tokens = 0
     for start in range(0, len(examples), 1000):  # batched like tokenize.encode: the Rust tokenizer uses every core
-        texts = [spans_of(e)[0] for e in examples[start:start + 1000]]
-        lengths += map(len, tok(texts, add_special_tokens=False, return_attention_mask=False,
-                                return_token_type_ids=False)["input_ids"])
+        batch = examples[start:start + 1000]
+        rendered = [spans_of(e) for e in batch]
+        enc = tok([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True,
+                  return_attention_mask=False, return_token_type_ids=False)
+        for ex, (text, spans), ids, offsets in zip(batch, rendered, enc["input_ids"], enc["offset_mapping"]):
+            lengths.append(len(ids))
+            if len(ids) <= max_length:
+                continue
+            labels = label_tokens(ids, offsets, spans)
+            lost = sum(1 for x in labels[max_length:] if x != -100)
+            right_lost += lost
+            right_rows += lost > 0
+            right_empty += all(x == -100 for x in labels[:max_length])
+            f = fit(tok, ex, max_length, "keep-answer", spans_of=spans_of, encoded=(text, ids, offsets, labels))
+            cut_rows += f.cut_tokens > 0
+            if f.outcome in ("answer-cut", "dropped"):
+                answer_cut_rows += 1
+                answer_cut_tokens += f.answer_lost
     lengths.sort()
     if not lengths:
         return LengthStats(0, 0, 0, 0, 0, 0, max_length)
     p95 = lengths[min(len(lengths) - 1, int(round(0.95 * (len(lengths) - 1))))]
     return LengthStats(len(lengths), lengths[0], int(statistics.median(lengths)), p95, lengths[-1],
-                       sum(1 for n in lengths if n > max_length), max_length)
+                       sum(1 for n in lengths if n > max_length), max_length, right_lost, right_rows, right_empty,
+                       cut_rows, answer_cut_rows, answer_cut_tokens)

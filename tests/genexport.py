@@ -203,6 +203,10 @@ DESC_TEMPLATES = [
 MIN_INPUT = 250
 MAX_INPUT = 700
 EMPTY_FRACTION = 0.075
+#: Long documents (`long_fraction`): the whole element with its revision history, 3,600-4,600 characters (about
+#: 2,000 SmolLM2 tokens), as the exporter serialises elements that carry one. The history sits between the
+#: element's own fields and its collection/space, so every answer slot stays at the document's start or end.
+LONG_INPUT = (3600, 4600)
 
 
 def dumps_doc(doc: dict[str, Any]) -> str:
@@ -410,6 +414,31 @@ def _row(kind: str, domain: str, doc: dict[str, Any], out: str) -> dict[str, str
     return {"instruction": INSTRUCTIONS[kind].format(domain=domain), "input": dumps_doc(doc), "output": out}
 
 
+def _history(rng: random.Random, chars: int) -> list[dict[str, Any]]:
+    """Revision records until the serialised list is about `chars` long."""
+    out: list[dict[str, Any]] = []
+    size = 2
+    while size < chars:
+        domain = rng.choice(DOMAINS)
+        entry = {"révision": len(out) + 1,
+                 "date": f"20{rng.randint(18, 25)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                 "auteur": rng.choice(AUTHORS), "commentaire": _description(rng, domain),
+                 "champsModifiés": rng.sample(["description", "status", "properties", "tags", "modifiedAt",
+                                               "owner", "traces", "ports"], rng.randint(1, 3))}
+        out.append(entry)
+        size += len(dumps_doc(entry)) + 2
+    return out
+
+
+def lengthen(row: dict[str, str], rng: random.Random) -> dict[str, str]:
+    """The row with its element's revision history added before `collection` (answer and other fields unchanged)."""
+    doc = json.loads(row["input"])
+    tail = {k: doc.pop(k) for k in ("collection", "space") if k in doc}
+    doc["historique"] = _history(rng, rng.randint(*LONG_INPUT) - len(dumps_doc(doc)))
+    doc.update(tail)
+    return {**row, "input": dumps_doc(doc)}
+
+
 def _row_layer(rng: random.Random) -> dict[str, str]:
     code = rng.choice(list(LAYER_LABELS))
     return {"instruction": INSTRUCTIONS["layer"].format(code=code, label=LAYER_LABELS[code]), "input": "",
@@ -433,8 +462,9 @@ assert not any('"' in n or "\\" in n for pool in (COMPONENTS, FUNCTIONS, EXCHANG
 
 # --------------------------------------------------------------------------- public API
 
-def generate(seed: int = 0, rows: int = 240) -> list[dict[str, str]]:
-    """`rows` export rows, a pure function of (seed, rows). About 7.5 % have an empty `input`."""
+def generate(seed: int = 0, rows: int = 240, long_fraction: float = 0.0) -> list[dict[str, str]]:
+    """`rows` export rows, a pure function of (seed, rows, long_fraction). About 7.5 % have an empty `input`;
+    `long_fraction` of all rows (taken among those with an input) carry a long document (LONG_INPUT)."""
     if rows < 0:
         raise ValueError("rows must be >= 0")
     rng = random.Random(seed)
@@ -458,6 +488,12 @@ def generate(seed: int = 0, rows: int = 240) -> list[dict[str, str]]:
             out.append(_row_criticality(rng, rng.choice(DOMAINS), layer))
         else:
             out.append(_BUILDERS[kind](rng, rng.choice(DOMAINS)))
+    if long_fraction > 0:  # a separate generator: the rows themselves stay those of (seed, rows)
+        long_rng = random.Random(seed * 7919 + 17)
+        with_input = [i for i, r in enumerate(out) if r["input"]]
+        long_rng.shuffle(with_input)
+        for i in sorted(with_input[:round(rows * long_fraction)]):
+            out[i] = lengthen(out[i], long_rng)
     return out
 
 
@@ -481,10 +517,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", type=int, default=240)
     ap.add_argument("--out", default=None, help="output path (default: stdout)")
+    ap.add_argument("--long-fraction", type=float, default=0.0,
+                    help="fraction of rows whose input is a long document (~2,000 tokens), e.g. 0.5")
     args = ap.parse_args(argv)
     if args.rows < 0:
         ap.error("--rows must be >= 0")
-    write_jsonl(generate(args.seed, args.rows), args.out)
+    if not 0 <= args.long_fraction <= 1:
+        ap.error("--long-fraction must be between 0 and 1")
+    write_jsonl(generate(args.seed, args.rows, args.long_fraction), args.out)
     return 0
 
 

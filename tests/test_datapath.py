@@ -37,11 +37,12 @@ def tok(request):
     return request.getfixturevalue(request.param)
 
 
-def reference(tok, examples: list[Example], max_length: int) -> tuple[dict[str, list], int]:
+def reference(tok, examples: list[Example], max_length: int,
+              truncation: str = "right") -> tuple[dict[str, list], int]:
     """What `encode` must return: `render.features` row by row, the straightforward (slow) path."""
     ids, labels, dropped = [], [], 0
     for ex in examples:
-        f = features(tok, ex, max_length)
+        f = features(tok, ex, max_length, truncation)
         if f.n_trained == 0:
             dropped += 1
             continue
@@ -83,10 +84,15 @@ def test_span_renderer_matches_direct_rendering(tok):
         assert spans_of(ex) == trained_spans(tok, ex), ex.line
 
 
+def encoded(tok, examples, max_length, truncation="right", batch_rows=64):
+    cols, counts = encode(tok, examples, max_length, batch_rows=batch_rows, truncation=truncation)
+    return cols, counts.dropped
+
+
 @pytest.mark.parametrize("max_length", [512, 200, 40])
 def test_encode_matches_row_by_row_features_on_the_bundled_export(tok, max_length):
     examples = read_dataset(str(BUNDLED_DATASET)).examples
-    got = encode(tok, examples, max_length, batch_rows=64)
+    got = encoded(tok, examples, max_length)
     assert got == reference(tok, examples, max_length)
     cols, dropped = got
     if max_length == 40:  # every answer comes after the 40th token: all rows dropped, as before
@@ -96,10 +102,17 @@ def test_encode_matches_row_by_row_features_on_the_bundled_export(tok, max_lengt
         assert any(len(ids) == max_length for ids in cols["input_ids"])
 
 
+@pytest.mark.parametrize("truncation", ["keep-answer", "drop"])
+@pytest.mark.parametrize("max_length", [512, 200, 40])
+def test_encode_matches_row_by_row_features_with_each_truncation(tok, max_length, truncation):
+    examples = read_dataset(str(BUNDLED_DATASET)).examples[:80] + assorted()
+    assert encoded(tok, examples, max_length, truncation) == reference(tok, examples, max_length, truncation)
+
+
 @pytest.mark.parametrize("max_length", [1024, 64, 24])
 def test_encode_matches_row_by_row_features_on_every_format(tok, max_length):
     examples = assorted()
-    got = encode(tok, examples, max_length, batch_rows=5)
+    got = encoded(tok, examples, max_length, batch_rows=5)
     assert got == reference(tok, examples, max_length)
     if max_length == 64:  # the long prompt pushes its answer out; the first answer of a long chat survives
         assert 0 < got[1] < len(examples)
@@ -109,7 +122,7 @@ def test_a_template_that_trims_content_falls_back_to_direct_rendering(tiny_token
     tok = copy.deepcopy(tiny_tokenizer)
     tok.chat_template = tok.chat_template.replace("message['content']", "message['content'] | trim")
     examples = assorted()
-    assert encode(tok, examples, 1024) == reference(tok, examples, 1024)
+    assert encoded(tok, examples, 1024) == reference(tok, examples, 1024)
 
 
 def test_a_template_that_is_not_prefix_stable_is_refused_as_before(tiny_tokenizer):
@@ -207,7 +220,7 @@ def test_five_thousand_rows_tokenise_fast_enough(smollm2, monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # conftest turns it off; a real run leaves it on
     examples = parse_lines(to_jsonl(generate(seed=11, rows=5000)).encode()).examples
     start = time.perf_counter()
-    cols, dropped = encode(smollm2, examples, 512)
+    cols, counts = encode(smollm2, examples, 512)
     elapsed = time.perf_counter() - start
-    assert len(cols["input_ids"]) + dropped == 5000
+    assert len(cols["input_ids"]) + counts.dropped == 5000
     assert elapsed < 6.0, f"5,000 rows took {elapsed:.1f}s"

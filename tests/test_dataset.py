@@ -1,9 +1,11 @@
 """What a user sees when core.dataset reads their JSON Lines file: rows, counts and error messages."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import random
 import time
 
 import pytest
@@ -167,6 +169,27 @@ def test_broken_utf16_is_refused():
     err = fail(b"\xff\xfe{\x00\x00\xd8")
     assert err.message == "data.jsonl: the file starts like UTF-16 text but cannot be decoded as UTF-16"
     assert "re-save the file as UTF-8" in err.hint
+
+
+def test_a_long_utf16_or_utf32_file_is_read_whole_not_refused_line_by_line():
+    text = jsonl(*good(30), eol="\r\n").decode("utf-8")
+    for data in (b"\xff\xfe" + text.encode("utf-16-le"), b"\xfe\xff" + text.encode("utf-16-be"),
+                 text.encode("utf-16-le"), text.encode("utf-32")):
+        report = parse_lines(data, "data.jsonl")
+        assert len(report.examples) == 30 and not report.problems
+        assert report.examples[29].messages[-1]["content"] == good(30)[29]["output"]
+    assert parse_lines(text.encode("utf-32")).encoding == "utf-32"
+
+
+@pytest.mark.parametrize("data, sentence", [
+    (gzip.compress(jsonl(*good(200))), "data.jsonl is a gzip archive, not JSON Lines text"),
+    (b"PK\x03\x04" + bytes(range(256)) * 40, "data.jsonl is a zip archive (or an .xlsx/.docx file), not JSON Lines"),
+    (random.Random(0).randbytes(20000), "data.jsonl looks like a binary file, not JSON Lines"),
+], ids=["gzip", "zip", "random-bytes"])
+def test_a_binary_file_gets_one_sentence_about_the_whole_file(data, sentence):
+    err = fail(data)
+    assert err.message.startswith("data.jsonl: " + sentence) and err.problems == []
+    assert "NUL" not in err.render().split("(")[0] and len(err.render().splitlines()) == 2  # the sentence, the hint
 
 
 def test_old_mac_cr_line_endings():

@@ -144,6 +144,7 @@ class FakeEngine(Engine):
         self.train_calls: list[dict[str, Any]] = []
         self.stop_event: threading.Event | None = None
         self.preview_calls: list[tuple] = []
+        self.stats: LengthStats | None = None  # what length_stats answers (default: every row fits)
         # after a run: what `evaluate` and `chat` answer; a gate (set it to let them answer) shows their busy state
         self.eval_error: Exception | None = None
         self.chat_error: Exception | None = None
@@ -162,11 +163,13 @@ class FakeEngine(Engine):
     def read_dataset(self, path: str, skip_invalid: bool = False):
         return dataset_report(self.lines, path, skip_invalid)
 
-    def preview(self, model: str, example: Any, max_length: int) -> RenderedExample:
+    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> RenderedExample:
         self.preview_calls.append((model, example.line, max_length))
         return PREVIEW
 
     def length_stats(self, model: str, examples: list, max_length: int) -> LengthStats:
+        if self.stats is not None:
+            return self.stats
         return LengthStats(len(examples), STATS.min, STATS.median, STATS.p95, STATS.max, STATS.over_max, max_length)
 
     def estimate(self, config) -> VramEstimate:

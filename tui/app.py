@@ -241,8 +241,9 @@ class TrainerApp(App):
         self.training.idle_hint(message.config.preset, self.dataset.path, self.output_dir)
         if self._stats_timer is not None:
             self._stats_timer.stop()
-        model, max_length = message.config.model, message.config.max_length
-        self._stats_timer = self.set_timer(max(self.stats_delay, 0.001), lambda: self.dataset.measure(model, max_length))
+        model, max_length, truncation = message.config.model, message.config.max_length, message.config.truncation
+        self._stats_timer = self.set_timer(max(self.stats_delay, 0.001),
+                                           lambda: self.dataset.measure(model, max_length, truncation))
 
     def on_dataset_loaded(self, message: DatasetLoaded) -> None:
         # Bubbled up from the dataset panel, which has already shown it: the overview shows a sample too.
@@ -251,9 +252,13 @@ class TrainerApp(App):
         self.presets.set_data(len(message.report.examples) if message.report else None, None)
 
     def on_length_stats_ready(self, message: LengthStatsReady) -> None:
-        # Token lengths measured for the dataset tab: the preset tab's step plan uses the median row.
+        # Token lengths measured for the dataset tab: the preset tab's step plan uses the median row and suggests a
+        # max length that fits the rows; the overview says how rows over max length are handled.
         if message.stats is not None:
             self.presets.set_data(self.presets.data_rows, message.stats.median)
+        if message.key == self.dataset.stats_key and message.stats is not None:
+            self.overview.show_long_rows(message.stats, self.dataset.truncation)
+            self.presets.set_length_stats(message.stats)
 
     def use_preset(self, name: str) -> None:
         self.presets.use_preset(name)
@@ -287,7 +292,7 @@ class TrainerApp(App):
         if example is None:
             return
         config = self.current_config()
-        self.push_screen(PreviewScreen(self.engine, example, config.model, config.max_length))
+        self.push_screen(PreviewScreen(self.engine, example, config.model, config.max_length, config.truncation))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -30,12 +30,13 @@ class Engine:
         """A `core.dataset.DatasetReport`; raises `DatasetError` naming the bad lines."""
         raise NotImplementedError
 
-    def preview(self, model: str, example: Any, max_length: int) -> Any:
-        """A `core.render.RenderedExample`: the exact text the model sees and which tokens carry the loss."""
+    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> Any:
+        """A `core.render.RenderedExample`: the exact text the model sees (a long row fitted by `truncation`) and
+        which tokens carry the loss."""
         raise NotImplementedError
 
     def length_stats(self, model: str, examples: list, max_length: int) -> Any:
-        """A `core.render.LengthStats` over the examples' token lengths."""
+        """A `core.render.LengthStats` over the examples' token lengths, and what each truncation does."""
         raise NotImplementedError
 
     def estimate(self, config: TrainConfig) -> Any:
@@ -120,10 +121,10 @@ class RealEngine(Engine):
                 self._tokenizers[model] = load_tokenizer(model)
             return self._tokenizers[model]
 
-    def preview(self, model: str, example: Any, max_length: int) -> Any:
+    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> Any:
         from core.render import render_example
 
-        return render_example(self._tokenizer(model), example, max_length)
+        return render_example(self._tokenizer(model), example, max_length, truncation)
 
     def length_stats(self, model: str, examples: list, max_length: int) -> Any:
         from core.render import length_stats

@@ -1,6 +1,7 @@
 """One sample rendered exactly as the model sees it, with the tokens that carry the loss highlighted."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.text import Text
@@ -24,21 +25,42 @@ def legend() -> Text:
                          ("context", "dim"), " is seen but not learned")
 
 
+CUT = "bold reverse yellow"  # the …[N tokens cut]… marker where keep-answer cut a long input
+_CUT_MARK = re.compile(r"…\[[0-9,]+ tokens cut\]…")
+
+
 def rendered_text(rendered: Any) -> Text:
     text = Text()
     for piece, trained in rendered.segments:
         text.append(piece, style=TRAINED if trained else CONTEXT)
+    if getattr(rendered, "cut_tokens", 0):
+        text.highlight_regex(_CUT_MARK, CUT)
     return text
 
 
-def header_text(rendered: Any, line: int, model: str, max_length: int) -> Text:
+def header_text(rendered: Any, line: int, model: str, max_length: int, truncation: str = "keep-answer") -> Text:
     text = Text.assemble((f"line {line}", "bold"), f" · {model} · {rendered.n_tokens} tokens, ",
                          (f"{rendered.n_trained} trained", "bold green"))
-    if rendered.truncated:
-        text.append(f"\n⚠ truncated at max length {max_length}: the end of this row is not seen by the model",
+    outcome = getattr(rendered, "outcome", "right" if rendered.truncated else "fits")
+    before, cut = getattr(rendered, "n_before", 0), getattr(rendered, "cut_tokens", 0)
+    lost = getattr(rendered, "answer_lost", 0)
+    if outcome in ("cut", "answer-cut") and cut:
+        turns = getattr(rendered, "dropped_turns", 0)
+        text.append(f"\n✂ {before:,} tokens as written, longer than max length {max_length:,}: {cut:,} tokens of the "
+                    "input cut in its middle (see …[N tokens cut]… below)"
+                    + (f", {turns} earlier turn(s) left out" if turns else "")
+                    + (", the answer is whole" if outcome == "cut" else ""), style="bold yellow")
+    if outcome == "answer-cut":
+        text.append(f"\n⚠ the answer alone is longer than max length {max_length:,}: its last {lost:,} tokens are cut",
                     style="bold yellow")
-    if rendered.n_trained == 0:
-        text.append("\n⚠ no token is trained in this row (the answer was cut off?)", style="bold red")
+    elif outcome == "right":
+        text.append(f"\n⚠ cut from the right at max length {max_length:,} (--truncation right): {lost:,} answer "
+                    "tokens are not seen by the model", style="bold yellow")
+    if outcome == "dropped" or rendered.n_trained == 0:
+        why = "cut from the right, no answer token is left" if truncation == "right" else "--truncation drop"
+        text.append(f"\n⚠ this row is left out of training: {before:,} tokens as written, longer than max length "
+                    f"{max_length:,} ({why}; --truncation keep-answer would keep it, its input cut in the middle)"
+                    if outcome == "dropped" else "\n⚠ no token is trained in this row", style="bold red")
     return text
 
 
@@ -52,9 +74,11 @@ class PreviewScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
-    def __init__(self, engine: Any, example: Any, model: str, max_length: int) -> None:
+    def __init__(self, engine: Any, example: Any, model: str, max_length: int,
+                 truncation: str = "keep-answer") -> None:
         super().__init__()
         self.engine, self.example, self.model, self.max_length = engine, example, model, max_length
+        self.truncation = truncation
         self.rendered: Any | None = None
         self.body: Text | None = None
 
@@ -75,7 +99,7 @@ class PreviewScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="preview")
     def _render_sample(self) -> None:
         try:
-            rendered = self.engine.preview(self.model, self.example, self.max_length)
+            rendered = self.engine.preview(self.model, self.example, self.max_length, self.truncation)
         except Exception as exc:
             message = exc.render() if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
             self.post_message(PreviewReady(None, message))
@@ -88,7 +112,7 @@ class PreviewScreen(ModalScreen[None]):
             head.update(Text(f"line {self.example.line}: cannot render this sample\n{message.error}", style="red"))
             return
         self.rendered = message.rendered
-        head.update(header_text(message.rendered, self.example.line, self.model, self.max_length))
+        head.update(header_text(message.rendered, self.example.line, self.model, self.max_length, self.truncation))
         self.body = rendered_text(message.rendered)
         self.query_one("#preview-text", Static).update(self.body)
 

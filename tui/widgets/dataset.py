@@ -43,11 +43,14 @@ def error_text(error: BaseException) -> str:
     return f"could not read the dataset: {type(error).__name__}: {error}"
 
 
-def stats_text(stats: Any, model: str, max_length: int) -> Text:
+def stats_text(stats: Any, model: str, max_length: int, truncation: str = "keep-answer") -> Text:
+    from core.truncation import long_rows_text
+
     text = Text.assemble(("tokens ", "bold"), (f"({model}, max length {max_length}) ", "dim"), f"min {stats.min} · median {stats.median} · p95 {stats.p95} · "
                                               f"max {stats.max}")
     if stats.over_max:
-        text.append(f"  ⚠ {stats.over_max} row(s) longer than max length: their end is cut", style="bold yellow")
+        for line in long_rows_text(stats, truncation):
+            text.append(f"\n⚠ {line}", style="bold yellow")
     else:
         text.append("  all rows fit max length", style="green")
     return text
@@ -74,7 +77,7 @@ class DatasetPanel(Vertical):
         self.report: Any | None = None
         self.error: BaseException | None = None
         self.skip_invalid = False
-        self.model, self.max_length = "", 0
+        self.model, self.max_length, self.truncation = "", 0, "keep-answer"
         self.stats: Any | None = None
         self.stats_key: tuple | None = None
         self._table_width = 0
@@ -162,13 +165,18 @@ class DatasetPanel(Vertical):
             self._fill_table()
 
     # -- token lengths -------------------------------------------------------------------------------
-    def measure(self, model: str, max_length: int) -> None:
-        """Token-length stats for the current model and max length (slow: loads the tokenizer)."""
+    def measure(self, model: str, max_length: int, truncation: str = "keep-answer") -> None:
+        """Token-length stats for the current model and max length (slow: loads the tokenizer); the stats hold what
+        every truncation does, so a new `truncation` only repaints."""
         self.model, self.max_length = model, max_length
+        changed, self.truncation = truncation != self.truncation, truncation
         if self.report is None or not model:
             return
         key = (self.report.sha256, model, max_length)
         if key == self.stats_key:
+            if changed and self.stats is not None:
+                self.query_one("#dataset-stats", Static).update(stats_text(self.stats, model, max_length, truncation))
+                self.post_message(LengthStatsReady(key, self.stats))  # the overview and preset tab repaint too
             return
         self.stats_key = key
         self.query_one("#dataset-stats", Static).update(
@@ -194,7 +202,7 @@ class DatasetPanel(Vertical):
             widget.update(Text(f"token lengths unavailable: {message.error}", style="yellow"))
             return
         self.stats = message.stats
-        widget.update(stats_text(message.stats, message.key[1], message.key[2]))
+        widget.update(stats_text(message.stats, message.key[1], message.key[2], self.truncation))
 
     # -- samples ---------------------------------------------------------------------------------------
     def selected_example(self) -> Any | None:

@@ -123,6 +123,7 @@ class OverviewPanel(VerticalScroll):
     OverviewPanel #overview-preset { margin-top: 1; }
     OverviewPanel #overview-data { margin-top: 1; }
     OverviewPanel #overview-hint { color: $text-muted; }
+    OverviewPanel #overview-long { display: none; }
     OverviewPanel #overview-data.-error { text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
@@ -138,6 +139,7 @@ class OverviewPanel(VerticalScroll):
         yield self.hardware
         yield Static(preset_text(self.active, None, None, None, None), id="overview-preset")
         yield Static(Text.assemble(("Data ", "bold"), ("reading…", "dim")), id="overview-data")
+        yield Static("", id="overview-long")  # rows over max length, once the Dataset tab has measured them
         yield DataSample(id="overview-sample")
         yield Static("", id="overview-hint")
 
@@ -159,11 +161,23 @@ class OverviewPanel(VerticalScroll):
         self.dataset_shown = None
         self.query_one("#overview-data", Static).update(Text.assemble(("Data ", "bold"), (f"reading {path}…", "dim")))
 
+    def show_long_rows(self, stats: Any, truncation: str) -> None:
+        """The rows longer than max length and what training does with them (from the Dataset tab's stats)."""
+        from core.truncation import long_rows_text
+
+        widget = self.query_one("#overview-long", Static)
+        widget.display = bool(stats.over_max)  # nothing to say when every row fits
+        if not stats.over_max:
+            return
+        first, *rest = long_rows_text(stats, truncation)
+        widget.update(Text.assemble((f"⚠ {first}", "bold yellow"), *[(f"\n  {line}", "yellow") for line in rest[:1]]))
+
     def show_dataset(self, path: str, report: Any | None, error: BaseException | None, format_label: str) -> None:
         head = self.query_one("#overview-data", Static)
         sample = self.query_one(DataSample)
         hint = self.query_one("#overview-hint", Static)
         self.dataset_shown = report if error is None else error
+        self.query_one("#overview-long", Static).display = False  # until the new file's lengths are measured
         if error is not None or report is None:
             sample.show([])
             lines = (error_text(error) if error else "").splitlines()

@@ -26,13 +26,14 @@ FIELDS: tuple[tuple[str, str, type], ...] = (
     ("grad_accum", "grad accum", int),
     ("lr", "learning rate", float),
     ("max_length", "max length", int),
+    ("truncation", "truncation", str),  # keep-answer | right | drop: rows over max length
     ("lora_r", "LoRA r", int),
     ("gpus", "GPUs", int),
 )
 # Which field a TrainConfig.validate() problem is about, from the words its message starts with.
 _PROBLEM_FIELDS = (
     ("nothing to train", "epochs"), ("batch size", "batch_size"), ("gradient accumulation", "grad_accum"),
-    ("learning rate", "lr"), ("max length", "max_length"), ("LoRA r ", "lora_r"), ("gpus must", "gpus"),
+    ("learning rate", "lr"), ("max length", "max_length"), ("truncation", "truncation"), ("LoRA r ", "lora_r"), ("gpus must", "gpus"),
     ("gpus is", "gpus"),
 )
 
@@ -162,6 +163,7 @@ class PresetPanel(Horizontal):
         self.config: TrainConfig | None = None
         self.errors: dict[str, str] = {}
         self.estimate_gib: float | None = None
+        self.length_stats: Any | None = None  # core.render.LengthStats of the dataset, once measured
         self._checked: dict[str, str] = {}  # field values at the last validation
         self.data_rows: int | None = None  # the dataset's chat rows and typical token length, for the step plan
         self.data_tokens: int | None = None
@@ -341,6 +343,46 @@ class PresetPanel(Horizontal):
         plan = plan_for(self.config, [self.data_tokens or 256] * train_rows, max(self.config.gpus, 1))
         return plan, few_updates_warning(plan, train_rows)
 
+    def set_length_stats(self, stats: Any) -> None:
+        """The dataset's token lengths: the estimate then suggests a max length that fits them."""
+        self.length_stats = stats
+        self._show_estimate()
+
+    def _max_length_text(self, c: TrainConfig) -> Text:
+        """How the dataset's rows compare with max length, and the max length that would fit 95% / all of them, each
+        with its memory estimate (a suggestion: the user types it in)."""
+        from dataclasses import replace
+
+        stats = self.length_stats
+        if stats is None or stats.max_length != c.max_length:
+            return Text()
+        where = "VRAM" if c.device == "cuda" else "RAM"
+        text = Text("\n")
+        if not stats.over_max:
+            return text.append(f"max length {c.max_length:,}: all {stats.count:,} rows fit", style="green")
+        text.append(f"max length {c.max_length:,}: {stats.over_max:,} of {stats.count:,} rows are longer "
+                    f"({c.truncation}: " + {"keep-answer": "input cut in the middle, answer whole",
+                                            "right": "cut from the right", "drop": "left out"}.get(c.truncation, "?")
+                    + ")", style="yellow")
+        fits = []
+        for label, length in (("95% of rows", stats.suggest_max_length()),
+                              ("all rows", stats.suggest_max_length(all_rows=True))):
+            if length <= c.max_length:
+                continue
+            try:
+                need = self.engine.estimate(replace(c, max_length=length)).total_gib
+            except Exception:  # the estimate is a help, never a reason to fail
+                gib = ""
+            else:
+                gib = f", {where} ≈ {need:.1f} GiB"
+                free = max((g.free_gib for g in getattr(self.report, "gpus", None) or []), default=None)
+                if c.device == "cuda" and free is not None and need > free:
+                    gib += f" (more than the {free:.1f} GiB free)"
+            fits.append(f"{length:,} fits {label}{gib}")
+        if fits:
+            text.append("\nsuggested max length: " + "; ".join(dict.fromkeys(fits)), style="bold")
+        return text
+
     def _show_estimate(self) -> None:
         widget = self.query_one("#estimate", Static)
         self.estimate_gib = None
@@ -369,6 +411,7 @@ class PresetPanel(Horizontal):
             parts = " · ".join(f"{k} {v:.1f}" for k, v in est.parts.items())
             if parts:
                 text.append(f"  ({parts})", style="dim")
+        text.append_text(self._max_length_text(c))
         for warning in self.warnings() + ([few] if few else []):
             text.append(f"\n⚠ {warning}", style="bold yellow")
         gpu_plan, _ = run_plan(c, self.report)
