@@ -81,6 +81,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lora_targets"] = list(self.lora_targets)
+        d["gpu_ids"] = list(self.gpu_ids)  # JSON has lists: a round trip gives the same dict
         return d
 
     @property
@@ -331,11 +332,13 @@ PRESETS: dict[str, Preset] = {
                 "padding_free": "off on CPU: SDPA on CPU has no varlen kernel, padding is cheap at batch 8",
                 "mask_padding": "no attention mask on right-padded rows: the same losses, SDPA's causal CPU kernel",
                 "score_rows": "8 held-out rows answered by base and adapter after the run: ~30 s on 2 cores",
+                "min_updates": "0: the cpu preset keeps the 2 rows a step it was measured with (one epoch of the "
+                               "bundled export, 108 updates: exact match 1.00); 1-row steps were never measured here",
                 "save_every_minutes": "0: a CPU run of the bundled model takes minutes, a checkpoint would cost a "
                                       "good share of it; stop (Ctrl-C, s) still saves one",
             },
             needs_cuda=False,
-            score_rows=8,
+            score_rows=8, min_updates=0,
             model=BUNDLED_MODEL, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
             batch_size=2, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2, mask_padding=False,
             lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="adamw_torch", max_length=512,

@@ -119,7 +119,7 @@ async def test_preset_tab_shows_the_optimizer_steps_and_warns_when_too_few(tmp_p
         assert "≈ 143 optimizer steps for 300 rows × 1 epoch" in screen_text(app)  # cpu preset: 2 rows a step
         app.presets.set_data(30, 257)
         await pilot.pause()
-        assert "only 28 optimizer steps (28 rows): too few for the adapter to learn" in screen_text(app)
+        assert "only 14 optimizer steps (28 rows): too few for the adapter to learn" in screen_text(app)
 
 
 def test_the_preset_tab_shows_and_takes_an_automatic_learning_rate():
