@@ -66,7 +66,7 @@ def test_small_exports_get_a_smaller_budget_large_ones_keep_it():
 
 def test_a_run_with_a_token_budget_shrinks_it_for_a_small_export_and_says_so(tiny_qwen_dir, small_dataset, tmp_path):
     events = []
-    cfg = config_for("cpu", model=str(tiny_qwen_dir), batch_tokens=32768, batch_size=256, epochs=1,
+    cfg = config_for("cpu", model=str(tiny_qwen_dir), batch_tokens=32768, batch_size=256, epochs=1, min_updates=100,
                      eval_fraction=0.1)
     out = train(cfg, str(small_dataset), str(tmp_path / "out"), on_event=events.append)
     said = [e.message for e in events if isinstance(e, ev.LogLine) and "small dataset" in e.message]
