@@ -293,16 +293,16 @@ def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
     must fit (not the freest GPU of the box)."""
     from .presets import config_for
 
+    overrides = {k: v for k in OVERRIDES if (v := getattr(args, k)) is not None}
+    if args.gpu_ids and args.gpus is None:
+        overrides["gpus"] = len(args.gpu_ids)
+    if args.model:
+        overrides["model"] = args.model
+    if args.trust_remote_code:
+        overrides["trust_remote_code"] = True
     if getattr(args, "config_json", None):
         from .presets import config_from_dict
 
-        overrides = {k: v for k in OVERRIDES if (v := getattr(args, k)) is not None}
-        if args.gpu_ids and args.gpus is None:
-            overrides["gpus"] = len(args.gpu_ids)
-        if args.model:
-            overrides["model"] = args.model
-        if args.trust_remote_code:
-            overrides["trust_remote_code"] = True
         return config_from_dict({**json.loads(Path(args.config_json).read_text(encoding="utf-8")), **overrides})
     preset = args.preset
     if preset is None:
@@ -313,13 +313,6 @@ def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
         if run_gpus:
             report.gpus = [g for g in report.gpus if g.index in run_gpus]
         preset = suggest(report).preset
-    overrides = {k: getattr(args, k) for k in OVERRIDES}
-    if args.gpu_ids and args.gpus is None:
-        overrides["gpus"] = len(args.gpu_ids)
-    if args.model:
-        overrides["model"] = args.model
-    if args.trust_remote_code:
-        overrides["trust_remote_code"] = True
     return config_for(preset, **overrides)
 
 
