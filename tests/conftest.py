@@ -39,3 +39,16 @@ def small_dataset(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "dataset.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The bundled SmolLM2 tokenizer (converted once from the GGUF the set-up installs); skips without it."""
+    from core.errors import InputError
+    from core.models import resolve
+    from core.render import tokenizer_from
+
+    try:
+        return tokenizer_from(resolve("smollm2-135m-instruct"))
+    except InputError as exc:
+        pytest.skip(f"bundled model unavailable: {exc.message}")

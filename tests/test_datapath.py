@@ -20,18 +20,6 @@ from tests.genexport import generate, to_jsonl
 from tests.tinymodels import BUNDLED_DATASET
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    """The bundled SmolLM2 tokenizer (converted once from the GGUF the set-up installs)."""
-    from core.models import resolve
-    from core.render import tokenizer_from
-
-    try:
-        return tokenizer_from(resolve("smollm2-135m-instruct"))
-    except InputError as exc:
-        pytest.skip(f"bundled model unavailable: {exc.message}")
-
-
 @pytest.fixture(params=["smollm2", "tiny_tokenizer"])
 def tok(request):
     return request.getfixturevalue(request.param)

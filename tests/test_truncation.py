@@ -21,17 +21,6 @@ MARK = re.compile(r"…\[([0-9,]+) tokens cut\]…")
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    from core.models import resolve
-    from core.render import tokenizer_from
-
-    try:
-        return tokenizer_from(resolve("smollm2-135m-instruct"))
-    except InputError as exc:
-        pytest.skip(f"bundled model unavailable: {exc.message}")
-
-
-@pytest.fixture(scope="module")
 def long_export(tmp_path_factory):
     """40 GenAptitude rows, half of them with a whole element document of ~2,000 tokens in `input`."""
     path = tmp_path_factory.mktemp("long") / "long.jsonl"
