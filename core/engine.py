@@ -214,6 +214,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
 def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
     """The after-run check (core.learncheck): held-out rows answered by base and adapter, within the preset's
     row and time budget; a failure here never costs the user the adapter, which is saved already."""
+    from .evaluate import Fitting
     from .learncheck import score_run
 
     if config.score_rows <= 0 or config.score_seconds <= 0:
@@ -226,7 +227,8 @@ def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
                            f"adapter (≤{config.score_seconds:.0f}s)"))
     try:
         scored = score_run(tok, model, eval_ex, rows=config.score_rows, seconds=config.score_seconds,
-                           epochs=config.epochs, lr=config.lr, stop_event=stop_event)
+                           epochs=config.epochs, lr=config.lr, stop_event=stop_event,
+                           fitting=Fitting(config.max_length, config.truncation))
     except Exception as exc:  # noqa: BLE001 - the adapter is saved; the check is advice, say why it is missing
         _keep_trace(exc)
         emit(LogLine(f"the after-run check could not answer the held-out rows: {type(exc).__name__}: {exc}",

@@ -33,12 +33,13 @@ def verdict(base_exact: float, adapter_exact: float, base_sim: float, adapter_si
                            f"epochs ({more}){higher}, and check the data preview (t)")
 
 
-def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float, lr: float,
+def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float, lr: float, fitting,
               stop_event: threading.Event | None = None, max_new_tokens: int = 96,
               batch_size: int = 8) -> HeldOutScored | None:
     """Answer up to `rows` held-out chat rows with the base weights and the adapter (a peft model), batch by
-    batch, until `seconds` have passed or `stop_event` is set; None when nothing was answered."""
-    from .evaluate import generate_answers, score
+    batch, until `seconds` have passed or `stop_event` is set; None when nothing was answered. Prompts are cut
+    as the run cut its rows (`fitting`: a core.evaluate.Fitting), once for both sides."""
+    from .evaluate import generate_replies, prompt_of, score
 
     chat = [e for e in examples if e.text is None][:rows]
     if not chat or seconds <= 0:
@@ -55,10 +56,11 @@ def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float,
             if (stop_event is not None and stop_event.is_set()) or left <= 0:
                 break
             batch = chat[i:i + batch_size]
+            prompts = [prompt_of(tok, e, fitting) for e in batch]
             with model.disable_adapter():  # each side gets half of the time left: the check stays bounded
-                base_answers += generate_answers(tok, model, batch, max_new_tokens, batch_size, max_time=left / 2)
+                base_answers += generate_replies(tok, model, prompts, max_new_tokens, batch_size, max_time=left / 2)
             left = seconds - (time.perf_counter() - start)
-            tuned_answers += generate_answers(tok, model, batch, max_new_tokens, batch_size, max_time=max(left, 1))
+            tuned_answers += generate_replies(tok, model, prompts, max_new_tokens, batch_size, max_time=max(left, 1))
             done += batch
     finally:
         model.config.use_cache = use_cache
