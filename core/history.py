@@ -24,10 +24,9 @@ from typing import Callable, Iterable, NamedTuple
 
 from . import output
 from .errors import InputError
-from .output import latest_checkpoint, metrics_rows
+from .output import PARTIAL, latest_checkpoint, metrics_rows
 
 INDEX_NAME = "runs.jsonl"
-PARTIAL = ".partial"
 _OLD = re.compile(r"\.old-\d+$")  # finalize()'s short-lived backup of a replaced output
 MAX_SCAN = 5000  # entries looked at per folder: a huge home folder must not stall the list
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError, TrainerError
-from .output import ADAPTER_FILES, is_adapter, read_run_json, swap_into_place
+from .output import ADAPTER_FILES, PARTIAL, is_adapter, read_run_json, swap_into_place
 
 CONVERTER_NAMES = ("convert_hf_to_gguf.py", "convert-hf-to-gguf.py")  # the second is llama.cpp's old name
 LLAMA_CPP = "https://github.com/ggml-org/llama.cpp"
@@ -88,7 +88,7 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
     merged.to(torch.bfloat16)
     tok = tokenizer_from(adapter if (adapter / "tokenizer_config.json").is_file() else path, trust_remote_code)
 
-    work = out.with_name(out.name + ".partial")
+    work = out.with_name(out.name + PARTIAL)
     if work.exists():
         shutil.rmtree(work)  # a merge that died half-way
     say(f"[saving] {out}")
