@@ -254,9 +254,8 @@ class TrainerApp(App):
     def on_length_stats_ready(self, message: LengthStatsReady) -> None:
         # Token lengths measured for the dataset tab: the preset tab's step plan uses the median row and suggests a
         # max length that fits the rows; the overview says how rows over max length are handled.
-        if message.stats is not None:
-            self.presets.set_data(self.presets.data_rows, message.stats.median)
         if message.key == self.dataset.stats_key and message.stats is not None:
+            self.presets.set_data(self.presets.data_rows, message.stats.median)
             self.overview.show_long_rows(message.stats, self.dataset.truncation)
             self.presets.set_length_stats(message.stats)
 
