@@ -155,9 +155,12 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
     `max_time` (seconds) cuts each batch's generation short (a bounded check)."""
     import torch
 
+    from .render import stop_token_ids
+
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     answers: list[str] = []
     tok.padding_side = "left"
+    stop = stop_token_ids(tok)
     device = next(model.parameters()).device
     for i in range(0, len(prompts), batch_size):
         if on_batch:
@@ -165,7 +168,7 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
         enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                                 eos_token_id=tok.eos_token_id, max_time=max_time)
+                                 eos_token_id=stop, max_time=max_time)
         for row in out[:, enc["input_ids"].shape[1]:]:
             answers.append(tok.decode(row, skip_special_tokens=True).strip())
     return answers

@@ -92,6 +92,27 @@ def ensure_pad_token(tok) -> None:
                      hint="pick a model whose tokenizer has <pad> or <|endoftext|>, or add one to its tokenizer")
 
 
+def stop_token_ids(tok) -> list[int]:
+    """The tokens that end an assistant turn: the tokenizer's EOS and the special token its chat template closes a
+    turn with (<|im_end|> in ChatML, <|eot_id|> in Llama 3's), which a base tokenizer or a GGUF conversion may not
+    call EOS. Generation that stops at EOS alone runs past a right answer into a new turn ("…\nassistant\n…")."""
+    from jinja2 import TemplateError
+
+    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    if not getattr(tok, "chat_template", None):
+        return ids
+    mark = "Zq7Xv"
+    try:
+        text = _template(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}],
+                         generation_prompt=False)
+    except (TemplateError, ValueError, TypeError):
+        return ids  # a template that refuses this minimal conversation: EOS is all we know
+    special = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}) or {})
+    tail = tok(text[text.rfind(mark) + len(mark):], add_special_tokens=False)["input_ids"]
+    end = next((t for t in tail if t in special), None)
+    return ids + [end] if end is not None and end not in ids else ids
+
+
 def _template(tok, messages, *, generation_prompt: bool) -> str:
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
