@@ -227,7 +227,7 @@ def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
                            f"adapter (≤{config.score_seconds:.0f}s)"))
     try:
         scored = score_run(tok, model, eval_ex, rows=config.score_rows, seconds=config.score_seconds,
-                           epochs=config.epochs, lr=config.lr, stop_event=stop_event,
+                           epochs=config.epochs, lr=config.lr, stop_event=stop_event, autocast=config.autocast,
                            fitting=Fitting(config.max_length, config.truncation))
     except Exception as exc:  # noqa: BLE001 - the adapter is saved; the check is advice, say why it is missing
         _keep_trace(exc)

@@ -7,6 +7,7 @@ GenAptitude.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -35,10 +36,11 @@ def verdict(base_exact: float, adapter_exact: float, base_sim: float, adapter_si
 
 def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float, lr: float, fitting,
               stop_event: threading.Event | None = None, max_new_tokens: int = 96,
-              batch_size: int = 8) -> HeldOutScored | None:
+              batch_size: int = 8, autocast: str = "no") -> HeldOutScored | None:
     """Answer up to `rows` held-out chat rows with the base weights and the adapter (a peft model), batch by
     batch, until `seconds` have passed or `stop_event` is set; None when nothing was answered. Prompts are cut
-    as the run cut its rows (`fitting`: a core.evaluate.Fitting), once for both sides."""
+    as the run cut its rows (`fitting`: a core.evaluate.Fitting), once for both sides. `autocast` is the run's
+    ("fp16"/"bf16"/"no"): the answers come from the same mixed-precision forward the run trained with."""
     from .evaluate import generate_replies, prompt_of, score
 
     chat = [e for e in examples if e.text is None][:rows]
@@ -51,17 +53,20 @@ def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float,
     model.config.use_cache = True  # training turned the KV cache off; generation wants it
     done, base_answers, tuned_answers = [], [], []
     try:
-        for i in range(0, len(chat), batch_size):
-            left = seconds - (time.perf_counter() - start)
-            if (stop_event is not None and stop_event.is_set()) or left <= 0:
-                break
-            batch = chat[i:i + batch_size]
-            prompts = [prompt_of(tok, e, fitting) for e in batch]
-            with model.disable_adapter():  # each side gets half of the time left: the check stays bounded
-                base_answers += generate_replies(tok, model, prompts, max_new_tokens, batch_size, max_time=left / 2)
-            left = seconds - (time.perf_counter() - start)
-            tuned_answers += generate_replies(tok, model, prompts, max_new_tokens, batch_size, max_time=max(left, 1))
-            done += batch
+        with _autocast(model, autocast):
+            for i in range(0, len(chat), batch_size):
+                left = seconds - (time.perf_counter() - start)
+                if (stop_event is not None and stop_event.is_set()) or left <= 0:
+                    break
+                batch = chat[i:i + batch_size]
+                prompts = [prompt_of(tok, e, fitting) for e in batch]
+                with model.disable_adapter():  # each side gets half of the time left: the check stays bounded
+                    base_answers += generate_replies(tok, model, prompts, max_new_tokens, batch_size,
+                                                     max_time=left / 2)
+                left = seconds - (time.perf_counter() - start)
+                tuned_answers += generate_replies(tok, model, prompts, max_new_tokens, batch_size,
+                                                  max_time=max(left, 1))
+                done += batch
     finally:
         model.config.use_cache = use_cache
         model.train(was_training)
@@ -72,6 +77,16 @@ def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float,
     return HeldOutScored(rows=len(done), base_exact=base.exact_match, adapter_exact=tuned.exact_match,
                          base_similarity=base.similarity, adapter_similarity=tuned.similarity,
                          seconds=round(time.perf_counter() - start, 1), verdict=v, advice=advice)
+
+
+def _autocast(model, mode: str):
+    """The run's mixed precision around generation (a no-op for "no" and on the CPU)."""
+    import torch
+
+    device = next(model.parameters()).device
+    if mode == "no" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.float16 if mode == "fp16" else torch.bfloat16)
 
 
 def describe(s: HeldOutScored) -> str:
