@@ -102,7 +102,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="export seed (the bundled dataset.jsonl is seed 0)")
     ap.add_argument("--eval-fraction", type=float, default=0.134, help="0.134 of 300 rows: 40 held out")
     ap.add_argument("--parallel", action="store_true", help="all runs at once (a small model leaves the GPU idle)")
-    ap.add_argument("--lanes", default="", help="GPU indices, e.g. 0,1: one run per GPU at a time (fair times)")
+    ap.add_argument("--lanes", default="", help="GPU indices, e.g. 0,1: one run per GPU at a time (fair times); "
+                                                "an index given k times runs k at once on that GPU (0,0,1,1)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/learn-work")
     a = ap.parse_args()
@@ -121,9 +122,13 @@ def main() -> None:
     (Path(a.out) / "learning-real.json").write_text(json.dumps({"gpu": gpu, "model": a.model, "seed": a.seed,
                                                                  "parallel": a.parallel, "results": results},
                                                                 indent=2) + "\n")
-    lines = [f"GPU: {gpu}; model {Path(a.model).name}; export seed {a.seed}; one epoch; "
-             + ("runs in parallel on one GPU (times overlap)" if a.parallel else
-              f"one run per GPU at a time on GPUs {a.lanes}" if a.lanes else "runs one after another"), "",
+    lanes = [g for g in a.lanes.split(",") if g]
+    at_once = max((lanes.count(g) for g in lanes), default=1)
+    how = ("runs in parallel on one GPU (times overlap)" if a.parallel else
+           f"one run per GPU at a time on GPUs {','.join(sorted(set(lanes)))}" if lanes and at_once == 1 else
+           f"{at_once} runs at once on each of GPUs {','.join(sorted(set(lanes)))} (times overlap)" if lanes else
+           "runs one after another")
+    lines = [f"GPU: {gpu}; model {Path(a.model).name}; export seed {a.seed}; one epoch; {how}", "",
              "| run | preset | rows | steps | batch | lr | LoRA | train s | exact match base → adapter | "
              "similarity | eval loss | after-run check |", "|---|---|---:|---:|---|---:|---|---:|---|---|---|---|"]
     for r in results:
