@@ -172,7 +172,7 @@ def auto_lr(model_type: str, hidden_size: int) -> float:
 
 # How a GPU preset learns, shared by all of them. Chosen by held-out exact match on real weights (the bundled
 # SmolLM2-135M-Instruct on an H200, one epoch of a 300-row generated export: benchmarks/gpu_learning_real.sh,
-# results/h200-learning-real.md). The old script's r=64/alpha 16 (LoRA scale 0.25), lr 2e-4 and clipping at 0.3,
+# results/h200x2-learning-real-min200.md). The old script's r=64/alpha 16 (LoRA scale 0.25), lr 2e-4 and clipping at 0.3,
 # with ~20 updates per epoch, scored 0.00 on every GPU preset.
 GPU_LEARNING = dict(lr=0.0, lr_scheduler="cosine", warmup_steps=5, lora_r=16, lora_alpha=32, lora_dropout=0.0,
                     max_grad_norm=1.0, min_updates=200)
@@ -300,8 +300,9 @@ PRESETS: dict[str, Preset] = {
                 "autocast": "no mixed precision, as the old script (fp16 and bf16 both off)",
                 "batch_size": "4 rows, as the old script (a small export's run halves it to reach 200 updates)",
                 "optimizer": "paged AdamW 32-bit as the old script",
-                "lr": "1e-3, not auto: on SmolLM2 at auto's 2e-3 this fp32 / paged-AdamW / 2-row path lost the "
-                      "end-of-turn token (held-out exact match 0.05, similarity 0.80); at 1e-3 it scored 0.95",
+                "lr": "1e-3, not auto: on SmolLM2 this fp32 / paged-AdamW / 1-row path scored 1.00 held-out exact "
+                      "match at 1e-3 and 0.97 at auto's 2e-3 (an earlier run at 2e-3, scored before answers stopped at "
+                      "the end of turn, got 0.05)",
                 "weight_decay": "0.001 as the old script",
                 "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
                                       "a reboot or an OOM kill loses at most that much",

@@ -53,7 +53,7 @@ def test_too_few_updates_are_warned_with_the_way_out():
 
 def test_gpu_presets_pick_the_learning_rate_from_the_model():
     assert all(PRESETS[p].config.lr == 0 for p in ("modern-bf16", "8gb", "t4-fp16"))
-    assert PRESETS["t4-fp32"].config.lr == 1e-3 and "end-of-turn" in PRESETS["t4-fp32"].reasons["lr"]
+    assert PRESETS["t4-fp32"].config.lr == 1e-3 and "auto" in PRESETS["t4-fp32"].reasons["lr"]  # says why not auto
     assert auto_lr("qwen2", 1536) == pytest.approx(7.66e-4, rel=0.01)  # the default GPU model
     assert auto_lr("llama", 576) == pytest.approx(1.98e-3, rel=0.01)  # SmolLM2-135M, measured best on the H200
     assert auto_lr("llama", 4096) < auto_lr("llama", 2048) < auto_lr("llama", 576)  # wider: smaller rate
