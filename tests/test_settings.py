@@ -141,3 +141,47 @@ def test_config_for_and_config_from_dict_coerce_alike():
 
 
 CPU = PRESETS["cpu"].config.to_dict()
+
+
+# -- the TUI puts each problem on its field, by Problem.field -------------------------------------------------------
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_a_validation_problem_lands_on_the_field_it_names(tmp_path, monkeypatch):
+    from textual.widgets import Input
+
+    from core.errors import Problem
+    from tests.tui_fakes import NO_GPU, FakeEngine, settle, static_text
+    from tui.app import TrainerApp
+
+    app = TrainerApp(FakeEngine(NO_GPU), output=str(tmp_path / "adapter"), refresh_interval=None, stats_delay=0,
+                     show_startup_time=False)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        epochs = app.query_one("#field-epochs", Input)
+        epochs.focus()
+        await pilot.pause()
+        assert static_text(app, "#why") == "epochs: passes over the training rows"  # its help: cpu gives no reason
+        await pilot.press("end", *["backspace"] * 4, "0")
+        assert epochs.value == "0"
+        assert static_text(app, "#msg-epochs") == "nothing to train: epochs and max steps are both 0"
+        assert static_text(app, "#msg-max_steps") == "" and static_text(app, "#general") == ""
+
+        # Only the field a problem names places it: not its words (a problem of a field the panel does not show
+        # goes under the fields)
+        def validate(self):
+            raise InputError("2 problem(s)", problems=[Problem("too many adapters for this card", field="lora_r"),
+                                                       Problem("this card has no bf16", field="autocast")])
+
+        monkeypatch.setattr(TrainConfig, "validate", validate)
+        await pilot.press("backspace", "1")
+        await pilot.pause()
+        assert static_text(app, "#msg-lora_r") == "too many adapters for this card"
+        assert static_text(app, "#msg-epochs") == ""
+        assert static_text(app, "#general") == "this card has no bf16"
+        assert app.presets.config is None
