@@ -5,10 +5,10 @@ No torch here: the TUI imports this on start-up to list presets and suggest one.
 To add a setting, add one field to TrainConfig with `setting(default, help, group=...)`: `help` says what it does
 and why (it becomes the `train --field-name` flag's help and the TUI's help line), `group` is the `train --help`
 section, `choices=` a fixed set of values (checked by the flag and by `validate`), `label=` shows it in the TUI's
-preset panel, `flag=` spells the flag when `--field-name` will not do. The flag, its parsing, the JSON round trip
-(run.json, the TUI's run process) and the TUI field all come from that one field (`SETTINGS`); a check on its value
-goes in `validate` with `field=` naming it, and a preset that sets it does so in core/preset_table.py with the
-reason beside the value. tests/test_settings.py fails for a field without help.
+preset panel (in field order), `flag=` spells the flag when `--field-name` will not do. The flag, its parsing, the
+JSON round trip (run.json, the TUI's run process) and the TUI field all come from that one field (`SETTINGS`); a
+check on its value goes in `validate` with `field=` naming it, and a preset that sets it does so in
+core/preset_table.py with the reason beside the value. tests/test_settings.py fails for a field without help.
 """
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ class TrainConfig:
     batch_tokens: int = setting(0, "micro-batches of length-sorted rows up to N padded tokens (0: a fixed "
                                    "--batch-size rows)", group=LENGTH)
     grad_accum: int = setting(1, "micro-batches accumulated per optimizer step", group=LENGTH, label="grad accum")
+    lr: float = setting(2e-4, "learning rate; 0 = auto: from the model's width and family (auto_lr)", group=OPTIM,
+                        label="learning rate")
     max_length: int = setting(1024, "tokens per row; longer rows are handled as --truncation says", group=LENGTH,
                               label="max length")
     truncation: str = setting("keep-answer", "rows over --max-length: keep-answer cuts the input in its middle and "
@@ -67,8 +69,6 @@ class TrainConfig:
     group_by_length: bool = setting(False, "batch rows of similar length together: less padding", group=LENGTH)
     min_updates: int = setting(100, "shrink a small export's batches (token budget, then accumulation) until the run "
                                     "makes this many optimizer steps (0: keep the preset's batches)", group=LENGTH)
-    lr: float = setting(2e-4, "learning rate; 0 = auto: from the model's width and family (auto_lr)", group=OPTIM,
-                        label="learning rate")
     lr_scheduler: str = setting("constant", "transformers' scheduler name: constant, linear, cosine...",
                                 group=OPTIM)
     warmup_steps: int = setting(0, "optimizer steps of linear warm-up", group=OPTIM)
