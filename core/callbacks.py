@@ -1,6 +1,7 @@
 """The bridge from transformers' Trainer to our typed events (imported only once a run starts)."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -11,6 +12,9 @@ from transformers import TrainerCallback
 from . import distributed
 from .events import CheckpointSaved, EvalLogged, MemorySample, RunStarted, StepLogged
 from .memory import memory_sample
+from .output import write_atomic
+
+RUN_CONFIG = "run_config.json"  # in each checkpoint: the settings it was trained with (a resume says what changed)
 
 
 class TokenCounter:
@@ -118,5 +122,7 @@ class EventCallback(TrainerCallback):
     def on_save(self, args, state, control, **kw):
         self.last_save = time.perf_counter()
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.main and path.is_dir():  # a killed run has no run.json: the checkpoint keeps its own settings
+            write_atomic(path / RUN_CONFIG, json.dumps(self.started.get("config") or {}, indent=1) + "\n")
         self.emit(CheckpointSaved(step=state.global_step, path=str(path)))
 

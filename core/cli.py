@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from .errors import InputError, TrainerError
-from .presets import PRESETS
+from .presets import PRESETS, SETTINGS, Setting
 
 DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
 
@@ -35,48 +35,6 @@ def _gpus(text: str) -> int:
     return n
 
 
-def _add_overrides(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("overrides (each replaces the preset's value)")
-    g.add_argument("--epochs", type=float)
-    g.add_argument("--max-steps", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--batch-tokens", type=int, help="micro-batches of length-sorted rows up to N padded tokens "
-                                                     "(0: a fixed --batch-size rows)")
-    g.add_argument("--grad-accum", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--lr-scheduler")
-    g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--max-length", type=int)
-    g.add_argument("--truncation", choices=["keep-answer", "right", "drop"],
-                   help="rows over --max-length: keep-answer (default) cuts the input in its middle and keeps the "
-                        "answer whole; right cuts the end (the answer goes first); drop leaves them out")
-    g.add_argument("--lora-r", type=int)
-    g.add_argument("--lora-alpha", type=int)
-    g.add_argument("--lora-dropout", type=float)
-    g.add_argument("--lora-targets", help="comma-separated module names, e.g. q_proj,v_proj")
-    g.add_argument("--save-every", type=int, help="steps between resumable checkpoints (0: at the end/stop only)")
-    g.add_argument("--min-updates", type=int, help="shrink a small export's batches until the run makes this many "
-                                                   "optimizer steps (0: keep the preset's batches)")
-    g.add_argument("--score-rows", type=int, help="held-out rows answered by base and adapter after the run "
-                                                  "(0: skip the check)")
-    g.add_argument("--score-seconds", type=float, help="time limit of that after-run check")
-    g.add_argument("--save-every-minutes", type=float, help="minutes of training between resumable checkpoints "
-                                                          "(0: off; GPU presets 15)")
-    g.add_argument("--eval-fraction", type=float)
-    g.add_argument("--eval-every", type=int)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--quantization", choices=["nf4", "none"])
-    g.add_argument("--optimizer")
-    g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--tensorboard", action="store_true", default=None)
-    g.add_argument("--gpu-memory-fraction", type=float, help="cap this process's share of GPU memory (0-1)")
-    g.add_argument("--gpu-batch", choices=["split", "each"], help="with --gpus: split keeps the effective batch "
-                   "(default), each keeps every GPU's micro-batch (effective batch × GPUs, faster per token)")
-    g.add_argument("--gpus", type=_gpus, help="data-parallel on N GPUs (or all), one process each; the effective "
-                                           "batch stays the preset's. Default 1: the GPU with the most free memory")
-    _add_gpu_ids(g)
-
-
 def _gpu_id_list(text: str) -> tuple[int, ...]:
     from .gpus import parse_ids
 
@@ -86,16 +44,34 @@ def _gpu_id_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_PARSE = {"gpus": _gpus, "gpu_ids": _gpu_id_list}  # settings whose text needs more than int()/float()
+
+
+def _add_setting(p, s: Setting, **kw) -> None:
+    """`s`'s flag (core.presets.SETTINGS: TrainConfig's field metadata), default None: the preset's value stays.
+    Booleans take --x / --no-x; lists are comma-separated."""
+    kw.setdefault("help", s.help.replace("%", "%%"))  # argparse formats help with %
+    if s.kind is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    else:
+        kw.setdefault("type", _PARSE.get(s.name) or (str if s.kind is tuple else s.kind))
+        kw.setdefault("choices", s.choices)
+        if s.kind is tuple:
+            kw.setdefault("metavar", "IDS" if s.item is int else "A,B")
+    p.add_argument(s.flag, dest=s.name, default=None, **kw)
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    """Every TrainConfig field as a flag, grouped as its metadata says (`resolve_config` gathers them)."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for s in SETTINGS.values():
+        if s.group not in groups:
+            groups[s.group] = p.add_argument_group(f"{s.group} (each replaces the preset's value)")
+        _add_setting(groups[s.group], s)
+
+
 def _add_gpu_ids(p) -> None:
-    p.add_argument("--gpu-ids", type=_gpu_id_list, default=None, metavar="IDS",
-                   help="use exactly these GPUs, e.g. 1 or 1,3 (indices as nvidia-smi shows them); default: the "
-                        "freest. A CUDA_VISIBLE_DEVICES you set limits the choice")
-
-
-OVERRIDES = ("epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "lr_scheduler", "warmup_steps", "max_length", "truncation",
-             "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "save_every", "save_every_minutes", "eval_fraction", "eval_every",
-             "seed", "quantization", "optimizer", "gradient_checkpointing", "tensorboard", "gpu_memory_fraction",
-             "gpus", "gpu_batch", "gpu_ids", "min_updates", "score_rows", "score_seconds")
+    _add_setting(p, SETTINGS["gpu_ids"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--model", default=None, help="tokenizer to count with (default: the bundled model)")
     p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--truncation", choices=["keep-answer", "right", "drop"], default="keep-answer",
+    p.add_argument("--truncation", choices=SETTINGS["truncation"].choices, default="keep-answer",
                    help="how train will handle rows over --max-length (said in the report)")
     p.add_argument("--skip-invalid", action="store_true")
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (no model needed)")
@@ -123,13 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a LoRA adapter")
     p.add_argument("--dataset", default="dataset.jsonl")
-    p.add_argument("--model", default=None, help="Hub id, local folder, .gguf file or smollm2-135m-instruct")
-    p.add_argument("--preset", default=None, choices=list(PRESETS), help="default: the one `doctor` suggests")
     p.add_argument("--output", default=DEFAULT_OUTPUT)
     p.add_argument("--overwrite", action="store_true", help="replace an existing adapter in --output")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of --output")
     p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, report the others")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.add_argument("--config-json", default=None, help="a whole training configuration as JSON (what the TUI "
                                                       "sends its run process); replaces --preset, overrides apply")
@@ -293,13 +266,10 @@ def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
     must fit (not the freest GPU of the box)."""
     from .presets import config_for
 
-    overrides = {k: v for k in OVERRIDES if (v := getattr(args, k)) is not None}
+    overrides = {name: v for name in SETTINGS if (v := getattr(args, name)) is not None}
+    overrides.pop("preset", None)  # --preset picks the base the overrides apply to (--config-json replaces it)
     if args.gpu_ids and args.gpus is None:
         overrides["gpus"] = len(args.gpu_ids)
-    if args.model:
-        overrides["model"] = args.model
-    if args.trust_remote_code:
-        overrides["trust_remote_code"] = True
     if getattr(args, "config_json", None):
         from .presets import config_from_dict
 

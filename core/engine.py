@@ -17,7 +17,7 @@ from . import distributed, history, output
 from .dataset import DatasetReport, read_dataset, split_examples
 from .errors import InputError, Problem, TrainerError
 from .events import Event, Failed, Finished, LogLine, Phase, Progress
-from .presets import TrainConfig, batch_description, batch_label
+from .presets import TrainConfig, batch_description, batch_label, config_changes
 
 
 def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
@@ -135,6 +135,21 @@ def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
     return replace(config, lr=lr)
 
 
+def checkpoint_config(ckpt: Path) -> dict:
+    """The settings (TrainConfig.to_dict) the checkpoint was trained with: its own record (core.callbacks), else the
+    run.json of the stopped run it belongs to; {} when neither says (a checkpoint of an older version)."""
+    from .callbacks import RUN_CONFIG
+
+    try:
+        saved = json.loads((ckpt / RUN_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        try:
+            saved = output.read_run_json(ckpt.parent.parent).get("config")
+        except InputError:  # a damaged record: nothing to compare with; the resume itself does not need it
+            saved = None
+    return saved if isinstance(saved, dict) else {}
+
+
 def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
     """Shrink accumulation, then the token budget, of a small export so the run makes `config.min_updates`
     optimizer steps (core.batching owns the rule), and say so; warn when the run will still make too few."""
@@ -178,6 +193,10 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     if dirs.resume_from is not None and main:
         output.trim_metrics(dirs.metrics, output.checkpoint_step(dirs.resume_from))
         emit(LogLine(f"resuming from {dirs.resume_from}"))
+        changed = config_changes(checkpoint_config(dirs.resume_from), config)
+        if changed:  # as torchtune's recipes do: a resumed run says what it no longer shares with its checkpoint
+            emit(LogLine(f"resuming with settings that differ from the checkpoint's: {', '.join(changed)}; the "
+                         "run goes on with the new values", "warning"))
     started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
                    device=config.device, output_dir=str(dirs.output))
     trainer, callback = build_trainer(config, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started)

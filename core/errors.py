@@ -11,6 +11,7 @@ class Problem:
     message: str
     fix: str = ""
     line: int | None = None  # 1-based line in the dataset file, when it is about a line
+    field: str | None = None  # the TrainConfig field it is about (TrainConfig.validate): a UI points at it
 
     def render(self, path: str | None = None) -> str:
         where = ""
@@ -56,7 +57,8 @@ class TrainerError(Exception):
             "message": self.message,
             "hint": self.hint,
             "path": self.path,
-            "problems": [{"line": p.line, "message": p.message, "fix": p.fix} for p in self.problems],
+            "problems": [{"line": p.line, "field": p.field, "message": p.message, "fix": p.fix}
+                         for p in self.problems],
         }
 
 

@@ -1,7 +1,6 @@
 """The TUI's small pure pieces: the braille chart, message coalescing, field parsing, summaries."""
 from __future__ import annotations
 
-from core.errors import Problem
 from core.events import Finished, MemorySample, StepLogged
 from core.presets import config_for, suggest
 from tests.tui_fakes import NO_GPU, RTX_3060
@@ -9,7 +8,7 @@ from tui.app import existing_output
 from tui.messages import EngineEvent, GpuSampled
 from tui.widgets.chart import AXIS_WIDTH, render_chart
 from tui.widgets.overview import reason_text, sample_line
-from tui.widgets.presets import fit_warnings, parse, problem_field
+from tui.widgets.presets import fit_warnings, parse
 from tui.widgets.training import duration, failure_text, summary_text
 
 
@@ -50,17 +49,13 @@ def test_memory_samples_coalesce_but_loss_points_never_do():
     assert GpuSampled([]).can_replace(GpuSampled([]))
 
 
-def test_field_parsing_and_problem_mapping():
+def test_field_parsing():
     assert parse("batch_size", int, " 8 ") == (8, "")
     assert parse("batch_size", int, "8.5") == (None, "must be a whole number")
     assert parse("lr", float, "2e-4") == (2e-4, "")
     assert parse("lr", float, "fast")[1].startswith("must be a number")
     assert parse("max_steps", int, "") == (-1, "")  # empty: train by epochs
     assert parse("epochs", float, "") == (None, "required")
-    assert problem_field(Problem("batch size must be ≥ 1 (got 0)")) == "batch_size"
-    assert problem_field(Problem("LoRA r must be ≥ 1 (got 0)")) == "lora_r"
-    assert problem_field(Problem("nothing to train: epochs and max steps are both 0")) == "epochs"
-    assert problem_field(Problem("fp16 autocast needs a GPU")) is None
 
 
 def test_fit_warnings():

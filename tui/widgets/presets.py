@@ -13,36 +13,12 @@ from textual.widgets.selection_list import Selection
 
 from core import gpus as gpu_policy
 from core.errors import InputError, Problem
-from core.presets import PRESETS, TrainConfig, batch_description, config_for
+from core.presets import PRESETS, SETTINGS, TrainConfig, batch_description, config_for
 
 from ..messages import ConfigChanged
 
-# (TrainConfig field, label, type) for the values a user typically changes.
-FIELDS: tuple[tuple[str, str, type], ...] = (
-    ("model", "model", str),
-    ("epochs", "epochs", float),
-    ("max_steps", "max steps", int),
-    ("batch_size", "batch size", int),
-    ("grad_accum", "grad accum", int),
-    ("lr", "learning rate", float),
-    ("max_length", "max length", int),
-    ("truncation", "truncation", str),  # keep-answer | right | drop: rows over max length
-    ("lora_r", "LoRA r", int),
-    ("gpus", "GPUs", int),
-)
-# Which field a TrainConfig.validate() problem is about, from the words its message starts with.
-_PROBLEM_FIELDS = (
-    ("nothing to train", "epochs"), ("batch size", "batch_size"), ("gradient accumulation", "grad_accum"),
-    ("learning rate", "lr"), ("max length", "max_length"), ("truncation", "truncation"), ("LoRA r ", "lora_r"), ("gpus must", "gpus"),
-    ("gpus is", "gpus"),
-)
-
-
-def problem_field(problem: Problem) -> str | None:
-    for words, name in _PROBLEM_FIELDS:
-        if problem.message.startswith(words):
-            return name
-    return None
+# (TrainConfig field, label, type) for the values a user typically changes: the fields whose metadata has a label.
+FIELDS: tuple[tuple[str, str, type], ...] = tuple((s.name, s.label, s.kind) for s in SETTINGS.values() if s.label)
 
 
 def shown(name: str, value: Any) -> str:
@@ -290,9 +266,10 @@ class PresetPanel(Horizontal):
 
     def on_descendant_focus(self, event) -> None:
         field = (event.widget.id or "").removeprefix("field-")
-        reason = PRESETS[self.preset].reasons.get(field)
-        why = self.query_one("#why", Static)
-        why.update(Text.assemble(("why this value: ", "bold"), reason) if reason else "")
+        reason, setting = PRESETS[self.preset].reasons.get(field), SETTINGS.get(field)
+        text = Text.assemble(("why this value: ", "bold"), reason) if reason else \
+            Text.assemble((f"{setting.label}: ", "bold"), setting.help) if setting else ""  # what it does: its help
+        self.query_one("#why", Static).update(text)
 
     def revalidate(self) -> None:
         """Parse every field, build the config, validate it, and put each message next to its field."""
@@ -312,11 +289,10 @@ class PresetPanel(Horizontal):
             config.validate()
         except InputError as exc:
             for p in exc.problems or [Problem(exc.message)]:
-                field = problem_field(p)
-                if field and field not in errors:
-                    errors[field] = p.message
-                elif not field:
+                if p.field not in self._checked:  # a field this panel does not show: said under the fields
                     general.append(p.message)
+                elif p.field not in errors:  # (a field that does not parse keeps that message)
+                    errors[p.field] = p.message
         self.config = None if errors or general else config
         self.errors = errors
         for name, _, _ in FIELDS:

