@@ -67,7 +67,10 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--quantization", choices=["nf4", "none"])
     g.add_argument("--optimizer")
-    g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--gradient-checkpointing", nargs="?", const="all", choices=["all", "none", "auto"],
+                   help="recompute decoder layers' activations in backward: all (alone: all), none, or auto (as few "
+                        "as the GPU's free memory needs)")
+    g.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_const", const="none")
     g.add_argument("--tensorboard", action="store_true", default=None)
     g.add_argument("--gpu-memory-fraction", type=float, help="cap this process's share of GPU memory (0-1)")
     g.add_argument("--gpu-batch", choices=["split", "each"], help="with --gpus: split keeps the effective batch "
