@@ -142,3 +142,27 @@ def test_the_train_flags_force_or_leave_the_choice(flags, want):
 
     args = build_parser().parse_args(["train", "--preset", "modern-bf16", *flags])
     assert resolve_config(args).gradient_checkpointing == want
+
+
+def test_an_out_of_memory_step_on_auto_recomputes_every_layer_before_it_splits_the_batch(
+        tiny_qwen_dir, small_dataset, tmp_path, monkeypatch):
+    from transformers import AutoConfig
+
+    from core import memory
+    from core.engine import train
+    from core.estimate import arch_of
+    from core.oom import INJECT_ENV
+
+    cfg = config_for("cpu", model=str(tiny_qwen_dir), gradient_checkpointing="auto", max_steps=2, score_rows=0,
+                     eval_fraction=0.0)
+    arch = arch_of(AutoConfig.from_pretrained(str(tiny_qwen_dir)))
+    monkeypatch.setattr(memory, "usable_gib", lambda config: 10 * estimate_vram(cfg, arch, checkpointed=0).total_gib)
+    monkeypatch.setenv(INJECT_ENV, "1")  # a 2-row micro-batch "runs out of memory" whatever is recomputed
+    events = []
+    out = train(cfg, str(small_dataset), str(tmp_path / "out"), on_event=events.append)
+    lines = [e.message for e in events if isinstance(e, ev.LogLine)]
+    assert "activation checkpointing: none of 2 layers (≈" in next(l for l in lines if l.startswith("activation"))
+    first = [i for i, e in enumerate(events) if isinstance(e, ev.LogLine) and "on all layers from now on" in e.message]
+    splits = [i for i, e in enumerate(events) if isinstance(e, ev.OomRecovered)]
+    assert len(first) == 1 and splits and first[0] < splits[0]  # the cheaper way out first, once
+    assert json.loads((out / "run.json").read_text())["steps"] == 2
