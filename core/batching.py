@@ -2,9 +2,10 @@
 
 A fixed number of rows per step wastes a GPU on short rows (a step is mostly fixed overhead) and runs out of
 memory on long ones. Here a micro-batch holds as many rows of similar length as fit in `max_tokens` padded
-tokens (capped at `max_rows`), so every step carries about the same work: many short rows or a few long ones.
-Rows are sorted by length inside shuffled pools, so padding stays small but batches still mix the data, and the
-order of the batches is reshuffled each epoch. Pure Python (the sampler protocol needs no torch import).
+tokens (capped at `max_rows`), so every step carries about the same work: many short rows or a few long ones,
+and no step carries a remainder of a few rows at almost full cost (`even_split`). Rows are sorted by length
+inside shuffled pools, so padding stays small but batches still mix the data, and the order of the batches is
+reshuffled each epoch. Pure Python (the sampler protocol needs no torch import).
 """
 from __future__ import annotations
 
@@ -17,29 +18,91 @@ POOL = 2048  # rows sorted together: large enough for little padding, small enou
 
 def budget_batches(lengths: list[int], max_tokens: int, max_rows: int, seed: int,
                    pool: int = POOL) -> list[list[int]]:
-    """Row indices grouped into micro-batches whose rows × longest row ≤ max_tokens (one row at least)."""
+    """Row indices grouped into micro-batches whose rows × longest row ≤ max_tokens (one row at least), of even
+    size: as few batches as greedy packing makes, each carrying about the same padded tokens (`even_split`)."""
     order = list(range(len(lengths)))
     rng = random.Random(seed)
     rng.shuffle(order)
     batches: list[list[int]] = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
-        batch: list[int] = []
-        longest = 0
-        for i in chunk:
-            new_longest = max(longest, lengths[i])
-            if batch and ((len(batch) + 1) * new_longest > max_tokens or len(batch) >= max_rows):
-                batches.append(batch)
-                batch, new_longest = [], lengths[i]
-            batch.append(i)
-            longest = new_longest
-        if batch:
-            batches.append(batch)
+    starts = list(range(0, len(order), pool))
+    if len(starts) > 1 and len(order) - starts[-1] < pool // 2:  # a last pool of a few rows: one with the one before
+        starts.pop()
+    for start, end in zip(starts, starts[1:] + [len(order)]):
+        chunk = sorted(order[start:end], key=lambda i: lengths[i])
+        batches.extend(even_split(chunk, lengths, max_tokens, max_rows))
     rng.shuffle(batches)
     if batches:  # the most padded tokens first: a batch that does not fit fails at step 1, not hours later
         big = max(range(len(batches)), key=lambda b: len(batches[b]) * max(lengths[i] for i in batches[b]))
         batches.insert(0, batches.pop(big))
     return batches
+
+
+def _pack(chunk: list[int], lengths: list[int], cap: int, max_rows: int) -> list[list[int]]:
+    """Greedy packing of length-sorted rows: each batch takes rows while rows × longest ≤ cap (one row at least)."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in chunk:
+        if batch and ((len(batch) + 1) * lengths[i] > cap or len(batch) >= max_rows):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def even_split(chunk: list[int], lengths: list[int], max_tokens: int, max_rows: int) -> list[list[int]]:
+    """Length-sorted rows cut into as many batches as greedy packing needs, each about an equal share of the tokens.
+
+    Greedy packing fills every batch to the budget and leaves the remainder to a last one, which can hold a few
+    rows: a step of almost full cost (kernel launches, the optimizer, the LoRA weights' passes) for little work.
+    Here the count comes first (greedy's, the fewest that fit), then each batch takes its share of the tokens
+    still to place (a share stretched by 1-8% when padding would push the last batch over the budget). Should
+    that still leave a last batch over the budget, the fallback is the smallest cap that still packs into that
+    count (the largest batch as small as it can be).
+    """
+    greedy = _pack(chunk, lengths, max_tokens, max_rows)
+    n = len(greedy)
+    if n <= 1:
+        return greedy
+    for stretch in (1.0, 1.01, 1.02, 1.04, 1.08):  # padding grows toward the long rows: earlier batches a bit fuller
+        shared = _share(chunk, lengths, max_tokens, max_rows, n, stretch)
+        if shared is not None:
+            return shared
+    lo, hi = max(-(-sum(lengths[i] for i in chunk) // n), 1), max_tokens
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(_pack(chunk, lengths, mid, max_rows)) <= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    return _pack(chunk, lengths, lo, max_rows)
+
+
+def _share(chunk: list[int], lengths: list[int], cap: int, max_rows: int, n: int,
+           stretch: float) -> list[list[int]] | None:
+    """`n` batches, each closest to `stretch` × (tokens left ÷ batches left) in real tokens; None when the last
+    does not fit."""
+    left = sum(lengths[i] for i in chunk)
+    batches: list[list[int]] = []
+    pos = 0
+    for k in range(n, 1, -1):
+        target = stretch * left / k
+        batch, real = [chunk[pos]], lengths[chunk[pos]]
+        pos += 1
+        while pos < len(chunk) - (k - 1):  # every later batch keeps a row at least
+            nxt = lengths[chunk[pos]]
+            if (len(batch) + 1) * nxt > cap or len(batch) >= max_rows or real + nxt / 2 > target:
+                break
+            batch.append(chunk[pos])
+            real += nxt
+            pos += 1
+        batches.append(batch)
+        left -= real
+    last = chunk[pos:]
+    if len(last) > max_rows or (len(last) > 1 and len(last) * lengths[last[-1]] > cap):
+        return None
+    return batches + [last]
 
 
 def padded_tokens(lengths: list[int], batches: list[list[int]]) -> tuple[int, int]:
@@ -67,7 +130,7 @@ class TokenBudgetSampler:
         yield from budget_batches(self.lengths, self.max_tokens, self.max_rows, self.seed + self.epoch)
 
     def __len__(self) -> int:
-        # Packing is greedy over shuffled pools, so other epochs can differ by a batch or two; the Trainer uses
+        # Packing depends on the shuffled pools, so other epochs can differ by a batch or two; the Trainer uses
         # this to size the schedule and simply ends an epoch when the iterator does.
         return self._len
 

@@ -31,7 +31,7 @@ ARCH_CONFIGS = {
 def old_settings() -> TrainConfig:
     """The old train.py: NF4, fp32 compute, fp32 model, batch 4, paged AdamW 32-bit, dropout 0.1, HF full loss."""
     return replace(config_for("t4-fp32"), preset="old-settings", lora_r=64, lora_alpha=16, lora_dropout=0.1,
-                   kbit_prepare=True, fast_loss=False, gradient_checkpointing=True, fast_lora=False, liger=False,
+                   kbit_prepare=True, fast_loss=False, gradient_checkpointing="all", fast_lora=False, liger=False,
                    batch_tokens=0, mask_padding=True, lora_dtype="float32", pad_to_multiple=0)
 
 
@@ -78,7 +78,7 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
 def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int, peak_tflops: float | None) -> dict:
     import torch
 
-    from .model_setup import build_trainer, load_model_from_path
+    from .model_setup import build_trainer, decoder_layers, load_model_from_path, plan_checkpointing
     from .output import RunDirs
 
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
@@ -91,6 +91,7 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
     tokens: list[int] = []
 
     cfg = replace(config, max_steps=steps, eval_fraction=0.0, save_every=0)
+    plan = plan_checkpointing(cfg, model, lambda e: None)  # as a run decides it: from the memory left after loading
     trainer, callback = build_trainer(cfg, model, _id_tokenizer(), ds, None, dirs, lambda e: None, threading.Event(), {
         "config": cfg.to_dict(), "train_rows": len(ds), "eval_rows": 0, "device": cfg.device,
         "output_dir": str(work)})
@@ -122,7 +123,9 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
     # a process; cached on disk afterwards) must not decide the number. Beside it, what a run gets: all the real
     # tokens of the steady steps ÷ their time (a slow step counts as long as it took).
     tok_s = statistics.median(n / t for n, t in zip(steady_n, steady_t))
-    flops_per_token = (6 if config.gradient_checkpointing else 4) * n_params
+    # Model FLOPs: forward and input gradients of a frozen base, 4·N per token. Hardware FLOPs add the recompute
+    # of the checkpointed layers' forward, up to 2·N more.
+    flops_per_token = (4 + 2 * plan.layers / max(plan.total, 1)) * n_params
     result = {
         "preset": config.preset,
         "tokens_per_s": round(tok_s, 1),
@@ -137,7 +140,10 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
         "peak_vram_gib": None,
         "reserved_vram_gib": None,
         "nvml_used_gib": None,
-        "mfu": round(tok_s * flops_per_token / (peak_tflops * 1e12), 4) if peak_tflops else None,
+        "mfu": round(tok_s * flops_per_token / (peak_tflops * 1e12), 4) if peak_tflops else None,  # hardware
+        "mfu_model": round(tok_s * 4 * n_params / (peak_tflops * 1e12), 4) if peak_tflops else None,
+        "checkpointing": {**plan.to_dict(), "said": plan.describe(),  # (an out-of-memory step recomputes all)
+                          "layers_at_end": sum(1 for b in decoder_layers(model) if b.gradient_checkpointing)},
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "steps": len(times),
@@ -225,8 +231,10 @@ def matmul_tflops() -> float | None:
 
 
 def parse_overrides(text: str, cfg: TrainConfig) -> dict:
+    """Overrides such as batch_tokens=32768+mask_padding=false (commas separate the presets), typed as cfg's
+    fields are; gradient_checkpointing takes all, none or auto (true/false mean all/none)."""
     out = {}
-    for item in text.split("+"):  # "batch_tokens=32768+mask_padding=false" (commas separate the presets)
+    for item in text.split("+"):
         key, _, value = item.partition("=")
         current = getattr(cfg, key.strip())
         if isinstance(current, bool):

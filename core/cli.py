@@ -58,7 +58,12 @@ def _add_setting(p, s: Setting, **kw) -> None:
         kw.setdefault("choices", s.choices)
         if s.kind is tuple:
             kw.setdefault("metavar", "IDS" if s.item is int else "A,B")
+        if s.bare is not None:
+            kw.update(nargs="?", const=s.bare)
     p.add_argument(s.flag, dest=s.name, default=None, **kw)
+    if s.off is not None:
+        p.add_argument("--no-" + s.flag[2:], dest=s.name, action="store_const", const=s.off,
+                       help=f"the same as {s.flag} {s.off}")
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -503,15 +508,16 @@ def cmd_bench(args) -> int:
         print(f"{result['gpu']}  arch {result['arch']}  rows {lo}-{hi} tokens  {result['steps']} steps")
         # tokens/s: the median of per-step rates; all: every steady step's real tokens ÷ their whole time
         print(f"{'preset':<14}{'tokens/s':>10}{'all':>10}{'tokens':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}"
-              f"{'loss':>16}")
+              f"{'ckpt':>7}{'loss':>16}")
         for r in result["results"]:
             if "error" in r:
                 print(f"{r['preset']:<14}failed: {r['error']}")
                 continue
             mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
             peak = f"{r['peak_vram_gib']:.2f}" if r["peak_vram_gib"] is not None else "n/a"
+            ckpt = f"{r['checkpointing']['layers']}/{r['checkpointing']['total']}"  # layers recomputed
             print(f"{r['preset']:<14}{r['tokens_per_s']:>10.0f}{r['tokens_per_s_total']:>10.0f}"
-                  f"{r['tokens_total']:>10}{r['ms_per_step']:>10.0f}{peak:>10}{mfu:>8}"
+                  f"{r['tokens_total']:>10}{r['ms_per_step']:>10.0f}{peak:>10}{mfu:>8}{ckpt:>7}"
                   f"{r['first_loss']:>8.2f}→{r['last_loss']:.2f}")
         first = next((r["skipped_steps"] + 1 for r in result["results"] if "skipped_steps" in r), None)
         if first is not None:

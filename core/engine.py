@@ -171,7 +171,7 @@ def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
 
 
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
-    from .model_setup import build_trainer, load_model_and_tokenizer
+    from .model_setup import build_trainer, load_model_and_tokenizer, plan_checkpointing
     from .tokenize import tokenize_split
 
     t_start = time.perf_counter()
@@ -186,6 +186,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     for line, level in fitted.log_lines(config.max_length, config.truncation):
         emit(LogLine(line, level))
     config = fit_batch_to_data(config, train_ds, emit)
+    checkpointing = plan_checkpointing(config, model, emit)  # from the batches just fitted and the memory left
     main = distributed.is_main()
     dirs.work.mkdir(parents=True, exist_ok=True)
     if main:
@@ -219,6 +220,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     scored = None if stopped else _score(config, tok, trainer.model, eval_ex, emit, stop_event)
     runtime = time.perf_counter() - t_start
     record = run_record(config, report, model_path, trainer.state, callback, stopped, runtime)
+    record["activation_checkpointing"] = checkpointing.to_dict()
     if scored is not None:
         record["held_out"] = {k: v for k, v in scored.to_dict().items() if k != "event"}
     output.write_atomic(dirs.work / "run.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")

@@ -1,8 +1,11 @@
 """A VRAM estimate for preset + model + max length, before anything loads (pure Python, no torch).
 
 Parts: quantised or plain base weights, LoRA weights with their gradients and AdamW states, activations
-(with or without checkpointing), the logits over the vocabulary, and the CUDA context/allocator slack.
-The per-token activation factors are calibrated against measured peaks (benchmarks/).
+(of checkpointed and of plain decoder layers), the logits over the vocabulary, and the CUDA context/allocator
+slack. The per-token activation factors are calibrated against measured peaks (benchmarks/).
+
+It also owns how many layers a run checkpoints when the setting is "auto" (`checkpoint_plan`): the fewest that
+keep the estimated peak within the memory there is, less a margin.
 """
 from __future__ import annotations
 
@@ -66,15 +69,23 @@ def lora_params(a: Arch, config: TrainConfig) -> float:
 
 
 CALIBRATION = {  # fitted on H100 peaks (benchmarks/results/h100-bench*.json), Qwen2.5-1.5B, NF4, r=64
-    "per_token_factor": 0.75,  # × layers × hidden × 2 bytes kept per token with activation checkpointing
+    "per_token_factor": 0.75,  # × hidden × 2 bytes per token per checkpointed layer (its input, and its share of
+    #                            the one layer recomputed at a time in backward)
+    # × (14·hidden + 3·intermediate) × 2 bytes per token per layer that keeps its activations: fitted on an H200,
+    # modern-bf16 (r=16, Liger, fused CE) at 32k-token micro-batches, rows of 128-1024 tokens: ~66 GiB peak with no
+    # layer checkpointed, 7.2 GiB with all 28 (Qwen2.5-1.5B: hidden 1536, intermediate 8960). That is ~71 KB per
+    # token per layer against ~2.3 KB checkpointed: each layer not recomputed costs ~2.2 GiB at 32k tokens.
+    "full_layer_factor": 0.74,
     "quadratic_gib_per_ktok2": 0.0018,  # allocator growth seen at very large micro-batches (64 × 1024 tokens)
     "workspace_gib": 0.25,  # cuBLAS workspace, CUDA graphs of the optimizer, fragmentation
 }
 LOGITS_CHUNK = 1024  # core.loss.CHUNK
 
 
-def estimate_vram(config: TrainConfig, arch: Arch | None = None) -> VramEstimate:
-    """Peak torch-allocated memory of one training step on the longest batch (batch × max length tokens), per GPU."""
+def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: int | None = None) -> VramEstimate:
+    """Peak torch-allocated memory of one training step on the longest batch (batch × max length tokens), per GPU,
+    with `checkpointed` decoder layers recomputed in backward (None: as the config says; "auto" counts all of them,
+    the least it needs: a run takes more only where it is free)."""
     if config.gpus > 1:  # data-parallel: each GPU holds the model and its share of the batch
         from .distributed import per_device
 
@@ -92,10 +103,12 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None) -> VramEstimate
     lora = lora_params(a, config) * width * 4  # weights, grads, two AdamW moments
     tokens = micro_batch_tokens(config)
     ktok = tokens / 1024
-    if config.gradient_checkpointing:
-        act = CALIBRATION["per_token_factor"] * tokens * a.layers * a.hidden * act_bytes
-    else:
-        act = tokens * a.layers * (14 * a.hidden + 3 * a.intermediate) * act_bytes
+    if checkpointed is None:
+        checkpointed = 0 if config.gradient_checkpointing == "none" else a.layers
+    checkpointed = max(0, min(checkpointed, a.layers))
+    kept = CALIBRATION["per_token_factor"] * a.hidden * act_bytes  # per token, per checkpointed layer
+    full = CALIBRATION["full_layer_factor"] * (14 * a.hidden + 3 * a.intermediate) * act_bytes
+    act = tokens * (checkpointed * kept + (a.layers - checkpointed) * full)
     act += CALIBRATION["quadratic_gib_per_ktok2"] * ktok ** 2 * (a.hidden / 1536) * GIB
     trained = tokens if not config.fast_loss else min(tokens, LOGITS_CHUNK)
     logits = trained * a.vocab * (act_bytes + 4 + 4)  # logits, fp32 upcast, its gradient
@@ -104,3 +117,69 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None) -> VramEstimate
     if config.device == "cuda":
         parts["cuda workspace"] = CALIBRATION["workspace_gib"]
     return VramEstimate(sum(parts.values()), {k: round(v, 3) for k, v in parts.items()})
+
+
+HEADROOM = 0.12  # of the usable memory, kept free: near its cap the allocator thrashes (H200 capped to 22 GiB,
+#                  a no-recompute run at ~20 GiB estimated: 37.5k tokens/s; the next budget up fell to 16.2k)
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """Which decoder layers a run recomputes in backward: the lowest `layers` of `total`."""
+
+    mode: str  # the setting: all, none or auto
+    layers: int
+    total: int
+    peak_gib: float | None = None  # estimated peak with this plan (auto)
+    without_gib: float | None = None  # ... with no layer checkpointed
+    usable_gib: float | None = None  # memory this process may use in all (auto; None: unknown)
+
+    def describe(self) -> str:
+        """The run log's line: what was chosen and why."""
+        which = ("none" if self.layers == 0 else "all" if self.layers == self.total else str(self.layers))
+        which += f" of {self.total}" if self.layers < self.total else f" {self.total}"
+        head = f"activation checkpointing: {which} layers"
+        if self.mode != "auto":
+            return f"{head} (gradient_checkpointing={self.mode})"
+        if self.usable_gib is None:
+            return f"{head} (auto, but no memory reading or no per-layer switch for this model: all recomputed)"
+        why = (f"≈{self.without_gib:.1f} GiB without" + (f", ≈{self.peak_gib:.1f} GiB with" if self.layers else "")
+               + f"; {self.usable_gib:.1f} GiB usable, {HEADROOM:.0%} kept free")
+        if self.layers == self.total and self.peak_gib > self.usable_gib * (1 - HEADROOM):
+            why += "; tight even so: an out-of-memory step splits the batch"
+        return f"{head} ({why})"
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "layers": self.layers, "total": self.total, "peak_gib": self.peak_gib,
+                "without_gib": self.without_gib, "usable_gib": self.usable_gib}
+
+
+def checkpoint_plan(config: TrainConfig, usable_gib: float | None, arch: Arch | None = None) -> CheckpointPlan:
+    """How many decoder layers to checkpoint: all or none when the setting says so; for "auto" the fewest whose
+    estimated peak (estimate_vram) stays within `usable_gib` less HEADROOM. The lowest layers are the ones
+    recomputed: their recompute comes last in backward, when the upper layers' activations are freed already,
+    so the peak is the forward's end (every other layer would recompute a layer while all others are held)."""
+    a = arch or arch_for(config.model)
+    mode = config.gradient_checkpointing
+    if mode != "auto":
+        return CheckpointPlan(mode, a.layers if mode == "all" else 0, a.layers)
+    if usable_gib is None:
+        return CheckpointPlan(mode, a.layers, a.layers)
+    without = estimate_vram(config, a, checkpointed=0).total_gib
+    budget = usable_gib * (1 - HEADROOM)
+    layers = next((k for k in range(a.layers + 1) if estimate_vram(config, a, checkpointed=k).total_gib <= budget),
+                  a.layers)
+    peak = estimate_vram(config, a, checkpointed=layers).total_gib
+    return CheckpointPlan(mode, layers, a.layers, round(peak, 2), round(without, 2), round(usable_gib, 2))
+
+
+def arch_of(model_config) -> Arch:
+    """The estimate's view of a loaded model (its transformers config): what a run plans with."""
+    h = model_config.hidden_size
+    heads = getattr(model_config, "num_attention_heads", 1) or 1
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    layers, inter, vocab = model_config.num_hidden_layers, model_config.intermediate_size, model_config.vocab_size
+    kv = h * kv_heads // heads
+    body = layers * (2 * h * h + 2 * h * kv + 3 * h * inter)
+    head = 0 if getattr(model_config, "tie_word_embeddings", True) else vocab * h
+    return Arch(float(body + vocab * h + head), h, layers, inter, vocab, kv_heads, heads)

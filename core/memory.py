@@ -38,3 +38,22 @@ def memory_sample(device: str, gpus: int = 1) -> dict:
                           if device == "cuda" and gpus > 1 else None),
         "gpu_ids": [nvml_index(i) for i in range(gpus)] if device == "cuda" else None,
     }
+
+
+def usable_gib(config) -> float | None:
+    """What this process may hold in all, now (what it holds included): on a GPU the smaller of its
+    gpu_memory_fraction cap and free + this process's reserved memory; on the CPU the RAM available plus this
+    process's. None when it cannot tell."""
+    if config.device == "cuda":
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        reserved = torch.cuda.memory_reserved()
+        cap = config.gpu_memory_fraction * total if config.gpu_memory_fraction > 0 else total
+        return min(cap, free + reserved) / GIB
+    try:
+        with open("/proc/meminfo") as fh:
+            available = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return available * 1024 / GIB + (process_rss_gib() or 0.0)

@@ -55,11 +55,52 @@ def load_model_from_path(config: TrainConfig, path, emit):
     if config.kbit_prepare:  # the old script's path: upcasts every non-quantised weight to fp32
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    elif config.gradient_checkpointing:
+        model = prepare_model_for_kbit_training(model,
+                                                use_gradient_checkpointing=config.gradient_checkpointing != "none")
+    elif config.gradient_checkpointing != "none":  # every layer; "auto" turns some off once the batches are known
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     return attach_lora(model, config)
+
+
+def plan_checkpointing(config: TrainConfig, model, emit):
+    """Decide which decoder layers recompute in backward (core.estimate.checkpoint_plan, from the memory this
+    process may use with the model loaded), apply it to the model, say it in the log, and return it."""
+    from .estimate import arch_of, checkpoint_plan
+    from .memory import usable_gib
+
+    usable = usable_gib(config) if config.gradient_checkpointing == "auto" and decoder_layers(model) else None
+    plan = checkpoint_plan(config, usable, arch_of(model.config))
+    apply_checkpoint_plan(model, plan.layers)
+    emit(LogLine(plan.describe()))
+    return plan
+
+
+def decoder_layers(model) -> list:
+    """The model's repeated decoder blocks, lowest first: the modules transformers checkpoints one by one."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def apply_checkpoint_plan(model, layers: int) -> int:
+    """Recompute the lowest `layers` decoder layers in backward, keep the others' activations. Checkpointing was
+    enabled on every layer at load (or on none); transformers reads each layer's flag at each forward, so a layer
+    turned off here runs once and keeps its activations. Returns how many layers are checkpointed now."""
+    blocks = decoder_layers(model)
+    enabled = any(getattr(b, "_gradient_checkpointing_func", None) is not None for b in blocks)
+    if not enabled:  # loaded without checkpointing: nothing to turn off, nothing that could be turned on
+        return 0
+    for i, block in enumerate(blocks):
+        block.gradient_checkpointing = i < layers
+    return sum(1 for b in blocks if b.gradient_checkpointing)
+
+
+def checkpoint_all(model) -> bool:
+    """Recompute every decoder layer (checkpointing enabled at load); True when some layer kept its activations."""
+    blocks = decoder_layers(model)
+    before = sum(1 for b in blocks if b.gradient_checkpointing)
+    return apply_checkpoint_plan(model, len(blocks)) > before
 
 
 def attach_lora(model, config: TrainConfig):
@@ -249,6 +290,13 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                         loss = piece_loss if loss is None else loss + piece_loss
                     return loss
                 except torch.OutOfMemoryError:
+                    if workers == 1 and checkpoint_all(model):
+                        # an "auto" plan that missed: recompute every layer (the batch stays whole) before splitting
+                        restore_grads(params, saved) if saved is not None else model.zero_grad(set_to_none=True)
+                        free_memory()
+                        emit(LogLine("out of memory with some layers' activations kept: activation checkpointing "
+                                     "on all layers from now on", "warning"))
+                        continue
                     size = -(-rows // self.splits)
                     if size <= 1 or config.padding_free or workers > 1:  # (ranks must run the same backwards)
                         raise

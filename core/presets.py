@@ -5,7 +5,8 @@ No torch here: the TUI imports this on start-up to list presets and suggest one.
 To add a setting, add one field to TrainConfig with `setting(default, help, group=...)`: `help` says what it does
 and why (it becomes the `train --field-name` flag's help and the TUI's help line), `group` is the `train --help`
 section, `choices=` a fixed set of values (checked by the flag and by `validate`), `label=` shows it in the TUI's
-preset panel (in field order), `flag=` spells the flag when `--field-name` will not do. The flag, its parsing, the
+preset panel (in field order), `flag=` spells the flag when `--field-name` will not do, `bare=`/`off=` give the
+values of the flag alone and of its `--no-` form (a choice that used to be a switch). The flag, its parsing, the
 JSON round trip (run.json, the TUI's run process) and the TUI field all come from that one field (`SETTINGS`); a
 check on its value goes in `validate` with `field=` naming it, and a preset that sets it does so in
 core/preset_table.py with the reason beside the value. tests/test_settings.py fails for a field without help.
@@ -27,10 +28,26 @@ MODEL, LENGTH, OPTIM, LORA, SPEED, GPUS, RUN = ("model and precision", "rows and
 
 
 def setting(default: Any, help: str, *, group: str, choices: tuple[str, ...] | None = None,
-            label: str | None = None, flag: str | None = None) -> Any:
-    """A TrainConfig field with what its flag and the TUI say about it (the module docstring says how)."""
+            label: str | None = None, flag: str | None = None, bare: str | None = None,
+            off: str | None = None) -> Any:
+    """A TrainConfig field with what its flag and the TUI say about it (the module docstring says how). `bare`:
+    the value of the flag given alone; `off`: the value of its --no- form (a choice field that was a switch)."""
     return field(default=default, metadata={"help": help, "group": group, "choices": choices, "label": label,
-                                            "flag": flag})
+                                            "flag": flag, "bare": bare, "off": off})
+
+
+CHECKPOINT_MODES = ("all", "none", "auto")
+
+
+def checkpoint_mode(value: Any) -> Any:
+    """A gradient_checkpointing value as all/none/auto (run.json files before "auto" hold true/false); anything
+    else unchanged, for validate() to name."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on", "all"):
+        return "all"
+    if text in ("false", "0", "no", "off", "none"):
+        return "none"
+    return text if text == "auto" else value
 
 
 @dataclass
@@ -105,8 +122,11 @@ class TrainConfig:
                                           "shape)", group=SPEED)
     padding_free: bool = setting(False, "concatenate a batch into one row (no padding tokens); needs flash/sdpa "
                                         "varlen", group=SPEED)
-    gradient_checkpointing: bool = setting(False, "recompute activations in backward: longer rows fit at ~30% "
-                                                  "more compute", group=SPEED)
+    gradient_checkpointing: str = setting("none", "recompute decoder layers' activations in backward: all (least "
+                                               "memory, ~1/3 more compute), none, or auto (as few layers as the "
+                                               "GPU's free memory needs: core.estimate.checkpoint_plan); the flag "
+                                               "alone means all", group=SPEED, choices=CHECKPOINT_MODES,
+                                          bare="all", off="none")
     gpu_memory_fraction: float = setting(0.0, "cap this process's share of GPU memory (0-1; 0: no cap), e.g. on a "
                                               "shared card", group=SPEED)
     gpus: int = setting(1, "data-parallel on N GPUs (or all), one process each (core/distributed.py); the effective "
@@ -133,6 +153,9 @@ class TrainConfig:
     score_seconds: float = setting(60.0, "time limit of that after-run check (the rows answered by then are "
                                          "scored)", group=RUN)
     tensorboard: bool = setting(False, "also write TensorBoard logs (checkpoints/runs)", group=RUN)
+
+    def __post_init__(self) -> None:
+        self.gradient_checkpointing = checkpoint_mode(self.gradient_checkpointing)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -223,6 +246,8 @@ class Setting:
     choices: tuple[str, ...] | None
     label: str | None  # the TUI's preset panel shows the field under this label (None: CLI only)
     flag: str  # "--batch-size"
+    bare: str | None = None  # the value of the flag given alone (a choice field that was a switch)
+    off: str | None = None  # the value of its --no- form
 
     @property
     def words(self) -> str:
@@ -235,7 +260,8 @@ def _setting(f) -> Setting:
     item = int if kind is tuple and "int" in str(f.type) else str
     choices = tuple(t["name"] for t in TABLE) if f.name == "preset" else meta.get("choices")
     return Setting(f.name, meta.get("help", ""), meta.get("group", RUN), kind, item, f.default, choices,
-                   meta.get("label"), meta.get("flag") or "--" + f.name.replace("_", "-"))
+                   meta.get("label"), meta.get("flag") or "--" + f.name.replace("_", "-"), meta.get("bare"),
+                   meta.get("off"))
 
 
 SETTINGS: dict[str, Setting] = {f.name: _setting(f) for f in fields(TrainConfig)}

@@ -18,11 +18,18 @@ def test_bench_smoke_reports_real_token_totals_and_leaves_no_temporary_model(tmp
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp)}
-    r = subprocess.run([sys.executable, "-m", "core", "bench", "--smoke", "--presets", "cpu", "--steps", "4",
+    presets = "cpu,cpu:gradient_checkpointing=all,cpu:gradient_checkpointing=auto+batch_tokens=512"
+    r = subprocess.run([sys.executable, "-m", "core", "bench", "--smoke", "--presets", presets, "--steps", "4",
                         "--out", str(tmp_path / "bench.json")], capture_output=True, text=True, env=env,
                        cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
-    (res,) = json.loads((tmp_path / "bench.json").read_text())["results"]
+    res, forced, auto = json.loads((tmp_path / "bench.json").read_text())["results"]
+    # each result says which of the tiny architecture's 2 layers were recomputed, and why
+    assert res["checkpointing"]["said"] == "activation checkpointing: none of 2 layers (gradient_checkpointing=none)"
+    assert forced["checkpointing"]["layers"] == forced["checkpointing"]["layers_at_end"] == 2
+    assert forced["config"]["gradient_checkpointing"] == "all" and forced["mfu_model"] is None  # (no GPU: no MFU)
+    assert auto["config"]["gradient_checkpointing"] == "auto" and auto["config"]["batch_tokens"] == 512
+    assert auto["checkpointing"]["layers"] == 0 and "GiB usable" in auto["checkpointing"]["said"]  # RAM: plenty
     steps = res["step_tokens"]
     assert len(steps) == res["steps"] == 4
     assert all(2 * 16 <= n <= 2 * 64 for n in steps)  # 2 rows of 16-64 real tokens per step
@@ -31,9 +38,10 @@ def test_bench_smoke_reports_real_token_totals_and_leaves_no_temporary_model(tmp
     assert res["tokens_per_s"] > 0
     table = r.stdout.splitlines()
     assert table[0] == "cpu  arch tiny  rows 16-64 tokens  4 steps"
-    assert table[1].split() == ["preset", "tokens/s", "all", "tokens", "ms/step", "peak", "GiB", "MFU", "loss"]
+    assert table[1].split() == ["preset", "tokens/s", "all", "tokens", "ms/step", "peak", "GiB", "MFU", "ckpt", "loss"]
     row = table[2].split()
     assert row[0] == "cpu" and row[2] == f"{res['tokens_per_s_total']:.0f}" and row[3] == str(res["tokens_total"])
+    assert row[7] == "0/2" and table[3].split()[7] == "2/2"
     # the random-weight model and the trainer's folder were temporary: nothing of ours is left
     assert [p.name for p in tmp.iterdir() if p.name.startswith(("arch-", "bench-"))] == []
 
