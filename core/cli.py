@@ -263,6 +263,8 @@ def cmd_doctor(args) -> int:
             print(plan.reason)
         for warning in plan.warnings:
             print(f"warning: {warning}")
+        if report.nvml_error:  # some GPU could not be read: the list above is partial
+            print(f"warning: {report.nvml_error}")
     else:
         print(f"no GPU: {report.nvml_error}")
     if report.torch_version is None:
