@@ -103,6 +103,20 @@ def test_a_worker_that_dies_stops_the_others_and_its_message_is_kept(tmp_path):
     assert [e.message for e in seen] == ["rank 0 up"]
 
 
+def test_a_stray_worker_line_is_shown_and_the_run_followed_to_its_end():
+    # a library prints to the worker's stdout a line that starts like an event but is not JSON
+    script = ("import json\n"
+              "print('{oops', flush=True)\n"
+              "print(json.dumps({'event': 'log', 'message': 'still training', 'level': 'info'}), flush=True)\n"
+              "print(json.dumps({'event': 'finished', 'output_dir': 'out', 'steps': 3, 'total_steps': 3,\n"
+              "                  'train_loss': 1.5, 'eval_loss': None, 'stopped_early': False, 'runtime_s': 0.1}))\n")
+    seen = []
+    finished = run_workers([sys.executable, "-c", script], [child_env()], seen.append, threading.Event())
+    assert [(e.kind, getattr(e, "message", None)) for e in seen] == [
+        ("log", "{oops"), ("log", "still training"), ("finished", None)]
+    assert (finished.steps, finished.train_loss) == (3, 1.5)
+
+
 @pytest.mark.parametrize("preset, n, changed, note", [
     ("8gb", 2, {"grad_accum": 1}, "gradient accumulation 2 → 1 per GPU"),
     ("modern-bf16", 2, {"batch_tokens": 16384, "batch_size": 128}, "micro-batches of ≤32,768 → ≤16,384 tokens per GPU"),
