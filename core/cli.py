@@ -186,13 +186,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TrainerError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
-        print(f"error: {exc.render()}", file=sys.stderr)
-        return exc.exit_code
+        return _refused(args, exc)
+    except (OSError, ValueError) as exc:  # a path given on the command line: missing, unreadable, not JSON
+        return _refused(args, InputError(_sentence(exc), hint="check the files and folders given on the command line"))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: its traceback for the report, then the sentence on the last line
+        import traceback
+
+        traceback.print_exc()
+        print(f"error: {_sentence(exc)} (a bug in genaptitude-trainer: please report it with the traceback above)",
+              file=sys.stderr)
+        return 1
+
+
+def _refused(args, exc: TrainerError) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
+    print(f"error: {exc.render()}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _sentence(exc: BaseException) -> str:
+    """One line for an exception: the file and the system's reason for an OSError, else its type and first line."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def cmd_check(args) -> int:
@@ -344,7 +365,7 @@ def _need_gib(config) -> float | None:
 
     try:
         return estimate_vram(per_device(config, config.gpus)[0]).total_gib
-    except Exception:
+    except (TrainerError, ValueError, ArithmeticError):  # e.g. a batch that cannot split: validation says so next
         return None
 
 
