@@ -53,7 +53,7 @@ def remember_run(output: str | os.PathLike, preset: str = "", model: str = "", d
         index.parent.mkdir(parents=True, exist_ok=True)
         with open(index, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    except Exception:  # noqa: BLE001 - a history index is a convenience, never a reason to stop training
+    except OSError:  # an unwritable home: the index is a convenience, never a reason to stop training
         pass
 
 

@@ -95,10 +95,14 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
     try:
         merged.save_pretrained(str(work))
         tok.save_pretrained(str(work))
-    except Exception as exc:
+    except BaseException as exc:
+        from safetensors import SafetensorError
+
         shutil.rmtree(work, ignore_errors=True)
-        raise TrainerError(f"could not save the merged model into {work}: {exc}",
-                           hint="check free disk space (about 2 bytes per parameter)") from exc
+        if isinstance(exc, (OSError, SafetensorError)):  # a full disk (safetensors says so in its own error type)
+            raise TrainerError(f"could not save the merged model into {work}: {exc}",
+                               hint="check free disk space (about 2 bytes per parameter)") from exc
+        raise  # a bug, or ^C: its own traceback
     return swap_into_place(work, out)
 
 
