@@ -11,8 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from core.errors import TrainerError
 
+from .. import messages
 from ..messages import DatasetLoaded, LengthStatsReady
 
 
@@ -38,9 +38,7 @@ def skipped_rows(report) -> tuple[int, str]:
 
 
 def error_text(error: BaseException) -> str:
-    if isinstance(error, TrainerError):
-        return error.render(limit=50)
-    return f"could not read the dataset: {type(error).__name__}: {error}"
+    return messages.error_text(error, limit=50, doing="could not read the dataset: ")
 
 
 def stats_text(stats: Any, model: str, max_length: int, truncation: str = "keep-answer") -> Text:
@@ -187,9 +185,8 @@ class DatasetPanel(Vertical):
     def _measure(self, key: tuple, examples: list) -> None:
         try:
             stats = self.engine.length_stats(key[1], examples, key[2])
-        except Exception as exc:
-            message = exc.render() if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
-            self.post_message(LengthStatsReady(key, None, message))
+        except Exception as exc:  # noqa: BLE001 - shown in the panel (a bug with where its traceback is kept)
+            self.post_message(LengthStatsReady(key, None, messages.error_text(exc)))
         else:
             if not get_current_worker().is_cancelled:
                 self.post_message(LengthStatsReady(key, stats))

@@ -256,8 +256,9 @@ class TrainingPanel(Vertical):
             if isinstance(error, TrainerError):
                 self.fail(error.message, error.hint, error.problems)
             else:
-                self.fail(f"unexpected {type(error).__name__}: {error}",
-                          "this is a bug in the trainer; the log above has the details")
+                from ..messages import keep_trace
+
+                self.fail(f"unexpected {type(error).__name__}: {error}", keep_trace(error))
         elif self.state in ("running", "stopping"):  # returned without Finished: still done
             self.state = "finished"
             self.status("run ended")
