@@ -497,7 +497,7 @@ class TrainerApp(App):
                     lines.append(f"backup of the old .env: {backup}" if backup else f"{env_file} was created")
                 else:
                     lines.append(f"set in GenAptitude's .env: RAISE_LORA_PATH={dest}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown; error_text keeps a bug's traceback
             self.post_message(ExportDone(how, [], error_text(exc)))
         else:
             self.post_message(ExportDone(how, lines))

@@ -129,7 +129,7 @@ class EvaluateScreen(ModalScreen[None]):
                                            skip_invalid=self.skip_invalid)
         except Cancelled:
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown; error_text keeps a bug's traceback
             self.post_message(EvalDone([], error_text(exc)))
         else:
             self.post_message(EvalDone(results))

@@ -100,7 +100,7 @@ class DatasetPanel(Vertical):
     def _read(self, path: str, skip_invalid: bool) -> None:
         try:
             report = self.engine.read_dataset(path, skip_invalid=skip_invalid)
-        except Exception as exc:  # a DatasetError names the lines; anything else is still shown, never raised
+        except Exception as exc:  # noqa: BLE001 - a DatasetError names the lines; a bug is shown, its traceback kept
             self.post_message(DatasetLoaded(None, exc, skip_invalid))
         else:
             self.post_message(DatasetLoaded(report, None, skip_invalid))
