@@ -12,9 +12,8 @@ import threading
 from pathlib import Path
 
 from .errors import InputError, TrainerError
-from .presets import PRESETS
-
-DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
+from .output import DEFAULT_OUTPUT
+from .presets import BUNDLED_MODEL, PRESETS
 
 
 def _gpus(text: str) -> int:
@@ -219,7 +218,7 @@ def _sentence(exc: BaseException) -> str:
 def cmd_check(args) -> int:
     from .check import check_dataset, render_check
 
-    result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or "smollm2-135m-instruct"),
+    result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or BUNDLED_MODEL),
                            max_length=args.max_length, skip_invalid=args.skip_invalid,
                            truncation=args.truncation)
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render_check(result))
@@ -433,7 +432,7 @@ def human_printer(event) -> None:
     from .presets import batch_label, config_from_dict
     from .events import (
         CheckpointSaved, DownloadProgress, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase,
-        Progress, RunStarted, StepLogged,
+        Progress, RunStarted, StepLogged, loss_text,
     )
 
     if isinstance(event, Phase):
@@ -455,10 +454,10 @@ def human_printer(event) -> None:
               f"{event.total_steps} steps, batch {batch_label(config_from_dict(c))}", flush=True)
     elif isinstance(event, StepLogged):
         eta = f"{event.eta_s:.0f}s" if event.eta_s is not None else "?"
-        print(f"step {event.step}/{event.total_steps}  loss {event.loss:.4f}  lr {event.lr:.2e}  "
+        print(f"step {event.step}/{event.total_steps}  loss {loss_text(event.loss)}  lr {event.lr:.2e}  "
               f"{event.tokens_per_s:.0f} tok/s  eta {eta}", flush=True)
     elif isinstance(event, EvalLogged):
-        print(f"eval loss {event.eval_loss:.4f} at step {event.step}", flush=True)
+        print(f"eval loss {loss_text(event.eval_loss)} at step {event.step}", flush=True)
     elif isinstance(event, CheckpointSaved):
         print(f"checkpoint saved: {event.path}", flush=True)
     elif isinstance(event, OomRecovered):
@@ -608,8 +607,10 @@ def _add_run_commands(sub) -> None:
 
 
 def _run_row(run) -> dict:
+    from .events import loss_text
+
     steps = f"{run.steps}/{run.total_steps}" if run.total_steps else str(run.steps or "–")
-    loss = "–" if run.train_loss is None else f"{run.train_loss:.4f}"
+    loss = loss_text(run.train_loss)
     owner = run.owner.describe() if run.owner is not None and run.state == "running" else ""
     return {"state": run.state, "steps": steps, "loss": loss, "folder": str(run.path), "owner": owner}
 

@@ -675,6 +675,12 @@ def _conversation(turns: list[dict[str, str]]) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- wording helpers
 
 
+def flat(text: str) -> str:
+    """The text on one line, every run of whitespace (line breaks, tabs) one space: how a row is shown in a line,
+    and how answers are compared (core.evaluate)."""
+    return " ".join(text.split())
+
+
 def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 

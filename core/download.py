@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import InputError, TrainerError
 from .events import DownloadProgress, Phase
+from .presets import BUNDLED_MODEL
 
 # What a causal LM needs to load and train (safetensors weights, config, tokenizer, chat template).
 ALLOW_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken")
@@ -67,7 +68,7 @@ def download_line(e: DownloadProgress) -> str:
 
 def ways_out(repo_id: str) -> str:
     return (f"ways out: (1) on a connected machine run `hf download {repo_id}` and copy ~/.cache/huggingface; "
-            f"(2) pass --model /path/to/a/local/folder or a .gguf file; (3) use --model smollm2-135m-instruct "
+            f"(2) pass --model /path/to/a/local/folder or a .gguf file; (3) use --model {BUNDLED_MODEL} "
             f"(bundled, works offline, e.g. with --preset cpu)")
 
 

