@@ -12,13 +12,15 @@ from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
 
+from core.dataset import flat
+
 from .. import messages
 from ..messages import DatasetLoaded, LengthStatsReady
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    line = flat(text)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def prompt_and_answer(example: Any) -> tuple[str, str]:
@@ -32,7 +34,7 @@ def prompt_and_answer(example: Any) -> tuple[str, str]:
 
 def skipped_rows(report) -> tuple[int, str]:
     """How many rows --skip-invalid left out, and " (line 3, 5…)" naming the first eight (or "")."""
-    skipped = max(getattr(report, "invalid_lines", 0), len(report.problems))
+    skipped = report.skipped
     lines = ", ".join(str(p.line) for p in report.problems[:8] if p.line is not None)
     return skipped, (f" (line {lines}{'…' if skipped > 8 else ''})" if lines else "")
 
