@@ -108,6 +108,7 @@ def test_presets_list_gives_a_reason_for_values():
     assert "grad scaler" in r.stdout
 
 
+@pytest.mark.slow
 def test_train_json_stream_is_one_event_per_line(tiny_model_dir, small_dataset, tmp_path):
     r = cli("train", "--dataset", str(small_dataset), "--preset", "cpu", "--model", str(tiny_model_dir),
             "--max-steps", "2", "--output", str(tmp_path / "out"), "--json")

@@ -33,6 +33,7 @@ def _train(tiny_model_dir, small_dataset, out, *extra):
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow
 def test_two_workers_step_exactly_as_one_process_with_the_same_effective_batch(tiny_model_dir, small_dataset,
                                                                               tmp_path):
     one = _train(tiny_model_dir, small_dataset, tmp_path / "one")
@@ -71,6 +72,7 @@ def test_two_workers_step_exactly_as_one_process_with_the_same_effective_batch(t
     assert not (tmp_path / "two.partial").exists()
 
 
+@pytest.mark.slow
 def test_a_stop_reaches_every_worker_and_saves_a_resumable_checkpoint(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "a"
     proc = _cli(["train", "--dataset", str(small_dataset), "--preset", "cpu", "--model", str(tiny_model_dir),

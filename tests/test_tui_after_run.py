@@ -299,6 +299,7 @@ async def test_export_of_a_folder_that_is_not_an_adapter_says_so(tmp_path):
 
 
 # -- the real engine --------------------------------------------------------------------------------------
+@pytest.mark.slow
 async def test_real_engine_evaluates_and_chats_with_a_tiny_adapter(tiny_model_dir, small_dataset, tmp_path, capsys):
     """A tiny adapter trained here on the CPU; the evaluate view scores the same held-out rows, with the same
     numbers, as `genaptitude-trainer evaluate --compare`, and the chat's base answer is the plain base model's."""
