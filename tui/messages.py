@@ -113,16 +113,23 @@ def error_text(exc: BaseException, *, limit: int = 20, doing: str = "") -> str:
 
 
 def keep_trace(exc: BaseException) -> str:
-    """Append a bug's traceback to the app's error log; return the sentence that says where it is."""
+    """Append a bug's traceback to the app's error log (once, however many views show the error); return the
+    sentence that says where it is."""
     import traceback
 
     from core.history import state_home
 
+    said = getattr(exc, "_trainer_kept", None)
+    if said:
+        return said
     log = state_home() / "app-errors.log"
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as fh:
             fh.write("".join(traceback.format_exception(exc)) + "\n")
     except OSError:
-        return "a bug in the trainer (its traceback could not be written down)"
-    return f"a bug in the trainer: its traceback is in {log}"
+        said = "a bug in the trainer (its traceback could not be written down)"
+    else:
+        said = f"a bug in the trainer: its traceback is in {log}"
+    exc._trainer_kept = said  # type: ignore[attr-defined]
+    return said
