@@ -13,6 +13,7 @@ import statistics
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -278,7 +279,8 @@ def _run_presets(presets: list[str], folder: Path, *, arch: str, steps: int, min
         cfg = replace(cfg, model=str(folder), max_length=max(max_len, 16), preset=spec, **(overrides or {}))
         try:
             r = measure(cfg, folder, steps=steps, min_len=min_len, max_len=max_len, vocab=vocab, peak_tflops=peak)
-        except Exception as exc:  # one failing configuration must not lose the others' numbers
+        except Exception as exc:  # noqa: BLE001 - one failing configuration must not lose the others' numbers
+            traceback.print_exc()  # its row says what failed; the trace says where
             r = {"preset": spec, "error": f"{type(exc).__name__}: {exc}"}
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -12,9 +12,8 @@ import threading
 from pathlib import Path
 
 from .errors import InputError, TrainerError
-from .presets import PRESETS, SETTINGS, Setting
-
-DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
+from .output import DEFAULT_OUTPUT
+from .presets import BUNDLED_MODEL, PRESETS, SETTINGS, Setting
 
 
 def _gpus(text: str) -> int:
@@ -164,19 +163,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TrainerError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
-        print(f"error: {exc.render()}", file=sys.stderr)
-        return exc.exit_code
+        return _refused(args, exc)
+    except (OSError, ValueError) as exc:  # a path given on the command line: missing, unreadable, not JSON
+        return _refused(args, InputError(_sentence(exc), hint="check the files and folders given on the command line"))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: its traceback for the report, then the sentence on the last line
+        import traceback
+
+        traceback.print_exc()
+        print(f"error: {_sentence(exc)} (a bug in genaptitude-trainer: please report it with the traceback above)",
+              file=sys.stderr)
+        return 1
+
+
+def _refused(args, exc: TrainerError) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
+    print(f"error: {exc.render()}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _sentence(exc: BaseException) -> str:
+    """One line for an exception: the file and the system's reason for an OSError, else its type and first line."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def cmd_check(args) -> int:
     from .check import check_dataset, render_check
 
-    result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or "smollm2-135m-instruct"),
+    result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or BUNDLED_MODEL),
                            max_length=args.max_length, skip_invalid=args.skip_invalid,
                            truncation=args.truncation)
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render_check(result))
@@ -241,6 +261,8 @@ def cmd_doctor(args) -> int:
             print(plan.reason)
         for warning in plan.warnings:
             print(f"warning: {warning}")
+        if report.nvml_error:  # some GPU could not be read: the list above is partial
+            print(f"warning: {report.nvml_error}")
     else:
         print(f"no GPU: {report.nvml_error}")
     if report.torch_version is None:
@@ -317,7 +339,7 @@ def _need_gib(config) -> float | None:
 
     try:
         return estimate_vram(per_device(config, config.gpus)[0]).total_gib
-    except Exception:
+    except (TrainerError, ValueError, ArithmeticError):  # e.g. a batch that cannot split: validation says so next
         return None
 
 
@@ -385,7 +407,7 @@ def human_printer(event) -> None:
     from .presets import batch_label, config_from_dict
     from .events import (
         CheckpointSaved, DownloadProgress, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase,
-        Progress, RunStarted, StepLogged,
+        Progress, RunStarted, StepLogged, loss_text,
     )
 
     if isinstance(event, Phase):
@@ -407,10 +429,10 @@ def human_printer(event) -> None:
               f"{event.total_steps} steps, batch {batch_label(config_from_dict(c))}", flush=True)
     elif isinstance(event, StepLogged):
         eta = f"{event.eta_s:.0f}s" if event.eta_s is not None else "?"
-        print(f"step {event.step}/{event.total_steps}  loss {event.loss:.4f}  lr {event.lr:.2e}  "
+        print(f"step {event.step}/{event.total_steps}  loss {loss_text(event.loss)}  lr {event.lr:.2e}  "
               f"{event.tokens_per_s:.0f} tok/s  eta {eta}", flush=True)
     elif isinstance(event, EvalLogged):
-        print(f"eval loss {event.eval_loss:.4f} at step {event.step}", flush=True)
+        print(f"eval loss {loss_text(event.eval_loss)} at step {event.step}", flush=True)
     elif isinstance(event, CheckpointSaved):
         print(f"checkpoint saved: {event.path}", flush=True)
     elif isinstance(event, OomRecovered):
@@ -561,8 +583,10 @@ def _add_run_commands(sub) -> None:
 
 
 def _run_row(run) -> dict:
+    from .events import loss_text
+
     steps = f"{run.steps}/{run.total_steps}" if run.total_steps else str(run.steps or "–")
-    loss = "–" if run.train_loss is None else f"{run.train_loss:.4f}"
+    loss = loss_text(run.train_loss)
     owner = run.owner.describe() if run.owner is not None and run.state == "running" else ""
     return {"state": run.state, "steps": steps, "loss": loss, "folder": str(run.path), "owner": owner}
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import InputError, TrainerError
 from .events import DownloadProgress, Phase
+from .presets import BUNDLED_MODEL
 
 # What a causal LM needs to load and train (safetensors weights, config, tokenizer, chat template).
 ALLOW_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken")
@@ -67,7 +68,7 @@ def download_line(e: DownloadProgress) -> str:
 
 def ways_out(repo_id: str) -> str:
     return (f"ways out: (1) on a connected machine run `hf download {repo_id}` and copy ~/.cache/huggingface; "
-            f"(2) pass --model /path/to/a/local/folder or a .gguf file; (3) use --model smollm2-135m-instruct "
+            f"(2) pass --model /path/to/a/local/folder or a .gguf file; (3) use --model {BUNDLED_MODEL} "
             f"(bundled, works offline, e.g. with --preset cpu)")
 
 
@@ -78,7 +79,7 @@ def download(repo_id: str, emit=None) -> Path:
     endpoint = constants.ENDPOINT
     try:
         info = HfApi().model_info(repo_id, files_metadata=True, timeout=timeout_s())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the Hub client's errors share no base across versions: refusal sorts them
         raise refusal(exc, repo_id, endpoint) from None
     files = {s.rfilename: (s.size or 0) for s in (info.siblings or [])
              if any(fnmatch.fnmatch(s.rfilename, p) for p in ALLOW_PATTERNS)}
@@ -103,7 +104,7 @@ def download(repo_id: str, emit=None) -> Path:
                 first = first or Path(path).parents[name.count("/")]  # the snapshot folder
     except TrainerError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - likewise; an error refusal does not know keeps its traceback
         raise refusal(exc, repo_id, endpoint) from None
     return first
 
@@ -176,6 +177,11 @@ def refusal(exc: BaseException, repo_id: str, endpoint: str) -> TrainerError:
         if isinstance(e, HfHubHTTPError) and getattr(e, "response", None) is not None:
             return TrainerError(f"the Hub answered HTTP {e.response.status_code} for {repo_id}",
                                 hint="try again later; " + ways_out(repo_id))
+    if not isinstance(exc, OSError):  # not the network nor the disk: maybe a bug of ours; keep where it happened
+        import sys
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
     return TrainerError(f"could not download {repo_id}: {type(exc).__name__}: {exc}".splitlines()[0],
                         hint=ways_out(repo_id))
 

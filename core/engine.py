@@ -55,7 +55,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
     except TrainerError as exc:
         emit(Failed(exc.message, exc.hint, [p.render(exc.path) for p in exc.problems]))
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a library's error as a sentence (explain); _keep_trace keeps its traceback
         err = explain(exc, config)
         _keep_trace(exc)
         emit(Failed(err.message, err.hint))

@@ -5,10 +5,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .dataset import Example, example_to_prompt_and_answer
+from .dataset import Example, example_to_prompt_and_answer, flat
 from .errors import InputError
+from .presets import BUNDLED_MODEL
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 Say = Callable[[str], None]
 
 
@@ -41,10 +41,6 @@ class EvalResult:
                 "eval_loss": self.eval_loss, "rows": [r.__dict__ for r in self.rows]}
 
 
-def normalise(text: str) -> str:
-    return " ".join(text.split())
-
-
 @dataclass
 class HeldOut:
     """The rows an evaluation scores and the base model it loads."""
@@ -63,7 +59,7 @@ class HeldOut:
                 + (f"; first {n} of {self.total})" if n < self.total else ")"))
 
 
-def run_record(adapter: str | None) -> dict:
+def read_run_record(adapter: str | None) -> dict:
     """The adapter's run.json ({} without one); refuses a folder that is not an adapter, or a damaged record."""
     from .output import ADAPTER_FILES, is_adapter, read_run_json
 
@@ -82,8 +78,8 @@ def held_out(dataset: str, adapter: str | None, *, model: str | None = None, spl
     from .dataset import read_dataset, split_examples
 
     report = read_dataset(dataset, skip_invalid=skip_invalid)
-    record = run_record(adapter)
-    model = model or record.get("config", {}).get("model") or DEFAULT_MODEL
+    record = read_run_record(adapter)
+    model = model or record.get("config", {}).get("model") or BUNDLED_MODEL
     examples, used = report.examples, "all"
     if split == "eval" and record.get("dataset", {}).get("sha256") == report.sha256:
         cfg = record["config"]
@@ -124,7 +120,7 @@ class Fitting:
 
     @classmethod
     def of(cls, adapter: str | None) -> "Fitting":
-        config = run_record(adapter).get("config", {}) if adapter else {}
+        config = read_run_record(adapter).get("config", {}) if adapter else {}
         return cls(config.get("max_length", cls.max_length), config.get("truncation", "keep-answer"))
 
 
@@ -200,8 +196,8 @@ def score(label: str, examples: list[Example], answers: list[str], loss: float |
     for e, a in zip(examples, answers):
         messages, ref = example_to_prompt_and_answer(e)
         prompt = messages[-1]["content"] if messages else ""
-        sim = difflib.SequenceMatcher(None, normalise(a), normalise(ref)).ratio()
-        result.rows.append(RowResult(e.line, prompt, ref, a, normalise(a) == normalise(ref), sim))
+        sim = difflib.SequenceMatcher(None, flat(a), flat(ref)).ratio()
+        result.rows.append(RowResult(e.line, prompt, ref, a, flat(a) == flat(ref), sim))
     return result
 
 
@@ -240,7 +236,7 @@ class Chat:
 
     def __init__(self, adapter: str, model: str | None = None, max_new_tokens: int = 128) -> None:
         self.adapter = str(adapter)
-        self.model = model or run_record(self.adapter).get("config", {}).get("model") or DEFAULT_MODEL
+        self.model = model or read_run_record(self.adapter).get("config", {}).get("model") or BUNDLED_MODEL
         self.max_new_tokens = max_new_tokens
         self.fitting = Fitting.of(self.adapter)
         self.tok, _, self.tuned = load_for_eval(self.model, self.adapter)

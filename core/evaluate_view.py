@@ -5,6 +5,8 @@ import itertools
 import shutil
 import textwrap
 
+from .events import loss_text
+
 
 def render_results(results, width: int | None = None) -> str:
     if not results:
@@ -12,8 +14,7 @@ def render_results(results, width: int | None = None) -> str:
     width = width or min(shutil.get_terminal_size((100, 24)).columns, 160)
     out = []
     for r in results:
-        loss = f"{r.eval_loss:.4f}" if r.eval_loss is not None else "n/a"
-        out.append(f"{r.label}: exact match {r.exact_match:.2f}, similarity {r.similarity:.2f}, eval loss {loss} "
+        out.append(f"{r.label}: exact match {r.exact_match:.2f}, similarity {r.similarity:.2f}, eval loss {loss_text(r.eval_loss)} "
                    f"({len(r.rows)} rows)")
     column = max((width - 2 * (len(results) - 1)) // len(results), 20)
     for i, row in enumerate(results[0].rows):

@@ -173,6 +173,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
 EventSink = Callable[[Event], None]
 
 
+def loss_text(value: float | None) -> str:
+    """A loss as every view shows it: four decimals (a small run's loss moves in the third), "–" when there is none."""
+    return "–" if value is None else f"{value:.4f}"
+
+
 def from_dict(data: dict[str, Any]) -> Event:
     """Rebuild an event from its `to_dict` form (used when a run's JSON stream is read back)."""
     cls = EVENT_TYPES[data["event"]]

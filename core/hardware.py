@@ -82,7 +82,7 @@ def _nvml():
             return None
         try:
             pynvml.nvmlInit()
-        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        except pynvml.NVMLError as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
             name = type(exc).__name__
             if "LibraryNotFound" in name or "not found" in str(exc).lower():
                 _state["error"] = ("NVIDIA driver library (libnvidia-ml) not found: no NVIDIA GPU or driver "
@@ -105,11 +105,11 @@ def _gpu_info(nv, i: int) -> GpuInfo:
     mem = nv.nvmlDeviceGetMemoryInfo(h)
     try:
         cc = tuple(nv.nvmlDeviceGetCudaComputeCapability(h))
-    except Exception:
+    except nv.NVMLError:  # NotSupported on some boards and drivers
         cc = None
     try:
         uuid = _text(nv.nvmlDeviceGetUUID(h))
-    except Exception:
+    except nv.NVMLError:
         uuid = ""
     return GpuInfo(
         index=i,
@@ -128,7 +128,7 @@ def _processes(nv, handle) -> list[GpuProcess]:
     """The compute processes on a GPU other than this one; [] when NVML cannot say."""
     try:
         procs = nv.nvmlDeviceGetComputeRunningProcesses(handle)
-    except Exception:
+    except nv.NVMLError:  # NoPermission in some containers
         return []
     out = []
     for p in procs:
@@ -150,11 +150,20 @@ def probe(check_torch: bool = False) -> HardwareReport:
             report.driver_version = _text(nv.nvmlSystemGetDriverVersion())
             v = nv.nvmlSystemGetCudaDriverVersion()
             report.cuda_driver_version = f"{v // 1000}.{(v % 1000) // 10}"
-            report.gpus = [_gpu_info(nv, i) for i in range(nv.nvmlDeviceGetCount())]
-            if not report.gpus:
-                report.nvml_error = "the NVIDIA driver is loaded but reports no GPU"
-        except Exception as exc:
+            count = nv.nvmlDeviceGetCount()
+        except nv.NVMLError as exc:
             report.nvml_error = f"NVML query failed: {exc}"
+            count = 0
+        unread = []
+        for i in range(count):
+            try:
+                report.gpus.append(_gpu_info(nv, i))
+            except nv.NVMLError as exc:  # a GPU fallen off the bus, a MIG device NVML refuses: list the others
+                unread.append(f"GPU {i} ({exc})")
+        if unread:  # a partial list says so: nvml_error is shown beside the GPUs that were read
+            report.nvml_error = f"NVML could not read {', '.join(unread)}; only the GPUs it could read are listed"
+        elif not count and report.nvml_error is None:
+            report.nvml_error = "the NVIDIA driver is loaded but reports no GPU"
     if check_torch:
         _check_torch(report)
     return report
@@ -175,7 +184,7 @@ def bnb_status(torch_cuda: bool) -> tuple[bool, str]:
     """Whether bitsandbytes can run 4-bit layers on CUDA here (the WSL/CPU-only-install trap)."""
     try:
         import bitsandbytes  # noqa: F401
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - doctor's question: whatever stops the import (missing libs, CUDA setup) is its answer
         return False, f"bitsandbytes does not import: {exc}"
     if not torch_cuda:
         return False, "bitsandbytes is installed but torch sees no CUDA device, so 4-bit runs only on CPU (slowly)"
@@ -187,32 +196,41 @@ def bnb_status(torch_cuda: bool) -> tuple[bool, str]:
         q, state = quantize_4bit(x, quant_type="nf4")
         dequantize_4bit(q, state)
         return True, "bitsandbytes NF4 works on CUDA"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - likewise: any failure of the 4-bit round trip is the answer
         return False, f"bitsandbytes has no working CUDA backend: {exc}"
 
 
 def sample() -> list[GpuSample]:
-    """A fast read for the once-a-second panel refresh; [] when NVML is not available."""
+    """A fast read for the once-a-second panel refresh; [] when NVML is not available. A GPU NVML cannot read is
+    left out (probe() names it)."""
     nv = _nvml()
     if nv is None:
         return []
-    out = []
     try:
-        for i in range(nv.nvmlDeviceGetCount()):
-            h = nv.nvmlDeviceGetHandleByIndex(i)
-            mem = nv.nvmlDeviceGetMemoryInfo(h)
-            try:
-                util = int(nv.nvmlDeviceGetUtilizationRates(h).gpu)
-            except Exception:
-                util = None
-            try:
-                temp = int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
-            except Exception:
-                temp = None
-            out.append(GpuSample(i, _text(nv.nvmlDeviceGetName(h)), mem.used / GIB, mem.total / GIB, util, temp))
-    except Exception:
-        return out
+        count = nv.nvmlDeviceGetCount()
+    except nv.NVMLError:
+        return []
+    out = []
+    for i in range(count):
+        try:
+            out.append(_sample_one(nv, i))
+        except nv.NVMLError:
+            continue
     return out
+
+
+def _sample_one(nv, i: int) -> GpuSample:
+    h = nv.nvmlDeviceGetHandleByIndex(i)
+    mem = nv.nvmlDeviceGetMemoryInfo(h)
+    try:
+        util = int(nv.nvmlDeviceGetUtilizationRates(h).gpu)
+    except nv.NVMLError:  # NotSupported on some boards
+        util = None
+    try:
+        temp = int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
+    except nv.NVMLError:
+        temp = None
+    return GpuSample(i, _text(nv.nvmlDeviceGetName(h)), mem.used / GIB, mem.total / GIB, util, temp)
 
 
 def nvml_used_gib(index: int = 0) -> tuple[float | None, float | None]:

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, NamedTuple
 
 from . import output
 from .errors import InputError
-from .output import PARTIAL, latest_checkpoint, metrics_rows
+from .output import latest_checkpoint, metrics_rows
 
 INDEX_NAME = "runs.jsonl"
 _OLD = re.compile(r"\.old-\d+$")  # finalize()'s short-lived backup of a replaced output
@@ -53,7 +53,7 @@ def remember_run(output: str | os.PathLike, preset: str = "", model: str = "", d
         index.parent.mkdir(parents=True, exist_ok=True)
         with open(index, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    except Exception:  # noqa: BLE001 - a history index is a convenience, never a reason to stop training
+    except OSError:  # an unwritable home: the index is a convenience, never a reason to stop training
         pass
 
 
@@ -183,7 +183,7 @@ def load_run(path: Path, meta: dict | None = None) -> RunRecord:
     """Read one run folder. `meta` is its index entry (preset, model, dataset, started_at), if any."""
     path = Path(path)
     meta = meta or {}
-    partial = path.name.endswith(PARTIAL)
+    partial = output.is_work(path)
     record = RunRecord(path=path, state="unfinished" if partial else "finished", preset=meta.get("preset", ""),
                        model=meta.get("model", ""), dataset=meta.get("dataset", ""))
     info: dict = {}
@@ -237,7 +237,7 @@ def is_run_dir(path: Path) -> bool:
             return False
         if (path / "run.json").is_file():
             return True
-        if not path.name.endswith(PARTIAL):
+        if not output.is_work(path):
             return False
         if (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir():
             return True
@@ -302,7 +302,7 @@ def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLik
     for folder in folders:
         candidates += [folder, *_children(folder)]
     for out in reversed(list(meta)):  # newest first; a vanished folder is just not there any more
-        candidates += [out, out.with_name(out.name + PARTIAL)]
+        candidates += [out, output.work_of(out)]
 
     seen: set[Path] = set()
     runs: list[RunRecord] = []
@@ -313,13 +313,12 @@ def find_runs(output_dir: str | os.PathLike | None = None, cwd: str | os.PathLik
             key = path.resolve()
         except OSError:
             continue
-        if key in seen or (live_only and not (key.name.endswith(PARTIAL) and output.lock_held(key))):
+        if key in seen or (live_only and not (output.is_work(key) and output.lock_held(key))):
             continue
         if not is_run_dir(path):
             continue
         seen.add(key)
-        out = key.with_name(key.name[:-len(PARTIAL)]) if key.name.endswith(PARTIAL) else key
-        runs.append(load_run(key, meta.get(out)))
+        runs.append(load_run(key, meta.get(output.output_of(key))))
     runs.sort(key=lambda r: (r.state == "running", r.started.timestamp() if r.started else float("-inf")),
               reverse=True)  # runs going now first, then newest first
     return History(runs, folders, index)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError, TrainerError
-from .output import ADAPTER_FILES, PARTIAL, is_adapter, read_run_json, swap_into_place
+from .output import ADAPTER_FILES, PARTIAL, is_adapter, is_work, read_run_json, swap_into_place, work_of
 
 CONVERTER_NAMES = ("convert_hf_to_gguf.py", "convert-hf-to-gguf.py")  # the second is llama.cpp's old name
 LLAMA_CPP = "https://github.com/ggml-org/llama.cpp"
@@ -47,6 +47,8 @@ def _check_paths(adapter_dir: str, out_dir: str, overwrite: bool) -> tuple[Path,
                          hint="write the merged model to a folder of its own, e.g. --out merged-model")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder", hint="choose another --out")
+    if is_work(out):  # the merge writes into work_of(out) first: that must be another folder
+        raise InputError(f"--out {out} ends in {PARTIAL}, the name of a work folder", hint="choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out} already holds files; it is never overwritten silently",
                          hint="pass --overwrite to replace it, or choose another --out")
@@ -88,17 +90,21 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
     merged.to(torch.bfloat16)
     tok = tokenizer_from(adapter if (adapter / "tokenizer_config.json").is_file() else path, trust_remote_code)
 
-    work = out.with_name(out.name + PARTIAL)
+    work = work_of(out)
     if work.exists():
         shutil.rmtree(work)  # a merge that died half-way
     say(f"[saving] {out}")
     try:
         merged.save_pretrained(str(work))
         tok.save_pretrained(str(work))
-    except Exception as exc:
+    except BaseException as exc:
+        from safetensors import SafetensorError
+
         shutil.rmtree(work, ignore_errors=True)
-        raise TrainerError(f"could not save the merged model into {work}: {exc}",
-                           hint="check free disk space (about 2 bytes per parameter)") from exc
+        if isinstance(exc, (OSError, SafetensorError)):  # a full disk (safetensors says so in its own error type)
+            raise TrainerError(f"could not save the merged model into {work}: {exc}",
+                               hint="check free disk space (about 2 bytes per parameter)") from exc
+        raise  # a bug, or ^C: its own traceback
     return swap_into_place(work, out)
 
 

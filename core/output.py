@@ -33,6 +33,7 @@ from typing import Callable, Iterator
 from .errors import InputError, TrainerError
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+DEFAULT_OUTPUT = "genaptitude-qwen-adapter"  # the old train.py's folder: GenAptitude's RAISE_LORA_PATH docs name it
 PARTIAL = ".partial"
 EVENTS = "events.jsonl"  # the engine's events of the current session, one JSON object a line
 METRICS = "metrics.jsonl"
@@ -62,23 +63,32 @@ class RunDirs:
 
 
 # -- names -------------------------------------------------------------------------------------------------
+def is_work(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is a run's `.partial` work folder (where it writes until it finishes)."""
+    return Path(folder).name.endswith(PARTIAL)
+
+
+def _beside(path: Path) -> Path:
+    """The work folder next to an output folder, as the path was given (not resolved)."""
+    return path.with_name(path.name + PARTIAL)
+
+
 def output_of(folder: str | os.PathLike) -> Path:
     """The final output folder of a run given either it or its `.partial` work folder."""
     path = Path(folder).expanduser().resolve()
-    return path.with_name(path.name[:-len(PARTIAL)]) if path.name.endswith(PARTIAL) else path
+    return path.with_name(path.name[:-len(PARTIAL)]) if is_work(path) else path
 
 
 def work_of(output: str | os.PathLike) -> Path:
-    out = output_of(output)
-    return out.with_name(out.name + PARTIAL)
+    return _beside(output_of(output))
 
 
 def run_folder(folder: str | os.PathLike) -> Path:
     """The folder a user means by `folder`: itself, or its `.partial` while a run is going in it (or was killed
     before its first finish, leaving no `folder`)."""
     path = Path(folder).expanduser()
-    partial = path.with_name(path.name + PARTIAL)
-    if not path.name.endswith(PARTIAL) and partial.is_dir() and (not path.exists() or lock_held(path)):
+    partial = _beside(path)
+    if not is_work(path) and partial.is_dir() and (not path.exists() or lock_held(path)):
         return partial
     return path
 
@@ -124,7 +134,7 @@ def is_adapter(folder: str | os.PathLike) -> bool:
 def existing(output: str | os.PathLike) -> tuple[str, bool] | None:
     """What is already at `output` (in words) and whether it can be resumed; None if nothing is there."""
     out = Path(output).expanduser()
-    partial = out.with_name(out.name + PARTIAL)
+    partial = _beside(out)
     resumable = resume_point(out) is not None
     if partial.exists():
         return f"an unfinished run is in {partial}", resumable

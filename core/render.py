@@ -198,7 +198,7 @@ def _skeleton(tok, roles: tuple[str, ...]) -> _Skeleton | None:
     msgs = [{"role": r, "content": _slot(i)} for i, r in enumerate(roles)]
     try:
         rendered = _assistant_edges(tok, msgs)
-    except Exception:  # a template that refuses this shape: rendering each row raises the proper error
+    except Exception:  # noqa: BLE001 - a template that refuses this shape: rendering each row raises the proper error
         return None
     if rendered is None:
         return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .events import loss_text
 from .output import atomic_path, metrics_rows, read_run_json, run_folder
 
 TRAIN_COLOUR = "#1f77b4"  # blue: training loss (the tests look for it in the PNG)
@@ -186,9 +187,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
 def summary(curves: Curves) -> str:
     """One line for the terminal: how the losses moved."""
-    text = f"train loss {curves.loss[0]:.4f} → {curves.loss[-1]:.4f} over steps {curves.steps[0]}-{curves.steps[-1]}"
+    text = f"train loss {loss_text(curves.loss[0])} → {loss_text(curves.loss[-1])} over steps {curves.steps[0]}-{curves.steps[-1]}"
     if curves.eval_loss:
-        text += f"; eval loss {curves.eval_loss[0]:.4f} → {curves.eval_loss[-1]:.4f}"
+        text += f"; eval loss {loss_text(curves.eval_loss[0])} → {loss_text(curves.eval_loss[-1])}"
     if any(math.isnan(v) for v in curves.loss):
         text += " (some losses are NaN: the run diverged)"
     return text

@@ -25,7 +25,7 @@ from typing import Callable
 
 from . import output
 from .errors import InputError, TrainerError
-from .events import Event, Failed, Finished, from_dict
+from .events import Event, Failed, Finished, LogLine, from_dict
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -34,6 +34,14 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment, unbuffered, with the repository importable (a source checkout works without install)."""
     return {**os.environ, "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p), **(extra or {})}
+
+
+def event_of(line: str | bytes) -> Event | None:
+    """The event a JSON line of a run's stream holds; None for anything else (not JSON, not an event of ours)."""
+    try:
+        return from_dict(json.loads(line))
+    except (ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError; an unknown kind a KeyError
+        return None
 
 
 def run_training(config, dataset: str, output: str, envs: list[dict[str, str]], on_event: Callable[[Event], None],
@@ -94,16 +102,16 @@ def run_workers(cmd: list[str], envs: list[dict[str, str]], on_event: Callable[[
     try:
         for line in procs[0].stdout:
             line = line.strip()
-            if not line.startswith("{"):
+            if not line:
                 continue
-            data = json.loads(line)
-            if "event" in data:
-                event = from_dict(data)
-                if isinstance(event, Failed):
-                    failed.append(event)
-                elif isinstance(event, Finished):
-                    finished.append(event)
-                on_event(event)
+            event = event_of(line)
+            if event is None:  # a library's print, or a line cut short: shown as it is, the run goes on
+                event = LogLine(line)
+            elif isinstance(event, Failed):
+                failed.append(event)
+            elif isinstance(event, Finished):
+                finished.append(event)
+            on_event(event)
         codes = [p.wait() for p in procs]
     finally:
         for p in procs:
@@ -237,9 +245,8 @@ def follow(output_dir: str | os.PathLike, on_event: Callable[[Event], None], *,
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    try:
-                        event = from_dict(json.loads(line))
-                    except (ValueError, KeyError, TypeError):
+                    event = event_of(line)
+                    if event is None:
                         continue  # not an event of ours
                     on_event(event)
                     if isinstance(event, Finished):

@@ -67,6 +67,7 @@ def test_small_exports_get_a_smaller_budget_large_ones_keep_it():
     assert kept.batch_tokens == 32768 and kept.updates >= 64
 
 
+@pytest.mark.slow
 def test_a_run_with_a_token_budget_shrinks_it_for_a_small_export_and_says_so(tiny_qwen_dir, small_dataset, tmp_path):
     events = []
     cfg = config_for("cpu", model=str(tiny_qwen_dir), batch_tokens=32768, batch_size=256, epochs=1, min_updates=100,

@@ -108,6 +108,7 @@ def test_presets_list_gives_a_reason_for_values():
     assert "grad scaler" in r.stdout
 
 
+@pytest.mark.slow
 def test_train_json_stream_is_one_event_per_line(tiny_model_dir, small_dataset, tmp_path):
     r = cli("train", "--dataset", str(small_dataset), "--preset", "cpu", "--model", str(tiny_model_dir),
             "--max-steps", "2", "--output", str(tmp_path / "out"), "--json")
@@ -122,3 +123,28 @@ def test_gpu_preset_on_cpu_machine_exits_2(small_dataset, tmp_path):
     r = cli("train", "--dataset", str(small_dataset), "--preset", "t4-fp16", "--output", str(tmp_path / "o"))
     assert r.returncode == 2 and "needs an NVIDIA GPU" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_or_broken_file_given_on_the_command_line_is_one_sentence(small_dataset, tmp_path):
+    missing = tmp_path / "settings.json"
+    r = cli("train", "--config-json", str(missing), "--dataset", str(small_dataset), "--output", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0] == f"error: {missing}: No such file or directory"
+    missing.write_text("{preset: cpu")
+    r = cli("train", "--config-json", str(missing), "--dataset", str(small_dataset), "--output", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: JSONDecodeError: Expecting property name enclosed in double quotes: line 1")
+
+
+def test_a_bug_keeps_its_traceback_with_the_sentence_on_the_last_line(monkeypatch, capsys):
+    from core import cli as cli_module
+
+    def broken(args):
+        return {}["preset"]
+
+    monkeypatch.setitem(cli_module.COMMANDS, "presets", broken)
+    assert cli_module.main(["presets"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "Traceback (most recent call last):" and "return {}[\"preset\"]" in "\n".join(err)
+    assert err[-1] == ("error: KeyError: 'preset' (a bug in genaptitude-trainer: please report it with the traceback "
+                       "above)")

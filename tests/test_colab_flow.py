@@ -10,6 +10,8 @@ import shlex
 import shutil
 import zipfile
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.test_cli import cli
 
@@ -38,6 +40,7 @@ def test_readme_installs_the_repo_and_the_script_is_the_cli():
     assert "--compare" in commands[FLOW.index("evaluate")] and "--zip" in commands[FLOW.index("export")]
 
 
+@pytest.mark.slow
 def test_colab_sequence_runs_end_to_end(tiny_model_dir, small_dataset, tmp_path):
     shutil.copy(small_dataset, tmp_path / "dataset.jsonl")  # the notebook's folder holds the uploaded export
     added = {

@@ -53,9 +53,33 @@ def only_problem(data: bytes) -> str:
 # --------------------------------------------------------------------------- formats
 
 
-def test_constants():
-    assert FORMATS == ("alpaca", "messages", "sharegpt", "prompt_completion", "text")
-    assert set(FORMAT_LABELS) == set(FORMATS)
+ONE_ROW_OF = {
+    "alpaca": {"instruction": "Q?", "input": "", "output": "A."},
+    "messages": {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]},
+    "sharegpt": {"conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}]},
+    "prompt_completion": {"prompt": "Q?", "completion": "A."},
+    "text": {"text": "Q? A."},
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_is_detected_and_named_in_words(fmt, tmp_path):
+    from core.check import check_dataset
+
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(jsonl(ONE_ROW_OF[fmt]))
+    result = check_dataset(str(path), model=None, max_length=64)
+    assert (result["format"], result["rows"]) == (fmt, 1)
+    assert result["format_label"] == FORMAT_LABELS[fmt] != fmt  # what `check` prints: words, not the key
+
+
+def test_a_bug_in_the_reader_keeps_its_traceback_instead_of_becoming_a_dataset_message(monkeypatch):
+    def broken(obj):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(ds, "_guess_format", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        parse_lines(jsonl(GEN_ROWS[0]), "data.jsonl")
 
 
 def test_genaptitude_alpaca_with_and_without_input():

@@ -33,6 +33,7 @@ def _train(tiny_model_dir, small_dataset, out, *extra):
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow
 def test_two_workers_step_exactly_as_one_process_with_the_same_effective_batch(tiny_model_dir, small_dataset,
                                                                               tmp_path):
     one = _train(tiny_model_dir, small_dataset, tmp_path / "one")
@@ -71,6 +72,7 @@ def test_two_workers_step_exactly_as_one_process_with_the_same_effective_batch(t
     assert not (tmp_path / "two.partial").exists()
 
 
+@pytest.mark.slow
 def test_a_stop_reaches_every_worker_and_saves_a_resumable_checkpoint(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "a"
     proc = _cli(["train", "--dataset", str(small_dataset), "--preset", "cpu", "--model", str(tiny_model_dir),
@@ -101,6 +103,20 @@ def test_a_worker_that_dies_stops_the_others_and_its_message_is_kept(tmp_path):
     assert err.value.message == "worker 1 of 2 ended with exit code 3"
     assert "an illegal memory access" in err.value.hint
     assert [e.message for e in seen] == ["rank 0 up"]
+
+
+def test_a_stray_worker_line_is_shown_and_the_run_followed_to_its_end():
+    # a library prints to the worker's stdout a line that starts like an event but is not JSON
+    script = ("import json\n"
+              "print('{oops', flush=True)\n"
+              "print(json.dumps({'event': 'log', 'message': 'still training', 'level': 'info'}), flush=True)\n"
+              "print(json.dumps({'event': 'finished', 'output_dir': 'out', 'steps': 3, 'total_steps': 3,\n"
+              "                  'train_loss': 1.5, 'eval_loss': None, 'stopped_early': False, 'runtime_s': 0.1}))\n")
+    seen = []
+    finished = run_workers([sys.executable, "-c", script], [child_env()], seen.append, threading.Event())
+    assert [(e.kind, getattr(e, "message", None)) for e in seen] == [
+        ("log", "{oops"), ("log", "still training"), ("finished", None)]
+    assert (finished.steps, finished.train_loss) == (3, 1.5)
 
 
 @pytest.mark.parametrize("preset, n, changed, note", [

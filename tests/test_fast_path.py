@@ -25,6 +25,7 @@ REFERENCE = dict(fast_lora=False, fast_loss=False, mask_padding=True)
 FAST = dict(fast_lora=True, fast_loss=True, mask_padding=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny_qwen_dir", "tiny_model_dir"])
 def test_fast_and_reference_paths_learn_the_same(model, request, small_dataset, tmp_path):
     model_dir = request.getfixturevalue(model)

@@ -164,6 +164,18 @@ def test_pin_sets_the_variables_in_the_environment_it_is_given():
     assert env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1,3"}
 
 
+def test_a_gpu_nvml_cannot_read_is_named_and_the_others_still_listed(fake_nvml):
+    from tui.widgets.hardware import report_text
+
+    fake_nvml([{"total_gib": H200, "used_gib": 0.6}, {"total_gib": H200, "used_gib": 0.6, "lost": True},
+               {"total_gib": H200, "used_gib": 1.0}])
+    report = hardware.probe()
+    assert [g.index for g in report.gpus] == [0, 2]
+    assert report.nvml_error == ("NVML could not read GPU 1 (GPU is lost); only the GPUs it could read are listed")
+    assert "NVML could not read GPU 1" in report_text(report, {}).plain
+    assert [s.index for s in hardware.sample()] == [0, 2]  # the panel's read too, without raising
+
+
 def test_the_tui_pinned_for_evaluate_still_lets_its_next_run_choose_afresh(monkeypatch, tmp_path):
     """The TUI process pins itself to one GPU for evaluate/chat; its next run process must not inherit that as the
     user's CUDA_VISIBLE_DEVICES (it would see one GPU only)."""

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.genexport import generate, write_jsonl
 
@@ -22,6 +24,7 @@ def cli(*args, timeout=900):
     return r.stdout
 
 
+@pytest.mark.slow
 def test_short_cpu_run_on_an_unseen_export_learns_the_answers(tmp_path):
     data = tmp_path / "export.jsonl"
     write_jsonl(generate(seed=11, rows=96), str(data))

@@ -28,6 +28,7 @@ def no_converter(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_merged_folder_loads_without_peft_and_matches_base_plus_adapter(adapter, tiny_model_dir, tmp_path,
                                                                          no_converter, capsys):
     import torch
@@ -69,6 +70,7 @@ def test_merged_folder_loads_without_peft_and_matches_base_plus_adapter(adapter,
     assert error < 0.02 and error < effect / 5, f"merged differs from base+adapter by {error:.4f} (effect {effect:.4f})"
 
 
+@pytest.mark.slow
 def test_merge_refuses_what_it_must_not_touch(adapter, tmp_path, no_converter, capsys):
     assert main(["merge", "--adapter", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     assert "is not an adapter folder" in capsys.readouterr().err and not (tmp_path / "m").exists()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from core import events as ev
 from core.engine import train
 from core.oom import INJECT_ENV
@@ -15,6 +17,7 @@ from core.presets import config_for
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_oom_halves_the_micro_batch_and_keeps_the_step_and_the_gradients(tiny_model_dir, small_dataset, tmp_path,
                                                                          monkeypatch):
     cfg = config_for("cpu", model=str(tiny_model_dir), max_steps=4, batch_size=4, group_by_length=False,
@@ -60,6 +63,7 @@ def _wait_for(proc, predicate, timeout=240):
     raise AssertionError(f"event not seen; got {lines[-3:]}")
 
 
+@pytest.mark.slow
 def test_sigkill_after_a_checkpoint_then_resume_finishes_with_the_same_steps(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "a"
     args = ["train", "--dataset", str(small_dataset), "--preset", "cpu", "--model", str(tiny_model_dir),
@@ -82,6 +86,7 @@ def test_sigkill_after_a_checkpoint_then_resume_finishes_with_the_same_steps(tin
     assert (out / "adapter_model.safetensors").is_file() and not (tmp_path / "a.partial").exists()
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly_and_leaves_a_loadable_adapter(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "a"
     proc = _cli(["train", "--dataset", str(small_dataset), "--preset", "cpu", "--model", str(tiny_model_dir),

@@ -36,6 +36,7 @@ def colour_pixels(png, colour: str):
     return np.argwhere(np.abs(rgb - want).max(axis=-1) <= 8)
 
 
+@pytest.mark.slow
 def test_report_draws_the_runs_losses_and_memory(finished, capsys):
     assert main(["report", str(finished)]) == 0
     png = finished / "report.png"
@@ -65,6 +66,7 @@ def test_report_draws_the_runs_losses_and_memory(finished, capsys):
     assert len(columns) > width * 0.6, f"train-loss colour in only {len(columns)} of {width} columns"
 
 
+@pytest.mark.slow
 def test_report_of_a_stopped_run_and_of_a_partial_folder(tiny_model_dir, small_dataset, tmp_path, capsys):
     stopped = tmp_path / "stopped"
     run(tiny_model_dir, small_dataset, stopped, stop_at=2)
@@ -97,6 +99,7 @@ def test_report_of_a_stopped_run_and_of_a_partial_folder(tiny_model_dir, small_d
     assert curves.steps == [1, 2, 3] and "unfinished: step 3/6" in curves.subtitle
 
 
+@pytest.mark.slow
 def test_report_refuses_folders_that_are_not_runs(finished, tmp_path, capsys):
     not_run = tmp_path / "photos"
     not_run.mkdir()

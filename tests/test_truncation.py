@@ -282,6 +282,7 @@ async def test_the_tui_says_how_long_rows_are_handled_and_the_preview_shows_the_
                         "answer kept whole"),
     ("drop", 20, "20 row(s) longer than --max-length (--truncation drop) and are left out"),
 ])
+@pytest.mark.slow
 def test_a_run_trains_the_long_rows_or_leaves_them_out_and_says_which(tiny_model_dir, long_export, tmp_path,
                                                                       truncation, trained_rows, said):
     from core import events as ev

@@ -119,6 +119,11 @@ async def test_a_failing_evaluate_shows_its_message_and_the_app_stays_usable(tmp
         await pilot.press("r")
         await wait_until(pilot, lambda: len(engine.evaluate_calls) == 2 and not app.screen.running)
         assert "✘ evaluation failed: RuntimeError: CUDA error: device-side assert" in screen_text(app)
+        from core.history import state_home  # a bug's traceback is kept where the screen says, for the report
+
+        log = state_home() / "app-errors.log"
+        assert "a bug in the trainer: its traceback is in" in screen_text(app)
+        assert "RuntimeError: CUDA error: device-side assert" in log.read_text().splitlines()[-2]
         engine.eval_error = None  # r runs it again, and this time it works
         await pilot.press("r")
         await wait_until(pilot, lambda: app.screen.results is not None)
@@ -294,6 +299,7 @@ async def test_export_of_a_folder_that_is_not_an_adapter_says_so(tmp_path):
 
 
 # -- the real engine --------------------------------------------------------------------------------------
+@pytest.mark.slow
 async def test_real_engine_evaluates_and_chats_with_a_tiny_adapter(tiny_model_dir, small_dataset, tmp_path, capsys):
     """A tiny adapter trained here on the CPU; the evaluate view scores the same held-out rows, with the same
     numbers, as `genaptitude-trainer evaluate --compare`, and the chat's base answer is the plain base model's."""

@@ -417,6 +417,20 @@ async def test_command_palette_uses_a_preset(tmp_path):
         assert app.query_one("#field-max_length", Input).value == "1024"
 
 
+async def test_the_palette_offers_each_key_with_its_help_and_one_quit_that_asks_first(tmp_path):
+    app = make_app(FakeEngine(NO_GPU), tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"quit")
+        await wait_until(pilot, lambda: "asks first when a run is going (q)" in screen_text(app))
+        assert "as soon as possible" not in screen_text(app)  # Textual's own Quit gave way to the app's
+        await pilot.press(*(["backspace"] * 4), *"stop")
+        await wait_until(pilot, lambda: "save the adapter and a resumable checkpoint (s)" in screen_text(app))
+        await pilot.press(*(["backspace"] * 4), *"theme")  # Textual's system commands are still there
+        await wait_until(pilot, lambda: "Change the current theme" in screen_text(app))
+
+
 async def test_startup_time_is_measured_and_shown(tmp_path, monkeypatch):
     import time
 

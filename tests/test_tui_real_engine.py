@@ -27,6 +27,7 @@ async def ready(pilot, app) -> None:
     await wait_until(pilot, lambda: app.hardware is not None and app.dataset.report is not None, timeout=60)
 
 
+@pytest.mark.slow
 async def test_real_engine_trains_a_tiny_model_inside_the_app(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "adapter"
     app = real_app(RealEngine(), small_dataset, out, tiny_model_dir)
@@ -43,6 +44,7 @@ async def test_real_engine_trains_a_tiny_model_inside_the_app(tiny_model_dir, sm
     assert (out / "adapter_model.safetensors").is_file() and (out / "run.json").is_file()
 
 
+@pytest.mark.slow
 async def test_app_runs_training_in_a_child_process_and_stop_saves_a_checkpoint(tiny_model_dir, small_dataset,
                                                                                  tmp_path):
     """The app's default engine: the run lives in `python -m core train --json`; `s` sends it SIGINT, which saves

@@ -18,19 +18,21 @@ import signal
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from core.events import Failed, Finished, MemorySample, Progress, StepLogged
+from core.output import DEFAULT_OUTPUT
 from core.presets import PRESETS, config_for
 
-from .commands import TrainerCommands
+from .commands import Command, palette
 from .engine import Engine, ProcessEngine
 from .messages import (ConfigChanged, DatasetLoaded, EngineEvent, ExportDone, HardwareProbed, LengthStatsReady,
                        error_text)
@@ -46,7 +48,6 @@ from .widgets.presets import PresetPanel
 from .widgets.training import TrainingPanel
 
 DEFAULT_DATASET = "dataset.jsonl"
-DEFAULT_OUTPUT = "genaptitude-qwen-adapter"
 EVAL_ROWS = 50  # at most this many held-out rows in the evaluate view: two models answer each, greedy
 TABS = Binding.Group("tabs ", compact=True)
 # Per-step events are drawn a few times a second, not one repaint each: on a 2-core box the training process needs
@@ -72,25 +73,33 @@ def live_owner(output: str):
 
 class TrainerApp(App):
     TITLE = "GenAptitude trainer"
-    COMMANDS = App.COMMANDS | {TrainerCommands}
     CSS = """
     TabPane { padding: 0; }
     """
-    BINDINGS = [
-        Binding("1", "show_tab('overview')", "Overview", group=TABS),
-        Binding("2", "show_tab('preset')", "Preset", group=TABS),
-        Binding("3", "show_tab('dataset')", "Dataset", group=TABS),
-        Binding("4", "show_tab('training')", "Training", group=TABS),
-        Binding("t", "train", "Train"),
-        Binding("s", "stop", "Stop+save"),
+    BINDINGS = [  # a Command is also offered by the command palette (ctrl+p), as its title, with its tooltip
+        Command("1", "show_tab('overview')", "Overview", group=TABS, title="Show overview",
+                tooltip="hardware, suggested preset, data sample"),
+        Command("2", "show_tab('preset')", "Preset", group=TABS, title="Show presets", tooltip="preset and values"),
+        Command("3", "show_tab('dataset')", "Dataset", group=TABS, title="Show dataset",
+                tooltip="format, rows, samples"),
+        Command("4", "show_tab('training')", "Training", group=TABS, title="Show training",
+                tooltip="loss, memory, log"),
+        Command("t", "train", "Train", title="Start training", tooltip="train with the chosen preset and values"),
+        Command("s", "stop", "Stop+save", title="Stop training and save",
+                tooltip="save the adapter and a resumable checkpoint"),
         Binding("p", "preview", "Preview"),
-        Binding("r", "reload_dataset", "Reload"),
-        Binding("k", "skip_invalid", "Skip bad rows"),
-        Binding("e", "evaluate", "Evaluate"),
-        Binding("c", "chat", "Chat"),
-        Binding("x", "export", "Export"),
-        Binding("h", "history", "Runs"),
-        Binding("q", "quit", "Quit"),
+        Command("r", "reload_dataset", "Reload", title="Reload dataset", tooltip="read the dataset file again"),
+        Command("k", "skip_invalid", "Skip bad rows", title="Skip invalid dataset rows",
+                tooltip="train on the valid rows only"),
+        Command("e", "evaluate", "Evaluate", title="Evaluate the adapter",
+                tooltip="base model vs adapter on the run's held-out rows"),
+        Command("c", "chat", "Chat", title="Chat with the adapter",
+                tooltip="try any prompt on the base model and the adapter, side by side"),
+        Command("x", "export", "Export", title="Export the adapter",
+                tooltip="write <adapter>.zip, or install it for GenAptitude"),
+        Command("h", "history", "Runs", title="Show past runs",
+                tooltip="list earlier runs and re-plot their loss and memory curves"),
+        Command("q", "quit", "Quit", title="Quit", tooltip="asks first when a run is going"),
     ]
 
     def __init__(self, engine: Engine | None = None, *, dataset: str = DEFAULT_DATASET,
@@ -258,6 +267,9 @@ class TrainerApp(App):
             self.presets.set_data(self.presets.data_rows, message.stats.median)
             self.overview.show_long_rows(message.stats, self.dataset.truncation)
             self.presets.set_length_stats(message.stats)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        return palette(self, super().get_system_commands(screen))
 
     def use_preset(self, name: str) -> None:
         self.presets.use_preset(name)
@@ -497,7 +509,7 @@ class TrainerApp(App):
                     lines.append(f"backup of the old .env: {backup}" if backup else f"{env_file} was created")
                 else:
                     lines.append(f"set in GenAptitude's .env: RAISE_LORA_PATH={dest}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown; error_text keeps a bug's traceback
             self.post_message(ExportDone(how, [], error_text(exc)))
         else:
             self.post_message(ExportDone(how, lines))
@@ -557,7 +569,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="JSONL file (default: ./dataset.jsonl)")
     parser.add_argument("--model", default=None, help="model id or path (default: the preset's)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help="adapter folder (default: ./genaptitude-qwen-adapter)")
+                        help=f"adapter folder (default: ./{DEFAULT_OUTPUT})")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="preset to start with (default: suggested from the GPU)")
     return parser.parse_args(argv)

@@ -101,8 +101,35 @@ class ExportDone(Message):
     error: str = ""
 
 
-def error_text(exc: BaseException) -> str:
-    """A worker's failure as a person reads it: the message and hint of a TrainerError, else type and text."""
+def error_text(exc: BaseException, *, limit: int = 20, doing: str = "") -> str:
+    """A worker's failure as a person reads it: the message, problems (up to `limit`) and hint of a TrainerError.
+    Anything else is a bug: its type and text after `doing`, and where its traceback was kept (the app's screen has
+    no stderr a user could read)."""
     from core.errors import TrainerError
 
-    return exc.render() if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TrainerError):
+        return exc.render(limit)
+    return f"{doing}{type(exc).__name__}: {exc}\n" + keep_trace(exc)
+
+
+def keep_trace(exc: BaseException) -> str:
+    """Append a bug's traceback to the app's error log (once, however many views show the error); return the
+    sentence that says where it is."""
+    import traceback
+
+    from core.history import state_home
+
+    said = getattr(exc, "_trainer_kept", None)
+    if said:
+        return said
+    log = state_home() / "app-errors.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(exc)) + "\n")
+    except OSError:
+        said = "a bug in the trainer (its traceback could not be written down)"
+    else:
+        said = f"a bug in the trainer: its traceback is in {log}"
+    exc._trainer_kept = said  # type: ignore[attr-defined]
+    return said

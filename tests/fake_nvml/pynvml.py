@@ -22,6 +22,7 @@ class NVMLError(Exception):
 
 class FakeNvml:
     NVML_TEMPERATURE_GPU = 0
+    NVMLError = NVMLError
 
     def __init__(self, gpus: list[dict]) -> None:
         self.gpus = gpus
@@ -45,6 +46,8 @@ class FakeNvml:
         return self.gpus[i]
 
     def nvmlDeviceGetMemoryInfo(self, g: dict):
+        if g.get("lost"):  # a GPU fallen off the bus answers every query with an error
+            raise NVMLError("GPU is lost")
         total, used = int(g["total_gib"] * GIB), int(g["used_gib"] * GIB)
         return SimpleNamespace(total=total, used=used, free=total - used)
 

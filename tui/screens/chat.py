@@ -95,7 +95,7 @@ class ChatScreen(ModalScreen[None]):
     def _load(self) -> None:
         try:
             model = self.engine.chat_load(self.adapter)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown; error_text keeps a bug's traceback
             self.post_message(ChatReady("", error_text(exc)))
         else:
             self.post_message(ChatReady(model))
@@ -136,7 +136,7 @@ class ChatScreen(ModalScreen[None]):
     def _ask(self, prompt: str) -> None:
         try:
             base, adapter = self.engine.chat(self.adapter, prompt)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown; error_text keeps a bug's traceback
             self.post_message(ChatAnswered(prompt, error=error_text(exc)))
         else:
             self.post_message(ChatAnswered(prompt, base, adapter))

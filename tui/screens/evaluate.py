@@ -15,6 +15,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from core.dataset import flat
+from core.events import loss_text
+
 from ..messages import EvalDone, EvalProgress, error_text
 
 OK, MISS = ("✓", "bold green"), ("✗", "bold red")
@@ -22,10 +25,6 @@ OK, MISS = ("✓", "bold green"), ("✗", "bold red")
 
 class Cancelled(Exception):
     """Raised from the progress callback when the screen was closed: the evaluation stops at its next step."""
-
-
-def _loss(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
 
 
 def scores_table(results: list) -> Table:
@@ -38,7 +37,7 @@ def scores_table(results: list) -> Table:
     table.add_row("exact match", *(f"{sum(x.exact for x in r.rows)}/{k} ({r.exact_match:.0%})"
                                    for r, k in zip(results, n)))
     table.add_row("similarity", *(f"{r.similarity:.2f}" for r in results))
-    table.add_row("eval loss", *(_loss(r.eval_loss) for r in results))
+    table.add_row("eval loss", *(loss_text(r.eval_loss) for r in results))
     return table
 
 
@@ -46,7 +45,7 @@ def rows_view(results: list) -> Group:
     """Each held-out row: its prompt and reference, then every model's answer in its own column, ✓ or ✗."""
     parts: list[Any] = []
     for i, row in enumerate(results[0].rows if results else []):
-        prompt = textwrap.shorten(" ".join(row.prompt.split()), 150, placeholder=" …")
+        prompt = textwrap.shorten(flat(row.prompt), 150, placeholder=" …")
         parts.append(Text.assemble((f"line {row.line}  ", "bold"), prompt))
         parts.append(Text.assemble(("reference  ", "dim"), row.reference))
         grid = Table.grid(expand=True, padding=(0, 2, 0, 0))
@@ -129,7 +128,7 @@ class EvaluateScreen(ModalScreen[None]):
                                            skip_invalid=self.skip_invalid)
         except Cancelled:
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown; error_text keeps a bug's traceback
             self.post_message(EvalDone([], error_text(exc)))
         else:
             self.post_message(EvalDone(results))

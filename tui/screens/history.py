@@ -11,13 +11,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from core.events import loss_text
 from core.history import History, RunRecord, display_path, find_runs
 
-from ..widgets.chart import LossChart, render_chart
+from ..widgets.chart import LossChart, StepChart
 from ..widgets.training import duration
 
 STATES = {  # symbol, word, style: the same marks as the training panel's summary
@@ -30,10 +30,6 @@ STATES = {  # symbol, word, style: the same marks as the training panel's summar
 ORDER = ("state", "started", "preset", "model", "steps", "loss", "eval", "tok/s", "path")  # left to right
 PRIORITY = ("state", "started", "steps", "loss", "path", "preset", "tok/s", "eval", "model")  # kept when narrow
 MIN_PATH = 12
-
-
-def _loss(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
 
 
 def _when(run: RunRecord) -> str:
@@ -56,7 +52,7 @@ def row_cells(run: RunRecord) -> dict[str, Text]:
     rate = "–" if run.tokens_per_s is None else f"{run.tokens_per_s:,.0f}"
     cells = {"started": _when(run), "preset": run.preset or "–",
              "model": short_model(run.model) if run.model else "–",
-             "steps": steps, "loss": _loss(run.train_loss), "eval": _loss(run.eval_loss), "tok/s": rate,
+             "steps": steps, "loss": loss_text(run.train_loss), "eval": loss_text(run.eval_loss), "tok/s": rate,
              "path": display_path(run.path)}
     return {"state": state_text(run), **{k: Text(v) for k, v in cells.items()}}
 
@@ -85,7 +81,7 @@ def summary_text(run: RunRecord) -> Text:
     symbol, word, style = STATES.get(run.state, ("?", run.state, ""))
     text = Text.assemble((f"{symbol} {word.capitalize()}", f"bold {style}"),
                          f": {run.steps}/{run.total_steps} steps in {duration(run.runtime_s)} · "
-                         f"train loss {_loss(run.train_loss)} · eval loss {_loss(run.eval_loss)}")
+                         f"train loss {loss_text(run.train_loss)} · eval loss {loss_text(run.eval_loss)}")
     if run.error:
         text.append(f"\n{run.error}", style="bold red")
     if run.state == "running" and run.owner is not None:
@@ -113,37 +109,29 @@ def summary_text(run: RunRecord) -> Text:
     return text
 
 
-class MemoryChart(Widget):
+class MemoryChart(StepChart):
     """A run's memory in GiB against the step: torch allocated (or process RAM) and the GPU's NVML reading."""
 
-    DEFAULT_CSS = """
-    MemoryChart { height: 1fr; min-height: 5; border: round $primary-darken-2; padding: 0 1; }
-    """
+    EMPTY = "no memory samples"
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.main: list[tuple[float, float]] = []
-        self.nvml: list[tuple[float, float]] = []
-        self.total_steps: int | None = None
-        self.border_title = "memory GiB"
+        super().__init__("memory GiB", **kwargs)
+
+    @property
+    def main(self) -> list[tuple[float, float]]:
+        return self.series[0]
+
+    @property
+    def nvml(self) -> list[tuple[float, float]]:
+        return self.series[1]
 
     def show(self, run: RunRecord) -> None:
-        self.main, self.nvml = list(run.memory_curve), list(run.nvml_curve)
+        self.series = [list(run.memory_curve), list(run.nvml_curve)]
         self.total_steps = run.total_steps or None
         label = "allocated" if run.memory_label == "torch allocated" else run.memory_label
         legend = f"[cyan]⣀ {label}[/]" if self.main else ""
         self.border_subtitle = legend + ("  [yellow]⣀ GPU[/]" if self.nvml else "")
         self.refresh()
-
-    def render(self) -> Text:
-        size = self.content_size
-        if not (self.main or self.nvml):
-            blank = [" " * size.width] * max(size.height, 1)
-            blank[len(blank) // 2] = "no memory samples".center(size.width)
-            return Text("\n".join(blank), style="dim")
-        lines = render_chart([(self.main, "cyan"), (self.nvml, "bold yellow")], size.width, size.height,
-                             x_max=self.total_steps)
-        return Text("\n").join(lines)
 
 
 class HistoryScreen(ModalScreen[tuple[str, RunRecord] | None]):
@@ -250,7 +238,7 @@ class HistoryScreen(ModalScreen[tuple[str, RunRecord] | None]):
         self.query_one("#history-summary", Static).update(summary_text(run))
         chart = self.query_one(LossChart)
         chart.reset(run.total_steps or None)
-        chart.train, chart.eval = list(run.train_curve), list(run.eval_curve)
+        chart.series = [list(run.train_curve), list(run.eval_curve)]
         chart.border_title = f"loss · {display_path(run.path)}"
         chart.refresh()
         self.query_one(MemoryChart).show(run)

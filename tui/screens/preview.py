@@ -12,9 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from core.errors import TrainerError
-
-from ..messages import PreviewReady
+from ..messages import PreviewReady, error_text
 
 TRAINED = "bold reverse green"  # reverse keeps it visible on terminals without colour
 CONTEXT = ""
@@ -100,9 +98,8 @@ class PreviewScreen(ModalScreen[None]):
     def _render_sample(self) -> None:
         try:
             rendered = self.engine.preview(self.model, self.example, self.max_length, self.truncation)
-        except Exception as exc:
-            message = exc.render() if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
-            self.post_message(PreviewReady(None, message))
+        except Exception as exc:  # noqa: BLE001 - shown on the screen (a bug with where its traceback is kept)
+            self.post_message(PreviewReady(None, error_text(exc)))
         else:
             self.post_message(PreviewReady(rendered))
 

@@ -76,23 +76,49 @@ def render_chart(series: list[tuple[list[tuple[float, float]], str]], width: int
     return lines
 
 
-class LossChart(Widget):
-    """Train loss (every logged step) and eval loss (each evaluation) against the step."""
+class StepChart(Widget):
+    """Two series of (step, value) drawn against the step, the first cyan, the second yellow (the border's subtitle
+    is their legend): the loss chart, and the memory chart of a past run."""
 
     DEFAULT_CSS = """
-    LossChart { height: 1fr; min-height: 5; border: round $primary-darken-2; padding: 0 1; }
+    StepChart { height: 1fr; min-height: 5; border: round $primary-darken-2; padding: 0 1; }
     """
+    EMPTY = ""  # what the chart says before its first point ("": the bare axis)
+
+    def __init__(self, title: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.series: list[list[tuple[float, float]]] = [[], []]
+        self.total_steps: int | None = None
+        self.border_title = title
+
+    def render(self) -> Text:
+        size = self.content_size
+        if self.EMPTY and not any(self.series):
+            blank = [" " * size.width] * max(size.height, 1)
+            blank[len(blank) // 2] = self.EMPTY.center(size.width)
+            return Text("\n".join(blank), style="dim")
+        lines = render_chart(list(zip(self.series, ("cyan", "bold yellow"))), size.width, size.height,
+                             x_max=self.total_steps)
+        return Text("\n").join(lines)
+
+
+class LossChart(StepChart):
+    """Train loss (every logged step) and eval loss (each evaluation) against the step."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.train: list[tuple[float, float]] = []
-        self.eval: list[tuple[float, float]] = []
-        self.total_steps: int | None = None
-        self.border_title = "loss"
+        super().__init__("loss", **kwargs)
         self.border_subtitle = "[cyan]⣀ train[/]  [yellow]⣀ eval[/]"
 
+    @property
+    def train(self) -> list[tuple[float, float]]:
+        return self.series[0]
+
+    @property
+    def eval(self) -> list[tuple[float, float]]:
+        return self.series[1]
+
     def reset(self, total_steps: int | None = None) -> None:
-        self.train, self.eval, self.total_steps = [], [], total_steps
+        self.series, self.total_steps = [[], []], total_steps
         self.refresh()
 
     def add_train(self, step: int, loss: float) -> None:
@@ -102,9 +128,3 @@ class LossChart(Widget):
     def add_eval(self, step: int, loss: float) -> None:
         self.eval.append((step, loss))
         self.refresh()
-
-    def render(self) -> Text:
-        size = self.content_size
-        lines = render_chart([(self.train, "cyan"), (self.eval, "bold yellow")], size.width, size.height,
-                             x_max=self.total_steps)
-        return Text("\n").join(lines)

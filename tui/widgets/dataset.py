@@ -11,14 +11,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from core.errors import TrainerError
 
+from core.dataset import flat
+
+from .. import messages
 from ..messages import DatasetLoaded, LengthStatsReady
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    line = flat(text)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def prompt_and_answer(example: Any) -> tuple[str, str]:
@@ -32,15 +34,13 @@ def prompt_and_answer(example: Any) -> tuple[str, str]:
 
 def skipped_rows(report) -> tuple[int, str]:
     """How many rows --skip-invalid left out, and " (line 3, 5…)" naming the first eight (or "")."""
-    skipped = max(getattr(report, "invalid_lines", 0), len(report.problems))
+    skipped = report.skipped
     lines = ", ".join(str(p.line) for p in report.problems[:8] if p.line is not None)
     return skipped, (f" (line {lines}{'…' if skipped > 8 else ''})" if lines else "")
 
 
 def error_text(error: BaseException) -> str:
-    if isinstance(error, TrainerError):
-        return error.render(limit=50)
-    return f"could not read the dataset: {type(error).__name__}: {error}"
+    return messages.error_text(error, limit=50, doing="could not read the dataset: ")
 
 
 def stats_text(stats: Any, model: str, max_length: int, truncation: str = "keep-answer") -> Text:
@@ -102,7 +102,7 @@ class DatasetPanel(Vertical):
     def _read(self, path: str, skip_invalid: bool) -> None:
         try:
             report = self.engine.read_dataset(path, skip_invalid=skip_invalid)
-        except Exception as exc:  # a DatasetError names the lines; anything else is still shown, never raised
+        except Exception as exc:  # noqa: BLE001 - a DatasetError names the lines; a bug is shown, its traceback kept
             self.post_message(DatasetLoaded(None, exc, skip_invalid))
         else:
             self.post_message(DatasetLoaded(report, None, skip_invalid))
@@ -187,9 +187,8 @@ class DatasetPanel(Vertical):
     def _measure(self, key: tuple, examples: list) -> None:
         try:
             stats = self.engine.length_stats(key[1], examples, key[2])
-        except Exception as exc:
-            message = exc.render() if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
-            self.post_message(LengthStatsReady(key, None, message))
+        except Exception as exc:  # noqa: BLE001 - shown in the panel (a bug with where its traceback is kept)
+            self.post_message(LengthStatsReady(key, None, messages.error_text(exc)))
         else:
             if not get_current_worker().is_cancelled:
                 self.post_message(LengthStatsReady(key, stats))

@@ -56,6 +56,8 @@ def report_text(report: Any | None, samples: dict[int, Any]) -> Text:
     for gpu in report.gpus:
         text.append_text(gpu_lines(gpu, samples.get(gpu.index)))
         text.append("\n\n")
+    if report.gpus and report.nvml_error:  # a GPU NVML could not read: the list above is partial
+        text.append(f"{report.nvml_error}\n\n", style="yellow")
     if report.gpus:
         text.append(f"Driver {report.driver_version or 'unknown'} · CUDA driver {report.cuda_driver_version or 'unknown'}")
     if report.torch_cuda is not None:

@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
+from core.dataset import flat
 from core.presets import PRESETS, batch_label
 
 from .dataset import error_text, prompt_and_answer, skipped_rows
@@ -21,10 +22,6 @@ from .presets import fit_warnings
 
 SAMPLE_ROWS = 3
 ARROW = " → "
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 def clip(text: str, width: int) -> str:

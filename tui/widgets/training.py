@@ -13,9 +13,10 @@ from textual.widgets import ProgressBar, RichLog, Sparkline, Static
 from core.download import download_line
 from core.errors import TrainerError
 from core.events import (CheckpointSaved, DownloadProgress, EvalLogged, Event, Failed, Finished, HeldOutScored,
-                         LogLine, MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged)
+                         LogLine, MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged, loss_text)
 
 from .chart import LossChart
+from .hardware import bar
 
 
 def duration(seconds: float | None) -> str:
@@ -27,10 +28,6 @@ def duration(seconds: float | None) -> str:
     if s >= 60:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s}s"
-
-
-def _loss(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
 
 
 VERDICT_STYLE = {"learned": "bold green", "partly": "bold yellow", "not learned": "bold red", "base knows": "yellow"}
@@ -55,8 +52,8 @@ def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
     else:
         text.append("✔ Finished", style="bold green")
         text.append(f": {done.steps}/{done.total_steps} steps")
-    text.append(f" in {duration(done.runtime_s)} · train loss {_loss(done.train_loss)} · "
-                f"eval loss {_loss(done.eval_loss)}")
+    text.append(f" in {duration(done.runtime_s)} · train loss {loss_text(done.train_loss)} · "
+                f"eval loss {loss_text(done.eval_loss)}")
     if scored is not None:
         text.append("\n")
         text.append_text(held_out_text(scored))
@@ -96,11 +93,9 @@ def gpu_bar(used: float | None, total: float | None, width: int = 8) -> Text:
     """`████░░░░ 31.2/80 GiB`: plain block characters, readable without colour or a mouse."""
     if used is None:
         return Text("n/a", style="dim")
-    filled = round(width * used / total) if total else 0
-    bar = Text("█" * filled, style="green" if not total or used / total < 0.9 else "red")
-    bar.append("░" * (width - filled), style="dim")
-    bar.append(f" {used:.1f}" + (f"/{total:.0f}" if total else "") + " GiB")
-    return bar
+    text = bar(used, total or 0.0, width)
+    text.append(f" {used:.1f}" + (f"/{total:.0f}" if total else "") + " GiB")
+    return text
 
 
 class MemoryPanel(Vertical):
@@ -256,8 +251,9 @@ class TrainingPanel(Vertical):
             if isinstance(error, TrainerError):
                 self.fail(error.message, error.hint, error.problems)
             else:
-                self.fail(f"unexpected {type(error).__name__}: {error}",
-                          "this is a bug in the trainer; the log above has the details")
+                from ..messages import keep_trace
+
+                self.fail(f"unexpected {type(error).__name__}: {error}", keep_trace(error))
         elif self.state in ("running", "stopping"):  # returned without Finished: still done
             self.state = "finished"
             self.status("run ended")
@@ -279,7 +275,7 @@ class TrainingPanel(Vertical):
             self.query_one(MemoryPanel).add(event)
         elif isinstance(event, EvalLogged):
             self.query_one(LossChart).add_eval(event.step, event.eval_loss)
-            self.log_line(f"step {event.step}: eval loss {event.eval_loss:.4f}", "yellow")
+            self.log_line(f"step {event.step}: eval loss {loss_text(event.eval_loss)}", "yellow")
             self._eval_loss = event.eval_loss
             self._metrics()
         elif isinstance(event, Phase):
@@ -336,7 +332,7 @@ class TrainingPanel(Vertical):
         e = self._last_step
         if e is None:
             return
-        metrics = Text.assemble(("loss ", "bold"), f"{e.loss:.4f}", ("  eval ", "bold"), _loss(self._eval_loss),
+        metrics = Text.assemble(("loss ", "bold"), loss_text(e.loss), ("  eval ", "bold"), loss_text(self._eval_loss),
                                 ("  lr ", "bold"), f"{e.lr:.2e}", ("  ", ""), (f"{e.tokens_per_s:,.0f}", "bold"),
                                 " tok/s", ("  ETA ", "bold"), duration(e.eta_s) if self.running else "done")
         if e.grad_norm is not None:
