@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.bench import build_arch  # noqa: E402
+from core.train.bench import build_arch  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--arch", default="qwen2.5-1.5b")

@@ -37,7 +37,7 @@ async def drive(a) -> dict:
     from textual.widgets import SelectionList
 
     from tui.app import TrainerApp
-    from tui.engine import ProcessEngine
+    from tui.bridge import ProcessEngine
 
     class Engine(ProcessEngine):
         def train(self, config, *args, **kw):

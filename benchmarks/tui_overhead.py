@@ -61,7 +61,7 @@ def cli_run_in_process(dataset: str, steps: int, out: Path) -> float:
 
 def tui_run(dataset: str, steps: int, out: Path) -> float:
     from tui.app import TrainerApp
-    from tui.engine import ProcessEngine, RealEngine
+    from tui.bridge import ProcessEngine, RealEngine
 
     class Engine(ProcessEngine if ENGINE == "process" else RealEngine):  # same run as the CLI: only max_steps differs from the preset
         def train(self, config, *a, **kw):

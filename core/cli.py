@@ -11,9 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import InputError, TrainerError
-from .output import DEFAULT_OUTPUT
-from .presets import BUNDLED_MODEL, PRESETS, SETTINGS, Setting
+from core.errors import InputError, TrainerError
+from core.presets import BUNDLED_MODEL, PRESETS, SETTINGS, Setting
+from core.runs.output import DEFAULT_OUTPUT
 
 
 def _gpus(text: str) -> int:
@@ -21,8 +21,8 @@ def _gpus(text: str) -> int:
     if text.strip().lower() == "all":
         import os
 
-        from .gpus import visible_gpus
-        from .hardware import probe
+        from core.gpus import visible_gpus
+        from core.hardware import probe
 
         return max(len(visible_gpus(probe().gpus, os.environ.get("CUDA_VISIBLE_DEVICES")) or []), 1)
     try:
@@ -35,7 +35,7 @@ def _gpus(text: str) -> int:
 
 
 def _gpu_id_list(text: str) -> tuple[int, ...]:
-    from .gpus import parse_ids
+    from core.gpus import parse_ids
 
     try:
         return parse_ids(text)
@@ -194,7 +194,7 @@ def _sentence(exc: BaseException) -> str:
 
 
 def cmd_check(args) -> int:
-    from .check import check_dataset, render_check
+    from core.data.check import check_dataset, render_check
 
     result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or BUNDLED_MODEL),
                            max_length=args.max_length, skip_invalid=args.skip_invalid,
@@ -207,7 +207,8 @@ def use_gpus(count: int = 1, ids: tuple[int, ...] | None = None, *, say=None):
     """Choose this command's GPUs (core/gpus.py) and pin this process to them before torch starts CUDA; children
     inherit the variables. `say(text, level)` tells the user which and why. None inside a data-parallel worker,
     whose launcher gave it its GPUs."""
-    from . import distributed, gpus
+    from core import gpus
+    from core.train import distributed
 
     if distributed.is_worker():
         return None
@@ -220,7 +221,7 @@ def use_gpus(count: int = 1, ids: tuple[int, ...] | None = None, *, say=None):
 
 def tell_gpus(plan, say, need_gib: float | None = None) -> None:
     """Which GPUs and why, then a warning for each one other processes already fill (before the model loads)."""
-    from .gpus import busy_warnings
+    from core.gpus import busy_warnings
 
     if plan is None or not plan.gpus:
         return
@@ -234,9 +235,9 @@ def _say_stderr(text: str, level: str) -> None:
 
 
 def cmd_doctor(args) -> int:
-    from .gpus import describe
-    from .hardware import probe
-    from .presets import suggest
+    from core.gpus import describe
+    from core.hardware import probe
+    from core.presets import suggest
 
     plan = use_gpus(args.gpus or 1, args.gpu_ids)  # before torch: its CUDA check then sees what a run would
     report = probe(check_torch=True)
@@ -291,20 +292,20 @@ def cmd_presets(args) -> int:
 def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
     """The run's TrainConfig from the flags. `run_gpus`: the GPUs it was pinned to, which the suggested preset
     must fit (not the freest GPU of the box)."""
-    from .presets import config_for
+    from core.presets import config_for
 
     overrides = {name: v for name in SETTINGS if (v := getattr(args, name)) is not None}
     overrides.pop("preset", None)  # --preset picks the base the overrides apply to (--config-json replaces it)
     if args.gpu_ids and args.gpus is None:
         overrides["gpus"] = len(args.gpu_ids)
     if getattr(args, "config_json", None):
-        from .presets import config_from_dict
+        from core.presets import config_from_dict
 
         return config_from_dict({**json.loads(Path(args.config_json).read_text(encoding="utf-8")), **overrides})
     preset = args.preset
     if preset is None:
-        from .hardware import probe
-        from .presets import suggest
+        from core.hardware import probe
+        from core.presets import suggest
 
         report = probe(check_torch=True)
         if run_gpus:
@@ -316,7 +317,7 @@ def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
 def _run_gpus(args) -> tuple[str | None, int, tuple[int, ...]]:
     """(device, number of GPUs, GPU ids) the train flags ask for, read before the config is built (building it may
     ask torch for a suggestion, and torch must start CUDA on the chosen GPUs only). device None: not known yet."""
-    from .presets import PRESETS as presets
+    from core.presets import PRESETS as presets
 
     if args.config_json:
         d = json.loads(Path(args.config_json).read_text(encoding="utf-8"))
@@ -334,8 +335,8 @@ def _run_gpus(args) -> tuple[str | None, int, tuple[int, ...]]:
 def _need_gib(config) -> float | None:
     """The VRAM estimate of one GPU's share of the run (None when the settings are too broken to estimate: the
     run's validation says why, next)."""
-    from .distributed import per_device
-    from .estimate import estimate_vram
+    from core.estimate import estimate_vram
+    from core.train.distributed import per_device
 
     try:
         return estimate_vram(per_device(config, config.gpus)[0]).total_gib
@@ -344,8 +345,8 @@ def _need_gib(config) -> float | None:
 
 
 def cmd_train(args) -> int:
-    from .engine import train
-    from .events import LogLine
+    from core.events import LogLine
+    from core.train.engine import train
 
     printer = json_printer if args.json else human_printer
     on_owned = None
@@ -381,7 +382,7 @@ def cmd_train(args) -> int:
 def _detached_output():
     """A detached run (core/workers.start_run) prints JSON events to its launch log until it owns its run folder
     (the launcher reads why it failed there), then human lines, tracebacks included, into <run>/train.log."""
-    from .output import LOG, redirect_output
+    from core.runs.output import LOG, redirect_output
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; a stray hangup must not end the run
     owned: list[bool] = []
@@ -404,8 +405,8 @@ _shown_progress: dict[str, tuple[int, int]] = {}  # phase -> (tenth, done) last 
 
 
 def human_printer(event) -> None:
-    from .presets import batch_label, config_from_dict
-    from .events import (
+    from core.presets import batch_label, config_from_dict
+    from core.events import (
         CheckpointSaved, DownloadProgress, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase,
         Progress, RunStarted, StepLogged, loss_text,
     )
@@ -439,7 +440,7 @@ def human_printer(event) -> None:
         print(f"out of memory at step {event.step}: batch {event.old_batch_size}→{event.new_batch_size}, "
               f"accumulation {event.old_grad_accum}→{event.new_grad_accum} (same effective batch)", flush=True)
     elif isinstance(event, HeldOutScored):
-        from .learncheck import describe
+        from core.train.learncheck import describe
 
         print(describe(event), flush=True)
         if event.advice:
@@ -460,7 +461,7 @@ def _print_download(e) -> None:
     """A line per 5% of the bytes, or every 10 s when the transfer is slow, and the last one."""
     import time
 
-    from .download import download_line
+    from core.download import download_line
 
     now = time.monotonic()
     step = e.done * 20 // e.total if e.total > 0 else 20
@@ -472,7 +473,7 @@ def _print_download(e) -> None:
 
 def cmd_evaluate(args) -> int:
     use_gpus(1, args.gpu_ids, say=_say_stderr)
-    from .evaluate import evaluate, held_out
+    from core.adapter.evaluate import evaluate, held_out
 
     rows = held_out(args.dataset, args.adapter, model=args.model, split=args.split, limit=args.limit)
     model, examples = rows.model, rows.examples
@@ -485,14 +486,14 @@ def cmd_evaluate(args) -> int:
                    eval_loss=main_result.eval_loss)
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0
-    from .evaluate_view import render_results
+    from core.adapter.evaluate_view import render_results
 
     print(render_results(results))
     return 0
 
 
 def cmd_export(args) -> int:
-    from .export import export_zip, install
+    from core.adapter.export import export_zip, install
 
     if not args.zip_path and not args.install:
         raise InputError("nothing to do", hint="give --zip FILE and/or --install [--env-file PATH]")
@@ -511,7 +512,7 @@ def cmd_export(args) -> int:
 def cmd_bench(args) -> int:
     if not args.smoke:  # a CPU harness test needs no GPU
         use_gpus(1, args.gpu_ids, say=_say_stderr)
-    from .bench import run_bench
+    from core.train.bench import run_bench
 
     lo, _, hi = args.seq_len.partition("-")
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
@@ -549,7 +550,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import summary, write_report
+    from core.runs.report import summary, write_report
 
     path, curves = write_report(args.run_dir, args.out)
     print(summary(curves))
@@ -559,7 +560,7 @@ def cmd_report(args) -> int:
 
 def cmd_merge(args) -> int:
     use_gpus(1)  # merge works on the CPU; pinned anyway, so no library spreads onto a GPU another user holds
-    from .merge import gguf_instructions, merge
+    from core.adapter.merge import gguf_instructions, merge
 
     path = merge(args.adapter, args.out, model=args.model, overwrite=args.overwrite,
                  trust_remote_code=args.trust_remote_code, say=lambda line: print(line, flush=True))
@@ -583,7 +584,7 @@ def _add_run_commands(sub) -> None:
 
 
 def _run_row(run) -> dict:
-    from .events import loss_text
+    from core.events import loss_text
 
     steps = f"{run.steps}/{run.total_steps}" if run.total_steps else str(run.steps or "–")
     loss = loss_text(run.train_loss)
@@ -592,7 +593,7 @@ def _run_row(run) -> dict:
 
 
 def cmd_runs(args) -> int:
-    from .history import find_runs, load_one
+    from core.runs.history import find_runs, load_one
 
     if args.run:
         run = load_one(args.run)
@@ -625,7 +626,7 @@ def cmd_runs(args) -> int:
 def _follow_printing(run_dir: str, replay: bool = True) -> int:
     """Print the run's events as `train` does until it ends (from its start, or from now); Ctrl-C leaves it
     running. Exit 0 when it finished or was stopped with its adapter saved; a run that failed or died raises."""
-    from .workers import follow
+    from core.runs.workers import follow
 
     leave = threading.Event()
     signal.signal(signal.SIGINT, lambda *a: leave.set())
@@ -635,7 +636,7 @@ def _follow_printing(run_dir: str, replay: bool = True) -> int:
 
 
 def cmd_attach(args) -> int:
-    from .history import load_one
+    from core.runs.history import load_one
 
     run = load_one(args.run)
     if run.state != "running":
@@ -645,7 +646,7 @@ def cmd_attach(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from .workers import stop_run
+    from core.runs.workers import stop_run
 
     owner = stop_run(args.run)
     print(f"asked the run ({owner.describe()}) to stop: it finishes its step, then saves the adapter and a "

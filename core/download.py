@@ -21,9 +21,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-from .errors import InputError, TrainerError
-from .events import DownloadProgress, Phase
-from .presets import BUNDLED_MODEL
+from core.errors import InputError, TrainerError
+from core.events import DownloadProgress, Phase
+from core.presets import BUNDLED_MODEL
 
 # What a causal LM needs to load and train (safetensors weights, config, tokenizer, chat template).
 ALLOW_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken")

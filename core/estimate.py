@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .presets import TrainConfig
+from core.presets import TrainConfig
 
 GIB = 1024 ** 3
 
@@ -79,7 +79,7 @@ CALIBRATION = {  # fitted on H100 peaks (benchmarks/results/h100-bench*.json), Q
     "quadratic_gib_per_ktok2": 0.0018,  # allocator growth seen at very large micro-batches (64 × 1024 tokens)
     "workspace_gib": 0.25,  # cuBLAS workspace, CUDA graphs of the optimizer, fragmentation
 }
-LOGITS_CHUNK = 1024  # core.loss.CHUNK
+LOGITS_CHUNK = 1024  # core.train.loss.CHUNK
 
 
 def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: int | None = None) -> VramEstimate:
@@ -87,7 +87,7 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     with `checkpointed` decoder layers recomputed in backward (None: as the config says; "auto" counts all of them,
     the least it needs: a run takes more only where it is free)."""
     if config.gpus > 1:  # data-parallel: each GPU holds the model and its share of the batch
-        from .distributed import per_device
+        from core.train.distributed import per_device
 
         config = per_device(config, config.gpus)[0]
     a = arch or arch_for(config.model)

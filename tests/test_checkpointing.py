@@ -1,5 +1,5 @@
 """Activation checkpointing chosen from the memory there is (core.estimate.checkpoint_plan, applied by
-core.model_setup): the setting's values, the plan for given memory, and that a layer turned off really skips
+core.train.model_setup): the setting's values, the plan for given memory, and that a layer turned off really skips
 its recompute."""
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _one_step(folder, setting, layers=None):
     """One forward and backward of the real load path; each decoder layer's MLP calls and the LoRA gradients."""
     import torch
 
-    from core.model_setup import apply_checkpoint_plan, decoder_layers, load_model_from_path
+    from core.train.model_setup import apply_checkpoint_plan, decoder_layers, load_model_from_path
 
     cfg = config_for("cpu", model=str(folder), gradient_checkpointing=setting, lora_dropout=0.0)
     model = load_model_from_path(cfg, folder, lambda e: None)
@@ -118,8 +118,8 @@ def test_a_run_on_auto_says_what_it_chose_and_records_it(tiny_qwen_dir, small_da
     from transformers import AutoConfig
 
     from core import memory
-    from core.engine import train
     from core.estimate import arch_of
+    from core.train.engine import train
 
     cfg = config_for("cpu", model=str(tiny_qwen_dir), gradient_checkpointing="auto", max_steps=2, score_rows=0)
     arch = arch_of(AutoConfig.from_pretrained(str(tiny_qwen_dir)))
@@ -149,9 +149,9 @@ def test_an_out_of_memory_step_on_auto_recomputes_every_layer_before_it_splits_t
     from transformers import AutoConfig
 
     from core import memory
-    from core.engine import train
     from core.estimate import arch_of
-    from core.oom import INJECT_ENV
+    from core.train.engine import train
+    from core.train.oom import INJECT_ENV
 
     cfg = config_for("cpu", model=str(tiny_qwen_dir), gradient_checkpointing="auto", max_steps=2, score_rows=0,
                      eval_fraction=0.0)

@@ -1,4 +1,4 @@
-"""The fast tokenising path (`core.tokenize.encode`): the same ids and labels as rendering row by row, progress
+"""The fast tokenising path (`core.data.tokenize.encode`): the same ids and labels as rendering row by row, progress
 events, and a speed bound derived from the target (a 100k-row export tokenised in under 60 s on 2 CPU cores)."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from core import cli
-from core.dataset import Example, parse_lines, read_dataset
+from core.data.dataset import Example, parse_lines, read_dataset
+from core.data.render import SpanRenderer, features, label_tokens, trained_spans
+from core.data.tokenize import encode, tokenize_split
 from core.errors import InputError
 from core.events import Finished, Phase, Progress, from_json
-from core.render import SpanRenderer, features, label_tokens, trained_spans
-from core.tokenize import encode, tokenize_split
 from tests.genexport import generate, to_jsonl
 from tests.tinymodels import BUNDLED_DATASET
 

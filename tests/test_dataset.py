@@ -1,4 +1,4 @@
-"""What a user sees when core.dataset reads their JSON Lines file: rows, counts and error messages."""
+"""What a user sees when core.data.dataset reads their JSON Lines file: rows, counts and error messages."""
 from __future__ import annotations
 
 import gzip
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from core import dataset as ds
-from core.dataset import (
+from core.data.dataset import (
     FORMAT_LABELS, FORMATS, DatasetReport, Example, example_to_prompt_and_answer, parse_lines, read_dataset,
     split_examples,
 )
@@ -64,7 +64,7 @@ ONE_ROW_OF = {
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_format_is_detected_and_named_in_words(fmt, tmp_path):
-    from core.check import check_dataset
+    from core.data.check import check_dataset
 
     path = tmp_path / "data.jsonl"
     path.write_bytes(jsonl(ONE_ROW_OF[fmt]))

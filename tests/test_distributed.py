@@ -15,10 +15,10 @@ import threading
 
 import pytest
 
-from core.distributed import per_device
 from core.errors import TrainerError
 from core.presets import config_for
-from core.workers import child_env, run_workers
+from core.runs.workers import child_env, run_workers
+from core.train.distributed import per_device
 from tests.conftest import ROOT
 from tests.test_reliability import _cli, _wait_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core import gpus
-from core.distributed import worker_envs
+from core.train.distributed import worker_envs
 from tests.test_gpus import BOX
 
 ROOT = Path(__file__).resolve().parent.parent

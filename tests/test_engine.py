@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from core import events as ev
-from core.engine import train
 from core.errors import InputError
 from core.presets import config_for
+from core.train.engine import train
 
 
 def run(model_dir, dataset, out, *, stop_at=None, **overrides):

@@ -1,6 +1,6 @@
 """`evaluate --compare` as text: the scores, then each held-out row with base and adapter answers side by side."""
-from core.evaluate import EvalResult, RowResult
-from core.evaluate_view import render_results
+from core.adapter.evaluate import EvalResult, RowResult
+from core.adapter.evaluate_view import render_results
 
 
 def test_base_and_adapter_answers_share_lines_in_two_columns():

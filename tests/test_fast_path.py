@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from core import events as ev
-from core.engine import train
 from core.presets import config_for
+from core.train.engine import train
 
 
 def run(model_dir, dataset, out, **kw):
@@ -44,7 +44,7 @@ def test_fast_and_reference_paths_learn_the_same(model, request, small_dataset, 
 def test_addmm_forward_matches_peft_forward_with_dropout_and_scaling():
     from peft import LoraConfig, get_peft_model
 
-    from core.fast_lora import fuse_lora_forward
+    from core.train.fast_lora import fuse_lora_forward
 
     torch.manual_seed(0)
     base = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.ReLU(), torch.nn.Linear(48, 16))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.loss import _chunked_ce, _fused_ce
+from core.train.loss import _chunked_ce, _fused_ce
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (Triton kernels)")
 

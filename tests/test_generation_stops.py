@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.evaluate import generate_replies
-from core.render import stop_token_ids
+from core.adapter.evaluate import generate_replies
+from core.data.render import stop_token_ids
 from tests.tinymodels import build_tokenizer, dataset_texts
 
 

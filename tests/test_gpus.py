@@ -179,9 +179,9 @@ def test_a_gpu_nvml_cannot_read_is_named_and_the_others_still_listed(fake_nvml):
 def test_the_tui_pinned_for_evaluate_still_lets_its_next_run_choose_afresh(monkeypatch, tmp_path):
     """The TUI process pins itself to one GPU for evaluate/chat; its next run process must not inherit that as the
     user's CUDA_VISIBLE_DEVICES (it would see one GPU only)."""
-    import core.workers
+    import core.runs.workers
     from core.presets import config_for
-    from tui.engine import ProcessEngine
+    from tui.bridge import ProcessEngine
 
     for name in gpus.PIN_VARS:
         monkeypatch.delenv(name, raising=False)
@@ -195,10 +195,10 @@ def test_the_tui_pinned_for_evaluate_still_lets_its_next_run_choose_afresh(monke
 
     def start_run(config, dataset, output, *, env, **kw):  # the detached run process the app would start
         seen.append(env)
-        raise core.workers.TrainerError("not started in this test")
+        raise core.runs.workers.TrainerError("not started in this test")
 
-    monkeypatch.setattr(core.workers, "start_run", start_run)
-    with pytest.raises(core.workers.TrainerError):
+    monkeypatch.setattr(core.runs.workers, "start_run", start_run)
+    with pytest.raises(core.runs.workers.TrainerError):
         ProcessEngine().train(config_for("cpu"), "d.jsonl", str(tmp_path / "out"), on_event=lambda e: None,
                               stop_event=None)
     assert "CUDA_VISIBLE_DEVICES" not in seen[0] and "CUDA_DEVICE_ORDER" not in seen[0]

@@ -1,7 +1,7 @@
-"""Run history: finding past runs on disk (core/history.py) and the `h` screen that lists and re-plots them.
+"""Run history: finding past runs on disk (core/runs/history.py) and the `h` screen that lists and re-plots them.
 
 Run folders come from the real engine (a tiny CPU model, a finished and a stopped run) and, for fixed numbers, are
-written here with the engine's own serialisers (`core.engine.run_record`, the events' `to_json`), so the keys are
+written here with the engine's own serialisers (`core.train.engine.run_record`, the events' `to_json`), so the keys are
 exactly the engine's. GENAPTITUDE_TRAINER_HOME points into tmp_path: nothing touches the real home.
 """
 from __future__ import annotations
@@ -16,11 +16,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import events as ev
-from core import history
-from core.engine import run_record
-from core.history import MemoryPoint, find_runs, load_run, remember_run
+from core import events as ev, history
 from core.presets import config_for
+from core.runs.history import MemoryPoint, find_runs, load_run, remember_run
+from core.train.engine import run_record
 from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, settle, wait_until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -112,7 +111,7 @@ def runs(tmp_path, monkeypatch, utc) -> Path:
     return base
 
 
-# -- core.history --------------------------------------------------------------------------------------------
+# -- core.runs.history --------------------------------------------------------------------------------------------
 def test_runs_are_found_read_and_sorted_newest_first(runs, tmp_path):
     found = find_runs(runs / "adapter", cwd=tmp_path)
     by_name = {r.path.name: r for r in found.runs}
@@ -208,7 +207,7 @@ def test_a_run_json_that_is_not_an_object_or_a_folder_without_metrics(tmp_path):
 def test_history_loads_no_torch_and_core_history_no_textual():
     from tests.test_tui_imports import HEAVY, loaded_after
 
-    assert not loaded_after("import core.history") & {"textual", "rich", *HEAVY}
+    assert not loaded_after("import core.runs.history") & {"textual", "rich", *HEAVY}
     assert not loaded_after("import tui.screens.history") & set(HEAVY)
 
 
@@ -217,7 +216,7 @@ def test_history_loads_no_torch_and_core_history_no_textual():
 def real_runs(tiny_model_dir, small_dataset, tmp_path_factory):
     """A finished run whose start the index records, and a stopped one whose home cannot be written to."""
     root = tmp_path_factory.mktemp("real")
-    from core.engine import train
+    from core.train.engine import train
 
     def run(out: Path, home: Path, stop_at: int | None, max_steps: int) -> list:
         got: list = []

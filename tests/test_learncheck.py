@@ -1,4 +1,4 @@
-"""Did the run learn? The after-run check (core/learncheck.py), the step plan for small exports (core/batching.py),
+"""Did the run learn? The after-run check (core/train/learncheck.py), the step plan for small exports (core/data/batching.py),
 the learning rate the GPU presets pick per model (core/presets.auto_lr), and what a user reads at the end of a run."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from core.batching import FEW_UPDATES, few_updates_warning, plan_for, plan_updates
-from core.learncheck import verdict
+from core.data.batching import FEW_UPDATES, few_updates_warning, plan_for, plan_updates
 from core.presets import PRESETS, auto_lr, config_for
+from core.train.learncheck import verdict
 from tests.conftest import ROOT
 from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, wait_until
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from core.adapter.merge import gguf_instructions
 from core.cli import main
-from core.merge import gguf_instructions
 from tests.test_engine import run
 
 PROMPT = "<|im_start|>user\nWhich Arcadia layer holds logical components?<|im_end|>\n<|im_start|>assistant\n"

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from core import events as ev
-from core.engine import train
-from core.oom import INJECT_ENV
 from core.presets import config_for
+from core.train.engine import train
+from core.train.oom import INJECT_ENV
 from tests.conftest import ROOT
 
 

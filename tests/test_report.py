@@ -9,7 +9,7 @@ import pytest
 
 from core import events as ev
 from core.cli import main
-from core.report import TRAIN_COLOUR, read_curves
+from core.runs.report import TRAIN_COLOUR, read_curves
 from tests.test_engine import run
 
 
@@ -81,9 +81,9 @@ def test_report_of_a_stopped_run_and_of_a_partial_folder(tiny_model_dir, small_d
         if isinstance(e, ev.MemorySample) and e.step == 3:  # after the step-3 line is written
             raise RuntimeError("power cut")
 
-    from core.engine import train
     from core.errors import TrainerError
     from core.presets import config_for
+    from core.train.engine import train
 
     with pytest.raises(TrainerError):
         train(config_for("cpu", model=str(tiny_model_dir), max_steps=6), str(small_dataset), str(tmp_path / "crashed"),

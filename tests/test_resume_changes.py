@@ -6,8 +6,8 @@ import json
 import threading
 
 from core import events as ev
-from core.engine import train
 from core.presets import config_for
+from core.train.engine import train
 
 
 def _train(model_dir, dataset, out, *, stop_at=None, resume=False, **overrides):

@@ -18,20 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core import output
+from core import events as ev, output
 from core.cli import main as cli_main
 from core.errors import InputError, TrainerError
 from core.presets import PRESETS
-from core.workers import follow
+from core.runs.workers import follow
 from tests.conftest import ROOT
 
 PY_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def hold_folder(out: Path) -> subprocess.Popen:
-    """Another process that owns `out` as a run does (core.output.prepare), with one metric line, until killed."""
-    code = ("import sys, time; from core.output import prepare\n"
+    """Another process that owns `out` as a run does (core.runs.output.prepare), with one metric line, until killed."""
+    code = ("import sys, time; from core.runs.output import prepare\n"
             f"d = prepare({str(out)!r}, overwrite=False, resume=False)\n"
             "(d.work / 'metrics.jsonl').write_text('{}\\n'); print('ready', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=PY_ENV)
@@ -82,7 +81,7 @@ def test_the_cli_refuses_a_second_train_into_a_held_folder(small_dataset, tmp_pa
 def test_the_apps_launcher_reports_a_refusal_before_the_run_owns_a_folder(small_dataset, tmp_path):
     """The app's run process is refused (a live run holds the folder): the app gets the Failed event, pid and all."""
     from core.presets import config_for
-    from tui.engine import ProcessEngine
+    from tui.bridge import ProcessEngine
 
     out = tmp_path / "adapter"
     holder = hold_folder(out)
@@ -121,7 +120,7 @@ def test_a_damaged_run_json_is_one_sentence_and_exit_2_everywhere(small_dataset,
         assert err.startswith(sentence), (argv, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 2, err  # the sentence and a hint
     assert not (tmp_path / "merged").exists()
-    from core.history import load_run
+    from core.runs.history import load_run
 
     record = load_run(run)  # the TUI's history lists it with the same sentence instead of failing
     assert record.state == "unreadable" and record.error == sentence.removeprefix("error: ") + \
@@ -187,7 +186,7 @@ def test_follow_says_when_the_process_ended_without_finishing_and_leaving_return
 def test_gpu_presets_checkpoint_on_a_time_basis_and_the_callback_asks_for_it(tmp_path):
     from transformers import TrainerControl
 
-    from core.callbacks import EventCallback
+    from core.train.callbacks import EventCallback
 
     for name, preset in PRESETS.items():
         minutes = preset.config.save_every_minutes
@@ -326,10 +325,10 @@ async def test_come_back_attach_from_a_new_app_and_the_cli_and_stop(tiny_model_d
     and the CLI follower sees the same end."""
     from tests.tui_fakes import screen_text, wait_until
     from tui.app import TrainerApp
-    from tui.engine import ProcessEngine
+    from tui.bridge import ProcessEngine
     from tui.screens.confirm import ChoiceScreen
     from core.presets import config_for
-    from core.workers import start_run
+    from core.runs.workers import start_run
 
     out = tmp_path / "adapter"
     launch = start_run(config_for("cpu", model=str(tiny_model_dir), max_steps=5000), str(small_dataset), str(out))

@@ -9,12 +9,12 @@ import re
 import pytest
 
 from core import cli
-from core.dataset import Example, example_to_prompt_and_answer, parse_lines
+from core.data.dataset import Example, example_to_prompt_and_answer, parse_lines
+from core.data.render import label_tokens, length_stats, render_example, trained_spans
+from core.data.tokenize import encode
+from core.data.truncation import fit, fit_prompt, long_rows_text, marker
 from core.errors import InputError
 from core.presets import config_for
-from core.render import label_tokens, length_stats, render_example, trained_spans
-from core.tokenize import encode
-from core.truncation import fit, fit_prompt, long_rows_text, marker
 from tests.genexport import generate, to_jsonl
 
 MARK = re.compile(r"…\[([0-9,]+) tokens cut\]…")
@@ -183,7 +183,7 @@ def test_the_preview_of_a_long_row_shows_the_cut(smollm2, long_export):
 
 
 def test_evaluate_and_chat_cut_long_prompts_as_training_did(smollm2, long_export):
-    from core.evaluate import Chat, Fitting, prompt_of
+    from core.adapter.evaluate import Chat, Fitting, prompt_of
 
     e = next(e for e in examples_of(long_export) if len(as_written(smollm2, e)[0]) > 512)
     prompt = prompt_of(smollm2, e, Fitting(512, "keep-answer"))
@@ -286,7 +286,7 @@ async def test_the_tui_says_how_long_rows_are_handled_and_the_preview_shows_the_
 def test_a_run_trains_the_long_rows_or_leaves_them_out_and_says_which(tiny_model_dir, long_export, tmp_path,
                                                                       truncation, trained_rows, said):
     from core import events as ev
-    from core.engine import train
+    from core.train.engine import train
 
     got: list = []
     config = config_for("cpu", model=str(tiny_model_dir), max_steps=1, eval_fraction=0.0, truncation=truncation)
@@ -298,8 +298,8 @@ def test_a_run_trains_the_long_rows_or_leaves_them_out_and_says_which(tiny_model
 
 
 def test_the_preset_tab_suggests_max_lengths_that_fit_the_rows_with_their_memory():
+    from core.data.render import LengthStats
     from core.estimate import VramEstimate
-    from core.render import LengthStats
     from tests.tui_fakes import RTX_3060, FakeEngine
     from tui.widgets.presets import PresetPanel
 

@@ -119,7 +119,7 @@ async def test_a_failing_evaluate_shows_its_message_and_the_app_stays_usable(tmp
         await pilot.press("r")
         await wait_until(pilot, lambda: len(engine.evaluate_calls) == 2 and not app.screen.running)
         assert "✘ evaluation failed: RuntimeError: CUDA error: device-side assert" in screen_text(app)
-        from core.history import state_home  # a bug's traceback is kept where the screen says, for the report
+        from core.runs.history import state_home  # a bug's traceback is kept where the screen says, for the report
 
         log = state_home() / "app-errors.log"
         assert "a bug in the trainer: its traceback is in" in screen_text(app)
@@ -305,11 +305,11 @@ async def test_real_engine_evaluates_and_chats_with_a_tiny_adapter(tiny_model_di
     numbers, as `genaptitude-trainer evaluate --compare`, and the chat's base answer is the plain base model's."""
     import json
 
+    from core.adapter.evaluate import generate_replies, held_out, load_for_eval
     from core.cli import main as cli
-    from core.engine import train
-    from core.evaluate import generate_replies, held_out, load_for_eval
     from core.presets import config_for
-    from tui.engine import ProcessEngine
+    from core.train.engine import train
+    from tui.bridge import ProcessEngine
 
     out = tmp_path / "adapter"
     # 20 steps at a high rate (about a second on 2 CPU cores): enough that the tiny model's greedy answers change

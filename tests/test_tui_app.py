@@ -11,7 +11,7 @@ from tests.tui_fakes import (BAD_LINES, NO_GPU, RTX_3060, RTX_SAMPLES, FakeEngin
                              log_text, screen_text, settle, static_text, stoppable_run, wait_until)
 from core.events import RunStarted, StepLogged
 from tui.app import EVAL_ROWS, TrainerApp
-from tui.engine import RealEngine
+from tui.bridge import RealEngine
 from tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from tui.screens.evaluate import EvaluateScreen
 from tui.screens.preview import TRAINED, PreviewScreen

@@ -44,7 +44,7 @@ asyncio.run(main())
 
 
 def test_core_modules_never_import_textual():
-    modules = ["core.presets", "core.events", "core.errors", "core.dataset", "core.hardware"]
+    modules = ["core.presets", "core.events", "core.errors", "core.data.dataset", "core.hardware"]
     loaded = loaded_after("\n".join(f"import {m}" for m in modules))
     assert "textual" not in loaded and "rich" not in loaded
     assert not loaded & {"torch", "transformers"}

@@ -86,10 +86,10 @@ def _checkpoint(folder, step, complete=True):
 
 
 def test_existing_output_and_the_resume_offer_follow_cores_rule(tmp_path):
-    """The TUI offers `r resume` exactly when `train --resume` finds a checkpoint (core.output.resume_point):
+    """The TUI offers `r resume` exactly when `train --resume` finds a checkpoint (core.runs.output.resume_point):
     one rule, asked by both; a checkpoint folder the Trainer never finished writing is not offered."""
     from core.errors import InputError
-    from core.output import prepare, resume_point
+    from core.runs.output import prepare, resume_point
 
     def layouts():
         yield "nothing", lambda out: None

@@ -5,7 +5,7 @@ import pytest
 
 from tests.tui_fakes import screen_text, static_text, wait_until
 from tui.app import TrainerApp
-from tui.engine import RealEngine
+from tui.bridge import RealEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,7 @@ async def test_app_runs_training_in_a_child_process_and_stop_saves_a_checkpoint(
     the adapter and a resumable checkpoint, and the panels were fed from the child's JSON events."""
     from dataclasses import replace
 
-    from tui.engine import ProcessEngine
+    from tui.bridge import ProcessEngine
 
     class LongRun(ProcessEngine):  # enough steps that `s` lands mid-run
         def train(self, config, *a, **kw):
@@ -76,7 +76,7 @@ async def test_app_runs_training_in_a_child_process_and_stop_saves_a_checkpoint(
 
 
 async def test_a_child_process_that_fails_shows_its_message_and_the_app_stays_usable(small_dataset, tmp_path):
-    from tui.engine import ProcessEngine
+    from tui.bridge import ProcessEngine
 
     app = real_app(ProcessEngine(), small_dataset, tmp_path / "o", tmp_path / "no-such-model")
     async with app.run_test(size=(120, 40)) as pilot:

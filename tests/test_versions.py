@@ -38,8 +38,8 @@ def test_loss_paths_train_where_trl_takes_transformers_for_older_than_5_19(fast_
     import transformers
 
     from core import events as ev
-    from core.engine import train
     from core.presets import config_for
+    from core.train.engine import train
 
     monkeypatch.setattr(transformers, "__version__", "5.17.0")
     events = []

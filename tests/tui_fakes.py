@@ -6,16 +6,16 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from core.dataset import parse_lines
+from core.adapter.evaluate import EvalResult, RowResult
+from core.data.dataset import parse_lines
 from core.errors import TrainerError
 from core.estimate import VramEstimate
-from core.evaluate import EvalResult, RowResult
 from core.events import (CheckpointSaved, EvalLogged, Failed, Finished, HeldOutScored, LogLine, MemorySample, Phase,
                          RunStarted, StepLogged)
+from core.data.render import LengthStats, RenderedExample
 from core.hardware import GpuInfo, GpuSample, HardwareReport
-from core.render import LengthStats, RenderedExample
 from textual.widgets import Static
-from tui.engine import Engine
+from tui.bridge import Engine
 
 NO_GPU = HardwareReport(nvml_error="NVIDIA driver library (libnvidia-ml) not found: no NVIDIA GPU or driver on "
                                    "this machine")
@@ -122,7 +122,7 @@ def stoppable_run(on_event: Callable, stop_event: threading.Event, output_dir: s
 
 
 def failing_run(on_event: Callable, stop_event: threading.Event, output_dir: str) -> Path:
-    """What core.engine does on a user error: emit Failed, then raise the TrainerError."""
+    """What core.train.engine does on a user error: emit Failed, then raise the TrainerError."""
     on_event(Phase("loading model", "Qwen/Qwen2.5-1.5B-Instruct"))
     message, hint = "bitsandbytes sees no CUDA device", "install a CUDA build of torch, or pick the cpu preset"
     on_event(Failed(message, hint))

@@ -29,11 +29,11 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from core.events import Failed, Finished, MemorySample, Progress, StepLogged
-from core.output import DEFAULT_OUTPUT
 from core.presets import PRESETS, config_for
+from core.runs.output import DEFAULT_OUTPUT
 
 from .commands import Command, palette
-from .engine import Engine, ProcessEngine
+from .bridge import Engine, ProcessEngine
 from .messages import (ConfigChanged, DatasetLoaded, EngineEvent, ExportDone, HardwareProbed, LengthStatsReady,
                        error_text)
 from .screens.chat import ChatScreen
@@ -57,15 +57,15 @@ FREQUENT = (StepLogged, MemorySample, Progress)
 
 def existing_output(output: str) -> tuple[str, bool] | None:
     """What is already at the output folder (described) and whether it can be resumed; None if empty. Core's
-    rule (`core.output.existing`, which asks `resume_point`, as `train --resume` does): the offer and the run agree."""
-    from core.output import existing
+    rule (`core.runs.output.existing`, which asks `resume_point`, as `train --resume` does): the offer and the run agree."""
+    from core.runs.output import existing
 
     return existing(output)
 
 
 def live_owner(output: str):
-    """The owner of a run going in `output` now (a `core.output.Owner`), else None."""
-    from core.output import inspect
+    """The owner of a run going in `output` now (a `core.runs.output.Owner`), else None."""
+    from core.runs.output import inspect
 
     owner = inspect(output)
     return owner if owner is not None and owner.live else None
@@ -173,7 +173,7 @@ class TrainerApp(App):
         if runs:
             self.call_from_thread(self._offer_attach, runs)
             return
-        from core.output import inspect
+        from core.runs.output import inspect
 
         owner = inspect(self.output_dir)  # a run owned the folder, and its process is gone
         found = existing_output(self.output_dir) if owner is not None and not owner.live else None
@@ -466,7 +466,7 @@ class TrainerApp(App):
             return None
         if self.training.adapter_dir:
             return self.training.adapter_dir
-        from core.output import is_adapter
+        from core.runs.output import is_adapter
 
         out = Path(self.output_dir).expanduser()
         return str(out.resolve()) if is_adapter(out) else None

@@ -14,7 +14,7 @@ from core.events import Event, MemorySample
 
 @dataclass
 class EngineEvent(Message):
-    """One event from a training run, as sent by `core.engine.train`."""
+    """One event from a training run, as sent by `core.train.engine.train`."""
 
     event: Event
 
@@ -40,7 +40,7 @@ class GpuSampled(Message):
 
 @dataclass
 class DatasetLoaded(Message):
-    report: Any | None  # core.dataset.DatasetReport, or None when it failed
+    report: Any | None  # core.data.dataset.DatasetReport, or None when it failed
     error: Exception | None = None
     skip_invalid: bool = False
 
@@ -48,13 +48,13 @@ class DatasetLoaded(Message):
 @dataclass
 class LengthStatsReady(Message):
     key: tuple  # (dataset sha, model, max_length) the stats belong to
-    stats: Any | None  # core.render.LengthStats
+    stats: Any | None  # core.data.render.LengthStats
     error: str = ""
 
 
 @dataclass
 class PreviewReady(Message):
-    rendered: Any | None  # core.render.RenderedExample
+    rendered: Any | None  # core.data.render.RenderedExample
     error: str = ""
 
 
@@ -74,7 +74,7 @@ class EvalProgress(Message):
 
 @dataclass
 class EvalDone(Message):
-    results: list  # core.evaluate.EvalResult: base, then adapter
+    results: list  # core.adapter.evaluate.EvalResult: base, then adapter
     error: str = ""
 
 
@@ -117,7 +117,7 @@ def keep_trace(exc: BaseException) -> str:
     sentence that says where it is."""
     import traceback
 
-    from core.history import state_home
+    from core.runs.history import state_home
 
     said = getattr(exc, "_trainer_kept", None)
     if said:

@@ -40,7 +40,7 @@ class InstallScreen(ModalScreen[tuple[str, str | None] | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, adapter: str, lora_root: str | None = None, env_file: str = "") -> None:
-        from core.export import DEFAULT_LORA_ROOT  # zipfile, shutil…: only when the dialog opens
+        from core.adapter.export import DEFAULT_LORA_ROOT  # zipfile, shutil…: only when the dialog opens
 
         super().__init__()
         self.adapter, self.lora_root, self.env_file = adapter, lora_root or DEFAULT_LORA_ROOT, env_file

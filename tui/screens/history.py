@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from core.events import loss_text
-from core.history import History, RunRecord, display_path, find_runs
+from core.runs.history import History, RunRecord, display_path, find_runs
 
 from ..widgets.chart import LossChart, StepChart
 from ..widgets.training import duration

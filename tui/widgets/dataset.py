@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
 
-from core.dataset import flat
+from core.data.dataset import flat
 
 from .. import messages
 from ..messages import DatasetLoaded, LengthStatsReady
@@ -44,7 +44,7 @@ def error_text(error: BaseException) -> str:
 
 
 def stats_text(stats: Any, model: str, max_length: int, truncation: str = "keep-answer") -> Text:
-    from core.truncation import long_rows_text
+    from core.data.truncation import long_rows_text
 
     text = Text.assemble(("tokens ", "bold"), (f"({model}, max length {max_length}) ", "dim"), f"min {stats.min} · median {stats.median} · p95 {stats.p95} · "
                                               f"max {stats.max}")

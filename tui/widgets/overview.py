@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
-from core.dataset import flat
+from core.data.dataset import flat
 from core.presets import PRESETS, batch_label
 
 from .dataset import error_text, prompt_and_answer, skipped_rows
@@ -160,7 +160,7 @@ class OverviewPanel(VerticalScroll):
 
     def show_long_rows(self, stats: Any, truncation: str) -> None:
         """The rows longer than max length and what training does with them (from the Dataset tab's stats)."""
-        from core.truncation import long_rows_text
+        from core.data.truncation import long_rows_text
 
         widget = self.query_one("#overview-long", Static)
         widget.display = bool(stats.over_max)  # nothing to say when every row fits

@@ -139,7 +139,7 @@ class PresetPanel(Horizontal):
         self.config: TrainConfig | None = None
         self.errors: dict[str, str] = {}
         self.estimate_gib: float | None = None
-        self.length_stats: Any | None = None  # core.render.LengthStats of the dataset, once measured
+        self.length_stats: Any | None = None  # core.data.render.LengthStats of the dataset, once measured
         self._checked: dict[str, str] = {}  # field values at the last validation
         self.data_rows: int | None = None  # the dataset's chat rows and typical token length, for the step plan
         self.data_tokens: int | None = None
@@ -313,7 +313,7 @@ class PresetPanel(Horizontal):
         """(optimizer steps the run will make, a warning when they are too few), from the dataset's size."""
         if self.config is None or not self.data_rows:
             return None, None
-        from core.batching import few_updates_warning, plan_for
+        from core.data.batching import few_updates_warning, plan_for
 
         train_rows = max(1, round(self.data_rows * (1 - self.config.eval_fraction)))
         plan = plan_for(self.config, [self.data_tokens or 256] * train_rows, max(self.config.gpus, 1))

@@ -5,7 +5,7 @@ import itertools
 import shutil
 import textwrap
 
-from .events import loss_text
+from core.events import loss_text
 
 
 def render_results(results, width: int | None = None) -> str:

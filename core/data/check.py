@@ -1,7 +1,7 @@
 """`check`: validate a dataset, detect its format and count tokens with the chosen model's tokenizer."""
 from __future__ import annotations
 
-from .dataset import FORMAT_LABELS, read_dataset
+from core.data.dataset import FORMAT_LABELS, read_dataset
 
 
 def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid: bool = False,
@@ -18,8 +18,9 @@ def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid
         "tokens": None,
     }
     if model:
-        from .render import length_stats, load_tokenizer, render_example
-        from .truncation import long_rows_text
+        from core.data.render import length_stats, render_example
+        from core.data.truncation import long_rows_text
+        from core.models import load_tokenizer
 
         tok = load_tokenizer(model)
         stats = length_stats(tok, report.examples, max_length)

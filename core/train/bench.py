@@ -17,7 +17,7 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from .presets import TrainConfig, config_for
+from core.presets import TrainConfig, config_for
 
 ARCH_CONFIGS = {
     "qwen2.5-1.5b": dict(kind="qwen2", vocab_size=151936, hidden_size=1536, intermediate_size=8960,
@@ -79,8 +79,8 @@ def measure(config: TrainConfig, model_dir: Path, *, steps: int, min_len: int, m
 def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int, peak_tflops: float | None) -> dict:
     import torch
 
-    from .model_setup import build_trainer, decoder_layers, load_model_from_path, plan_checkpointing
-    from .output import RunDirs
+    from core.runs.output import RunDirs
+    from core.train.model_setup import build_trainer, decoder_layers, load_model_from_path, plan_checkpointing
 
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     if torch.cuda.is_available():
@@ -155,8 +155,8 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
                             "cudnn_attention")},
     }
     if torch.cuda.is_available():
-        from .gpus import nvml_index
-        from .hardware import nvml_used_gib
+        from core.gpus import nvml_index
+        from core.hardware import nvml_used_gib
 
         result["peak_vram_gib"] = round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3)
         result["reserved_vram_gib"] = round(torch.cuda.max_memory_reserved() / 1024 ** 3, 3)
@@ -247,7 +247,7 @@ def parse_overrides(text: str, cfg: TrainConfig) -> dict:
 
 def run_bench(presets: list[str], *, arch: str, steps: int, min_len: int, max_len: int, smoke: bool,
               overrides: dict | None = None, emit=print) -> dict:
-    from .engine import quiet_libraries
+    from core.libraries import quiet_libraries
 
     quiet_libraries()
     if smoke:
@@ -262,7 +262,7 @@ def _run_presets(presets: list[str], folder: Path, *, arch: str, steps: int, min
                  smoke: bool, overrides: dict | None, emit) -> dict:
     import torch
 
-    from .engine import versions
+    from core.libraries import versions
 
     build_arch(arch, folder, "bfloat16" if torch.cuda.is_available() else "float32")
     vocab = ARCH_CONFIGS[arch]["vocab_size"]

@@ -11,9 +11,9 @@ import gc
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from .dataset import Example
-from .render import SpanRenderer, label_tokens
-from .truncation import FitCounts, fit
+from core.data.dataset import Example
+from core.data.render import SpanRenderer, label_tokens
+from core.data.truncation import FitCounts, fit
 
 BATCH_ROWS = 1000  # rows per tokenizer call; progress is reported after each
 ProgressFn = Callable[[int, int], None]  # (rows done, rows in all)
@@ -66,7 +66,7 @@ def tokenize_split(tok, train: list[Example], evals: list[Example], max_length: 
     `on_progress(done, total)` counts both splits."""
     from datasets import Dataset
 
-    from .errors import InputError
+    from core.errors import InputError
 
     total = len(train) + len(evals)
 

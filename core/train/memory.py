@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .gpus import nvml_index
-from .hardware import GIB, nvml_used_gib
+from core.gpus import nvml_index
+from core.hardware import GIB, nvml_used_gib
 
 
 def process_rss_gib() -> float | None:

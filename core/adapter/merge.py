@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .errors import InputError, TrainerError
-from .output import ADAPTER_FILES, PARTIAL, is_adapter, is_work, read_run_json, swap_into_place, work_of
+from core.errors import InputError, TrainerError
+from core.runs.output import ADAPTER_FILES, PARTIAL, is_adapter, is_work, read_run_json, swap_into_place, work_of
 
 CONVERTER_NAMES = ("convert_hf_to_gguf.py", "convert-hf-to-gguf.py")  # the second is llama.cpp's old name
 LLAMA_CPP = "https://github.com/ggml-org/llama.cpp"
@@ -69,9 +69,8 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .engine import quiet_libraries
-    from .models import resolve
-    from .render import tokenizer_from
+    from core.libraries import quiet_libraries
+    from core.models import resolve, tokenizer_from
 
     quiet_libraries()
     path = resolve(model, trust_remote_code=trust_remote_code,

@@ -7,8 +7,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from .errors import InputError
-from .output import ADAPTER_FILES, atomic_path, is_adapter, swap_into_place, write_atomic
+from core.errors import InputError
+from core.runs.output import ADAPTER_FILES, atomic_path, is_adapter, swap_into_place, write_atomic
 
 DEFAULT_LORA_ROOT = "~/genaptitude-llm/ai-assets/lora"
 ENV_KEY = "RAISE_LORA_PATH"

@@ -2,7 +2,7 @@
 
 - A detached run (`start_run`, the TUI's): `python -m core train --detached` in a session of its own (no
   terminal, stdin from /dev/null), so closing the terminal, SIGHUP or kill -9 of the app leaves it training. It
-  owns its run folder (core/output.py: the lock) and appends its events to `events.jsonl` there; `follow` replays
+  owns its run folder (core/runs/output.py: the lock) and appends its events to `events.jsonl` there; `follow` replays
   that file, then tails it, for the app that started the run and for any app or `attach` that comes later.
   `stop_run` sends the run's process SIGINT: it finishes its step, saves the adapter and a checkpoint.
 - Data-parallel workers (`run_workers`): one process per GPU, children of the launcher. The first worker's stdout
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import output
-from .errors import InputError, TrainerError
-from .events import Event, Failed, Finished, LogLine, from_dict
+from core.errors import InputError, TrainerError
+from core.events import Event, Failed, Finished, LogLine, from_dict
+from core.runs import output
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -143,7 +143,7 @@ class Launch:
 
 def launch_dir() -> Path:
     """Where a detached run's configuration and early output go (its folder is not its own yet)."""
-    from .history import state_home
+    from core.runs.history import state_home
 
     folder = state_home() / "launches"
     folder.mkdir(parents=True, exist_ok=True)

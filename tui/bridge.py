@@ -27,16 +27,16 @@ class Engine:
         raise NotImplementedError
 
     def read_dataset(self, path: str, skip_invalid: bool = False) -> Any:
-        """A `core.dataset.DatasetReport`; raises `DatasetError` naming the bad lines."""
+        """A `core.data.dataset.DatasetReport`; raises `DatasetError` naming the bad lines."""
         raise NotImplementedError
 
     def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> Any:
-        """A `core.render.RenderedExample`: the exact text the model sees (a long row fitted by `truncation`) and
+        """A `core.data.render.RenderedExample`: the exact text the model sees (a long row fitted by `truncation`) and
         which tokens carry the loss."""
         raise NotImplementedError
 
     def length_stats(self, model: str, examples: list, max_length: int) -> Any:
-        """A `core.render.LengthStats` over the examples' token lengths, and what each truncation does."""
+        """A `core.data.render.LengthStats` over the examples' token lengths, and what each truncation does."""
         raise NotImplementedError
 
     def estimate(self, config: TrainConfig) -> Any:
@@ -49,7 +49,7 @@ class Engine:
         raise NotImplementedError
 
     def live_runs(self, output_dir: str) -> list:
-        """`core.history.RunRecord`s of the runs going now (their process holds the folder's lock), newest
+        """`core.runs.history.RunRecord`s of the runs going now (their process holds the folder's lock), newest
         first: near `output_dir`, in the working directory and in the run index."""
         return []
 
@@ -61,7 +61,7 @@ class Engine:
 
     def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
                  on_progress: Callable[[str], None] | None = None, *, skip_invalid: bool = False) -> list:
-        """`core.evaluate.EvalResult`s, base model then adapter, on the adapter run's held-out rows, as
+        """`core.adapter.evaluate.EvalResult`s, base model then adapter, on the adapter run's held-out rows, as
         `genaptitude-trainer evaluate --compare` picks them. `on_progress(text)` first says which rows, then each
         phase; an exception it raises stops the evaluation."""
         raise NotImplementedError
@@ -83,7 +83,7 @@ class Engine:
         return suggest(report)
 
     def format_label(self, fmt: str) -> str:
-        from core.dataset import FORMAT_LABELS
+        from core.data.dataset import FORMAT_LABELS
 
         return FORMAT_LABELS.get(fmt, fmt)
 
@@ -94,7 +94,7 @@ class RealEngine(Engine):
     def __init__(self) -> None:
         self._tokenizers: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._chat: Any | None = None  # a core.evaluate.Chat: the model stays loaded between prompts
+        self._chat: Any | None = None  # a core.adapter.evaluate.Chat: the model stays loaded between prompts
         self._chat_lock = threading.Lock()
         self._pinned = False
 
@@ -109,25 +109,25 @@ class RealEngine(Engine):
         return hardware.sample()
 
     def read_dataset(self, path: str, skip_invalid: bool = False) -> Any:
-        from core.dataset import read_dataset
+        from core.data.dataset import read_dataset
 
         return read_dataset(path, skip_invalid=skip_invalid)
 
     def _tokenizer(self, model: str) -> Any:
         with self._lock:  # preview and length stats may ask for the same model at once
             if model not in self._tokenizers:
-                from core.render import load_tokenizer
+                from core.models import load_tokenizer
 
                 self._tokenizers[model] = load_tokenizer(model)
             return self._tokenizers[model]
 
     def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> Any:
-        from core.render import render_example
+        from core.data.render import render_example
 
         return render_example(self._tokenizer(model), example, max_length, truncation)
 
     def length_stats(self, model: str, examples: list, max_length: int) -> Any:
-        from core.render import length_stats
+        from core.data.render import length_stats
 
         return length_stats(self._tokenizer(model), examples, max_length)
 
@@ -138,7 +138,7 @@ class RealEngine(Engine):
 
     def train(self, config: TrainConfig, dataset_path: str, output_dir: str, *,
               on_event: Callable[[Event], None], stop_event: threading.Event, **kw: Any) -> Path:
-        from core.engine import train
+        from core.train.engine import train
 
         kw.pop("leave_event", None)  # in this process the run cannot be left: it ends with the app
         return train(config, dataset_path, output_dir, on_event=on_event, stop_event=stop_event, **kw)
@@ -153,7 +153,7 @@ class RealEngine(Engine):
             self._pinned = True
 
     def live_runs(self, output_dir: str) -> list:
-        from core.history import find_runs
+        from core.runs.history import find_runs
 
         return [r for r in find_runs(output_dir, live_only=True).runs if r.state == "running"]
 
@@ -161,7 +161,7 @@ class RealEngine(Engine):
                leave_event: threading.Event) -> Any:
         from core.errors import TrainerError
         from core.events import Failed
-        from core.workers import follow
+        from core.runs.workers import follow
 
         told: list[Failed] = []
 
@@ -181,7 +181,7 @@ class RealEngine(Engine):
     def evaluate(self, adapter: str, dataset_path: str, limit: int | None = None,
                  on_progress: Callable[[str], None] | None = None, *, skip_invalid: bool = False) -> list:
         self._one_gpu()
-        from core.evaluate import evaluate, held_out
+        from core.adapter.evaluate import evaluate, held_out
 
         say = on_progress or (lambda text: None)
         rows = held_out(dataset_path, adapter, limit=limit, skip_invalid=skip_invalid)
@@ -196,7 +196,7 @@ class RealEngine(Engine):
         with self._chat_lock:
             if self._chat is None or self._chat.adapter != str(adapter):
                 self._chat = None  # the old model goes before the new one loads
-                from core.evaluate import Chat
+                from core.adapter.evaluate import Chat
 
                 self._chat = Chat(str(adapter))
             return self._chat.model
@@ -227,7 +227,7 @@ def _free_memory() -> None:
 
 class ProcessEngine(RealEngine):
     """RealEngine whose training runs as a detached process (`python -m core train --detached`), followed through
-    its run folder's events.jsonl (core/workers.py).
+    its run folder's events.jsonl (core/runs/workers.py).
 
     The run is a session of its own, not a child tied to the app's terminal: closing the terminal, SIGHUP or
     kill -9 of the app leave it training, and any app (or `genaptitude-trainer attach`) can follow it later. It has
@@ -244,7 +244,7 @@ class ProcessEngine(RealEngine):
         from core.errors import TrainerError
         from core.events import Failed
         from core.gpus import user_env
-        from core.workers import child_env, follow, start_run
+        from core.runs.workers import child_env, follow, start_run
 
         told: list[Failed] = []
 

@@ -6,18 +6,19 @@
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from . import distributed, history, output
-from .dataset import DatasetReport, read_dataset, split_examples
-from .errors import InputError, Problem, TrainerError
-from .events import Event, Failed, Finished, LogLine, Phase, Progress
-from .presets import TrainConfig, batch_description, batch_label, config_changes
+from core.data.dataset import DatasetReport, read_dataset, split_examples
+from core.errors import InputError, Problem, TrainerError
+from core.events import Event, Failed, Finished, LogLine, Phase, Progress
+from core.libraries import quiet_libraries, versions
+from core.presets import TrainConfig, batch_description, batch_label, config_changes
+from core.runs import history, output
+from core.train import distributed
 
 
 def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
@@ -111,7 +112,7 @@ def check_device(config: TrainConfig) -> None:
                     problems.append(Problem(f"preset {config.preset!r} uses bf16, which {name} does not support",
                                             fix="use --preset t4-fp16 (fp16 tensor cores) or t4-fp32"))
             if config.quantization == "nf4":
-                from .hardware import bnb_status
+                from core.hardware import bnb_status
 
                 ok, message = bnb_status(True)
                 if not ok:
@@ -127,7 +128,7 @@ def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
         return config
     from dataclasses import replace
 
-    from .presets import auto_lr
+    from core.presets import auto_lr
 
     family, width = getattr(model_config, "model_type", "?"), getattr(model_config, "hidden_size", 0)
     lr = auto_lr(family, width)
@@ -136,9 +137,9 @@ def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
 
 
 def checkpoint_config(ckpt: Path) -> dict:
-    """The settings (TrainConfig.to_dict) the checkpoint was trained with: its own record (core.callbacks), else the
+    """The settings (TrainConfig.to_dict) the checkpoint was trained with: its own record (core.train.callbacks), else the
     run.json of the stopped run it belongs to; {} when neither says (a checkpoint of an older version)."""
-    from .callbacks import RUN_CONFIG
+    from core.train.callbacks import RUN_CONFIG
 
     try:
         saved = json.loads((ckpt / RUN_CONFIG).read_text(encoding="utf-8"))
@@ -152,10 +153,10 @@ def checkpoint_config(ckpt: Path) -> dict:
 
 def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
     """Shrink accumulation, then the token budget, of a small export so the run makes `config.min_updates`
-    optimizer steps (core.batching owns the rule), and say so; warn when the run will still make too few."""
+    optimizer steps (core.data.batching owns the rule), and say so; warn when the run will still make too few."""
     from dataclasses import replace
 
-    from .batching import few_updates_warning, plan_for
+    from core.data.batching import few_updates_warning, plan_for
 
     lengths = [len(r) for r in train_ds["input_ids"]]
     plan = plan_for(config, lengths, distributed.world_size())
@@ -171,8 +172,8 @@ def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
 
 
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
-    from .model_setup import build_trainer, load_model_and_tokenizer, plan_checkpointing
-    from .tokenize import tokenize_split
+    from core.data.tokenize import tokenize_split
+    from core.train.model_setup import build_trainer, load_model_and_tokenizer, plan_checkpointing
 
     t_start = time.perf_counter()
     quiet_libraries()
@@ -233,10 +234,10 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
 
 
 def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
-    """The after-run check (core.learncheck): held-out rows answered by base and adapter, within the preset's
+    """The after-run check (core.train.learncheck): held-out rows answered by base and adapter, within the preset's
     row and time budget; a failure here never costs the user the adapter, which is saved already."""
-    from .evaluate import Fitting
-    from .learncheck import score_run
+    from core.adapter.evaluate import Fitting
+    from core.train.learncheck import score_run
 
     if config.score_rows <= 0 or config.score_seconds <= 0:
         return None
@@ -258,31 +259,6 @@ def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
     if scored is not None:
         emit(scored)
     return scored
-
-
-def quiet_libraries() -> None:
-    """Library chatter (progress bars, advisory warnings) would interleave with our events."""
-    import logging
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    logging.getLogger("peft").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"(transformers|peft|trl|bitsandbytes|torch)\b.*")
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def run_record(config, report, model_path, state, callback, stopped, runtime) -> dict:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import InputError, TrainerError
+from core.errors import InputError, TrainerError
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 DEFAULT_OUTPUT = "genaptitude-qwen-adapter"  # the old train.py's folder: GenAptitude's RAISE_LORA_PATH docs name it

@@ -9,7 +9,7 @@
 - right: cut at max length from the right (TRL's behaviour): the answer, which comes last, goes first.
 - drop: a row longer than max length is left out (Axolotl's behaviour).
 
-Training (`core.tokenize`), the preview (`render.render_example`), `check` (`render.length_stats`) and the prompts
+Training (`core.data.tokenize`), the preview (`render.render_example`), `check` (`render.length_stats`) and the prompts
 of `evaluate` and `chat` all go through `fit` / `fit_prompt`, so they see the same cut.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ SpansOf = Callable  # example -> (rendered text, trained character spans)
 
 
 def _encode(tok, text: str, spans) -> tuple[list[int], list[tuple[int, int]], list[int]]:
-    from .render import label_tokens
+    from core.data.render import label_tokens
 
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
               return_token_type_ids=False)
@@ -115,7 +115,7 @@ def fit(tok, example, max_length: int, truncation: str = "keep-answer", *, spans
 
     `encoded` (text, ids, offsets, labels) skips re-tokenising a row the caller already tokenised.
     """
-    from .render import trained_spans
+    from core.data.render import trained_spans
 
     if truncation not in TRUNCATIONS:
         raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, not {truncation!r}")
@@ -135,7 +135,7 @@ def fit(tok, example, max_length: int, truncation: str = "keep-answer", *, spans
         return _right(text, ids, offsets, labels, max_length, answer, base,
                       "right" if truncation == "right" else "answer-cut")
     msgs, cut, dropped = shrink(tok, example.messages, max_length, _row_length(tok, example, spans_of))
-    from .dataset import Example
+    from core.data.dataset import Example
 
     fitted = Example(example.line, msgs, raw=example.raw)
     text, spans = spans_of(fitted)
@@ -156,7 +156,7 @@ def _right(text, ids, offsets, labels, max_length, answer, base, outcome) -> Fit
 
 
 def _row_length(tok, example, spans_of) -> Callable[[list[dict]], int]:
-    from .dataset import Example
+    from core.data.dataset import Example
 
     def length(msgs: list[dict]) -> int:
         text, _ = spans_of(Example(example.line, msgs, raw=example.raw))

@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
-from .events import loss_text
-from .output import atomic_path, metrics_rows, read_run_json, run_folder
+from core.errors import InputError
+from core.events import loss_text
+from core.runs.output import atomic_path, metrics_rows, read_run_json, run_folder
 
 TRAIN_COLOUR = "#1f77b4"  # blue: training loss (the tests look for it in the PNG)
 TRAIN_RAW_COLOUR = "#a6c8e6"  # light blue: every step, under the smoothed line of a long run
@@ -46,7 +46,7 @@ class Curves:
 
 def find_run(folder: str | os.PathLike) -> Path:
     """The run folder to read: `folder` itself, or `folder.partial` while a run is going in it or when only the
-    unfinished one exists (core.output.run_folder)."""
+    unfinished one exists (core.runs.output.run_folder)."""
     path = run_folder(folder)
     if not path.exists():
         raise InputError(f"{path}: no such folder", hint=HOW_TO_POINT)

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import math
 
-from .errors import InputError
-from .events import LogLine, Phase
-from .presets import TrainConfig
+from core.errors import InputError
+from core.events import LogLine, Phase
+from core.presets import TrainConfig
 
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def load_model_and_tokenizer(config: TrainConfig, emit):
-    from .models import resolve
-    from .render import tokenizer_from
+    from core.models import resolve, tokenizer_from
 
     emit(Phase("resolving model", config.model))
     path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), emit=emit,
@@ -36,7 +35,7 @@ def load_model_from_path(config: TrainConfig, path, emit):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype)
-    from .distributed import local_rank
+    from core.train.distributed import local_rank
 
     kwargs["device_map"] = {"": local_rank()} if config.device == "cuda" else {"": "cpu"}  # one GPU per worker
     if config.device == "cuda":
@@ -66,8 +65,8 @@ def load_model_from_path(config: TrainConfig, path, emit):
 def plan_checkpointing(config: TrainConfig, model, emit):
     """Decide which decoder layers recompute in backward (core.estimate.checkpoint_plan, from the memory this
     process may use with the model loaded), apply it to the model, say it in the log, and return it."""
-    from .estimate import arch_of, checkpoint_plan
-    from .memory import usable_gib
+    from core.estimate import arch_of, checkpoint_plan
+    from core.train.memory import usable_gib
 
     usable = usable_gib(config) if config.gradient_checkpointing == "auto" and decoder_layers(model) else None
     plan = checkpoint_plan(config, usable, arch_of(model.config))
@@ -127,7 +126,7 @@ def attach_lora(model, config: TrainConfig):
     # grad scaler needs ("Attempting to unscale FP16 gradients" otherwise).
     model = trainable_to(get_peft_model(model, lora, autocast_adapter_dtype=True), config.lora_dtype)
     if config.fast_lora:
-        from .fast_lora import fuse_lora_forward
+        from core.train.fast_lora import fuse_lora_forward
 
         fuse_lora_forward(model)
     return model
@@ -174,7 +173,7 @@ def trainable_to(model, dtype: str = "float32"):
 def training_args(config: TrainConfig, dirs, has_eval: bool):
     from trl import SFTConfig
 
-    from .distributed import rehearsal
+    from core.train.distributed import rehearsal
 
     if config.eval_every > 0:
         eval_kw = dict(eval_strategy="steps", eval_steps=config.eval_every)
@@ -220,7 +219,7 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         max_length=config.max_length,
         padding_free=config.padding_free,
         **sampling_kw,
-        dataset_kwargs={"skip_prepare_dataset": True},  # labels are built by core.render, not by TRL
+        dataset_kwargs={"skip_prepare_dataset": True},  # labels are built by core.data.render, not by TRL
         remove_unused_columns=False,
         prediction_loss_only=True,  # evaluation reports the loss; gathering every eval batch's logits is waste
         **eval_kw,
@@ -234,9 +233,9 @@ def _collate_for(config: TrainConfig, collator):
     - Without `mask_padding`, right-padded batches drop the attention mask: under causal attention a real token
       only sees tokens before it, never the padding after it, and padded positions carry no loss. SDPA then runs
       its causal flash kernel instead of a masked one (+45% tokens/s on an H100, same batches).
-    - With the answer-only loss, `loss_index` lists the trained positions (core.loss.loss_positions).
+    - With the answer-only loss, `loss_index` lists the trained positions (core.train.loss.loss_positions).
     """
-    from .loss import loss_positions
+    from core.train.loss import loss_positions
 
     def collate(examples):
         batch = collator(examples)
@@ -254,13 +253,13 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
     from trl import SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from .callbacks import EventCallback, TokenCounter
+    from core.train.callbacks import EventCallback, TokenCounter
 
     collator = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=config.padding_free,
                                                pad_to_multiple_of=config.pad_to_multiple or None)
     counter = TokenCounter(_collate_for(config, collator))
     callback = EventCallback(emit, stop_event, counter, dirs.metrics, started, config.device)
-    from .distributed import world_size
+    from core.train.distributed import world_size
 
     workers = world_size()
     fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _liger_available(emit)
@@ -274,8 +273,8 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
         splits = 1  # micro-batch split factor after out-of-memory errors (only grows)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
-            from .events import OomRecovered
-            from .oom import free_memory, injected_oom, restore_grads, save_grads, split_inputs
+            from core.events import OomRecovered
+            from core.train.oom import free_memory, injected_oom, restore_grads, save_grads, split_inputs
 
             rows = inputs["input_ids"].shape[0]
             params = [p for p in model.parameters() if p.requires_grad]
@@ -312,7 +311,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not config.fast_loss:  # the library's loss: logits for every position
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            from .loss import answer_only_loss
+            from core.train.loss import answer_only_loss
 
             with self.accelerator.autocast():
                 loss = answer_only_loss(model, inputs, num_items_in_batch, fused=fused_ce)
@@ -329,7 +328,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                 return super().get_train_dataloader()
             from torch.utils.data import DataLoader
 
-            from .batching import TokenBudgetSampler
+            from core.data.batching import TokenBudgetSampler
 
             sampler = TokenBudgetSampler([len(r) for r in self.train_dataset["input_ids"]], config.batch_tokens,
                                          config.batch_size, seed=config.seed)

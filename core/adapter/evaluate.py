@@ -5,9 +5,9 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .dataset import Example, example_to_prompt_and_answer, flat
-from .errors import InputError
-from .presets import BUNDLED_MODEL
+from core.data.dataset import Example, example_to_prompt_and_answer, flat
+from core.errors import InputError
+from core.presets import BUNDLED_MODEL
 
 Say = Callable[[str], None]
 
@@ -61,7 +61,7 @@ class HeldOut:
 
 def read_run_record(adapter: str | None) -> dict:
     """The adapter's run.json ({} without one); refuses a folder that is not an adapter, or a damaged record."""
-    from .output import ADAPTER_FILES, is_adapter, read_run_json
+    from core.runs.output import ADAPTER_FILES, is_adapter, read_run_json
 
     if not adapter:
         return {}
@@ -75,7 +75,7 @@ def held_out(dataset: str, adapter: str | None, *, model: str | None = None, spl
              limit: int | None = None, skip_invalid: bool = False) -> HeldOut:
     """What `evaluate` scores: with split "eval", the adapter run's held-out rows (same fraction and seed as its
     run.json) when the file is the one it trained on, otherwise every row; chat rows only, the first `limit`."""
-    from .dataset import read_dataset, split_examples
+    from core.data.dataset import read_dataset, split_examples
 
     report = read_dataset(dataset, skip_invalid=skip_invalid)
     record = read_run_record(adapter)
@@ -95,8 +95,7 @@ def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = Fal
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .models import resolve
-    from .render import tokenizer_from
+    from core.models import resolve, tokenizer_from
 
     path = resolve(model, trust_remote_code=trust_remote_code)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -126,10 +125,10 @@ class Fitting:
 
 def prompt_of(tok, example: Example, fitting: Fitting = Fitting()) -> list[dict]:
     """The turns before the answer as training saw them: with keep-answer, a long row's input is cut by the same
-    rule (core/truncation.py) with the reference answer in place, so the prompt is the trained one token for token;
+    rule (core/data/truncation.py) with the reference answer in place, so the prompt is the trained one token for token;
     right and drop leave prompts whole (training never saw such a row's answer)."""
     if fitting.truncation == "keep-answer":
-        from .truncation import fit
+        from core.data.truncation import fit
 
         fitted = fit(tok, example, fitting.max_length, "keep-answer")
         if fitted.messages is not None and fitted.outcome != "fits":
@@ -151,7 +150,7 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
     `max_time` (seconds) cuts each batch's generation short (a bounded check)."""
     import torch
 
-    from .render import stop_token_ids
+    from core.data.render import stop_token_ids
 
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     answers: list[str] = []
@@ -174,7 +173,7 @@ def eval_loss(tok, model, examples: list[Example], max_length: int = 1024,
               truncation: str = "keep-answer") -> float | None:
     import torch
 
-    from .render import features
+    from core.data.render import features
 
     total, count = 0.0, 0
     device = next(model.parameters()).device
@@ -253,6 +252,6 @@ class Chat:
         messages = [{"role": "user", "content": prompt}]
         if self.fitting.truncation != "keep-answer":
             return messages
-        from .truncation import fit_prompt
+        from core.data.truncation import fit_prompt
 
         return fit_prompt(self.tok, messages, max(self.fitting.max_length - self.max_new_tokens, 64))[0]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from . import distributed
-from .events import CheckpointSaved, EvalLogged, MemorySample, RunStarted, StepLogged
-from .memory import memory_sample
-from .output import write_atomic
+from core.events import CheckpointSaved, EvalLogged, MemorySample, RunStarted, StepLogged
+from core.runs.output import write_atomic
+from core.train import distributed
+from core.train.memory import memory_sample
 
 RUN_CONFIG = "run_config.json"  # in each checkpoint: the settings it was trained with (a resume says what changed)
 

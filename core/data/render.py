@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter, le
 
-from .dataset import Example
-from .errors import InputError, Problem
-from .truncation import Fitted, fit, suggested_max_length
-
-PAD_CANDIDATES = ("<|endoftext|>", "<|fim_pad|>", "<pad>", "<|pad|>", "<unk>", "<|finetune_right_pad_id|>")
+from core.data.dataset import Example
+from core.data.truncation import Fitted, fit, suggested_max_length
+from core.errors import InputError, Problem
 
 
-Features = Fitted  # a row's token ids and loss labels, fitted into max length (core/truncation.py)
+Features = Fitted  # a row's token ids and loss labels, fitted into max length (core/data/truncation.py)
 
 
 @dataclass
@@ -61,35 +59,6 @@ class LengthStats:
     def suggest_max_length(self, all_rows: bool = False) -> int:
         """A max length (a multiple of 64) that holds 95% of the rows as written, or all of them."""
         return suggested_max_length(self.max if all_rows else self.p95)
-
-
-def load_tokenizer(model: str, trust_remote_code: bool = False, on_phase=None):
-    from .models import resolve
-
-    return tokenizer_from(resolve(model, on_phase=on_phase, trust_remote_code=trust_remote_code), trust_remote_code)
-
-
-def tokenizer_from(path, trust_remote_code: bool = False):
-    """The tokenizer saved in a local folder, with a pad token distinct from EOS."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    ensure_pad_token(tok)
-    return tok
-
-
-def ensure_pad_token(tok) -> None:
-    """Give the tokenizer a pad token different from EOS, so padding never masks the end-of-turn token."""
-    eos = tok.eos_token
-    if tok.pad_token is not None and tok.pad_token != eos:
-        return
-    vocab = tok.get_vocab()
-    for cand in PAD_CANDIDATES:
-        if cand in vocab and cand != eos:
-            tok.pad_token = cand
-            return
-    raise InputError("the tokenizer has no padding token distinct from its end-of-sequence token",
-                     hint="pick a model whose tokenizer has <pad> or <|endoftext|>, or add one to its tokenizer")
 
 
 def stop_token_ids(tok) -> list[int]:
@@ -152,7 +121,7 @@ def trained_spans(tok, example: Example) -> tuple[str, list[tuple[int, int]]]:
 
 
 def features(tok, example: Example, max_length: int, truncation: str = "keep-answer") -> Features:
-    """The row's token ids and labels within max length, by the `truncation` rule (core/truncation.py)."""
+    """The row's token ids and labels within max length, by the `truncation` rule (core/data/truncation.py)."""
     return fit(tok, example, max_length, truncation)
 
 

@@ -1,11 +1,11 @@
 """Past runs: where they are, and what each one's folder says (record, numbers, loss and memory curves).
 
-A run leaves `run.json` and `metrics.jsonl` in its output folder (see `core/output.py`); an unfinished one leaves
+A run leaves `run.json` and `metrics.jsonl` in its output folder (see `core/runs/output.py`); an unfinished one leaves
 `metrics.jsonl` (and checkpoints) in `<output>.partial`. Runs are found next to the current output folder, in the
 working directory, and through a small index the engine appends to when a run starts:
 `$GENAPTITUDE_TRAINER_HOME/runs.jsonl`, else `$XDG_STATE_HOME` (or `~/.local/state`)`/genaptitude-trainer/runs.jsonl`.
 
-A run that is going holds its folder's lock (core/output.py): its record says "running" and who runs it. An
+A run that is going holds its folder's lock (core/runs/output.py): its record says "running" and who runs it. An
 unfinished folder whose lock nobody holds is a run whose process ended without finishing (killed, crashed).
 
 Listing never raises for a bad folder: an unreadable `run.json` gives a record that says so (the sentence
@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
-from . import output
-from .errors import InputError
-from .output import latest_checkpoint, metrics_rows
+from core.errors import InputError
+from core.runs import output
+from core.runs.output import latest_checkpoint, metrics_rows
 
 INDEX_NAME = "runs.jsonl"
 _OLD = re.compile(r"\.old-\d+$")  # finalize()'s short-lived backup of a replaced output

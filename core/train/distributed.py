@@ -2,7 +2,7 @@
 torch.distributed; transformers' Trainer (through accelerate) wraps the model in DDP and shards the batches.
 
 `train --gpus N` runs as a launcher: it validates and prepares the output folder once, then starts N workers
-(`core.workers`) with the usual RANK/WORLD_SIZE/MASTER_* variables and the prepared folders. Rank 0 writes the
+(`core.runs.workers`) with the usual RANK/WORLD_SIZE/MASTER_* variables and the prepared folders. Rank 0 writes the
 adapter, the metrics and the events; the launcher forwards them, so the CLI and the TUI see one run.
 On CPU the same code runs N processes joined by gloo (how the tests check that 2 processes learn what 1 does).
 """
@@ -16,9 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from .events import Event, Failed, LogLine
-from .output import RunDirs
-from .presets import TrainConfig, batch_description
+from core.events import Event, Failed, LogLine
+from core.presets import TrainConfig, batch_description
+from core.runs.output import RunDirs
 
 DIRS_ENV = "GENAPTITUDE_TRAINER_DIRS"  # the launcher's prepared folders, for its workers
 # Rehearse a data-parallel run on ONE GPU: every worker uses cuda:0 and they talk through gloo (NCCL refuses two
@@ -91,7 +91,7 @@ def free_port() -> int:
 def worker_envs(n: int, port: str, folders: str, gpu_env: dict[str, str]) -> list[dict[str, str]]:
     """One environment per worker: every worker sees the run's GPUs (CUDA_VISIBLE_DEVICES, as torchrun leaves it,
     so NCCL finds their NVLink peers) and takes cuda:LOCAL_RANK among them: rank 1 of a run on GPUs 1,3 is GPU 3."""
-    from .workers import child_env
+    from core.runs.workers import child_env
 
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     return [child_env({**gpu_env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(n),
@@ -103,14 +103,14 @@ def worker_envs(n: int, port: str, folders: str, gpu_env: dict[str, str]) -> lis
 def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable[[Event], None],
            stop_event: threading.Event, *, skip_invalid: bool = False) -> Path:
     """Run `config.gpus` workers on the prepared `dirs`; their rank-0 events go to `emit`. Returns the adapter."""
-    from .workers import run_training
+    from core.runs.workers import run_training
 
     n = config.gpus
     folders = json.dumps({"output": str(dirs.output), "work": str(dirs.work),
                           "resume_from": str(dirs.resume_from) if dirs.resume_from else None})
     gpu_env: dict[str, str] = {}
     if config.device == "cuda" and not rehearsal():
-        from . import gpus
+        from core import gpus
 
         # The same answer the CLI pinned this process to (choosing again under its own variable changes nothing);
         # asked here too so a caller that did not pin (a library user) still gives its workers only their GPUs.

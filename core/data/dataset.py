@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from .errors import DatasetError, InputError, Problem
+from core.errors import DatasetError, InputError, Problem
 
 FORMATS = ("alpaca", "messages", "sharegpt", "prompt_completion", "text")
 FORMAT_LABELS = {
@@ -677,7 +677,7 @@ def _conversation(turns: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def flat(text: str) -> str:
     """The text on one line, every run of whitespace (line breaks, tabs) one space: how a row is shown in a line,
-    and how answers are compared (core.evaluate)."""
+    and how answers are compared (core.adapter.evaluate)."""
     return " ".join(text.split())
 
 

@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 
-from .events import HeldOutScored
+from core.events import HeldOutScored
 
 LEARNED_EXACT = 0.8  # an adapter that answers 80% of held-out rows exactly has learned the export's answers
 LEARNED_SIMILARITY = 0.9  # ... or whose answers are 90% similar to the references (long free-text answers)
@@ -39,9 +39,9 @@ def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float,
               batch_size: int = 8, autocast: str = "no") -> HeldOutScored | None:
     """Answer up to `rows` held-out chat rows with the base weights and the adapter (a peft model), batch by
     batch, until `seconds` have passed or `stop_event` is set; None when nothing was answered. Prompts are cut
-    as the run cut its rows (`fitting`: a core.evaluate.Fitting), once for both sides. `autocast` is the run's
+    as the run cut its rows (`fitting`: a core.adapter.evaluate.Fitting), once for both sides. `autocast` is the run's
     ("fp16"/"bf16"/"no"): the answers come from the same mixed-precision forward the run trained with."""
-    from .evaluate import generate_replies, prompt_of, score
+    from core.adapter.evaluate import generate_replies, prompt_of, score
 
     chat = [e for e in examples if e.text is None][:rows]
     if not chat or seconds <= 0:

@@ -1,0 +1,1 @@
+"""What is done with an adapter once trained: evaluate and chat, export to GenAptitude, merge."""

@@ -1,0 +1,1 @@
+"""Reading an export and turning it into training rows: formats and validation (dataset), the chat template and loss masks (render), tokenising, truncation of long rows, token-budget batches, the `check` report."""
