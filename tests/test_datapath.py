@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from core import cli
-from core.data.dataset import Example, parse_lines, read_dataset
+from core.data.dataset import parse_lines, read_dataset
+from core.data.examples import Example
 from core.data.render import SpanRenderer, features, label_tokens, trained_spans
 from core.data.tokenize import encode, tokenize_split
 from core.errors import InputError

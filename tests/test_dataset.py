@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from core import dataset as ds
-from core.data.dataset import (
-    FORMAT_LABELS, FORMATS, DatasetReport, Example, example_to_prompt_and_answer, parse_lines, read_dataset,
-    split_examples,
-)
+from core.data import datafile
+from core.data import dataset as ds
+from core.data.dataset import DatasetReport, parse_lines, read_dataset
+from core.data.examples import Example, example_to_prompt_and_answer, split_examples
+from core.data.formats import FORMAT_LABELS, FORMATS
 from core.errors import DatasetError, InputError, TrainerError
 
 GEN_ROWS = [
@@ -77,7 +77,7 @@ def test_a_bug_in_the_reader_keeps_its_traceback_instead_of_becoming_a_dataset_m
     def broken(obj):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(ds, "_guess_format", broken)
+    monkeypatch.setattr(ds, "guess_format", broken)
     with pytest.raises(KeyError, match="a bug"):
         parse_lines(jsonl(GEN_ROWS[0]), "data.jsonl")
 
@@ -463,7 +463,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(ds, "open", denied, raising=False)
+    monkeypatch.setattr(datafile, "open", denied, raising=False)
     with pytest.raises(DatasetError) as info:
         read_dataset(path)
     assert info.value.message == f"{path}: permission denied, the file cannot be read"

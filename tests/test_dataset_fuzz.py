@@ -6,7 +6,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.data.dataset import DatasetReport, FORMATS, parse_lines
+from core.data.dataset import DatasetReport, parse_lines
+from core.data.formats import FORMATS
 from core.errors import DatasetError
 
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from core import cli
-from core.data.dataset import Example, example_to_prompt_and_answer, parse_lines
+from core.data.dataset import parse_lines
+from core.data.examples import Example, example_to_prompt_and_answer
 from core.data.render import label_tokens, length_stats, render_example, trained_spans
 from core.data.tokenize import encode
 from core.data.truncation import fit, fit_prompt, long_rows_text, marker

@@ -83,7 +83,7 @@ class Engine:
         return suggest(report)
 
     def format_label(self, fmt: str) -> str:
-        from core.data.dataset import FORMAT_LABELS
+        from core.data.formats import FORMAT_LABELS
 
         return FORMAT_LABELS.get(fmt, fmt)
 

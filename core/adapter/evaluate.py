@@ -5,7 +5,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.data.dataset import Example, example_to_prompt_and_answer, flat
+from core.data.examples import Example, example_to_prompt_and_answer, flat
 from core.errors import InputError
 from core.presets import BUNDLED_MODEL
 
@@ -75,7 +75,8 @@ def held_out(dataset: str, adapter: str | None, *, model: str | None = None, spl
              limit: int | None = None, skip_invalid: bool = False) -> HeldOut:
     """What `evaluate` scores: with split "eval", the adapter run's held-out rows (same fraction and seed as its
     run.json) when the file is the one it trained on, otherwise every row; chat rows only, the first `limit`."""
-    from core.data.dataset import read_dataset, split_examples
+    from core.data.dataset import read_dataset
+    from core.data.examples import split_examples
 
     report = read_dataset(dataset, skip_invalid=skip_invalid)
     record = read_run_record(adapter)

@@ -1,7 +1,8 @@
 """`check`: validate a dataset, detect its format and count tokens with the chosen model's tokenizer."""
 from __future__ import annotations
 
-from core.data.dataset import FORMAT_LABELS, read_dataset
+from core.data.dataset import read_dataset
+from core.data.formats import FORMAT_LABELS
 
 
 def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid: bool = False,

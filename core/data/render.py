@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter, le
 
-from core.data.dataset import Example
+from core.data.examples import Example
 from core.data.truncation import Fitted, fit, suggested_max_length
 from core.errors import InputError, Problem
 

@@ -11,7 +11,7 @@ import gc
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from core.data.dataset import Example
+from core.data.examples import Example
 from core.data.render import SpanRenderer, label_tokens
 from core.data.truncation import FitCounts, fit
 

@@ -135,7 +135,7 @@ def fit(tok, example, max_length: int, truncation: str = "keep-answer", *, spans
         return _right(text, ids, offsets, labels, max_length, answer, base,
                       "right" if truncation == "right" else "answer-cut")
     msgs, cut, dropped = shrink(tok, example.messages, max_length, _row_length(tok, example, spans_of))
-    from core.data.dataset import Example
+    from core.data.examples import Example
 
     fitted = Example(example.line, msgs, raw=example.raw)
     text, spans = spans_of(fitted)
@@ -156,7 +156,7 @@ def _right(text, ids, offsets, labels, max_length, answer, base, outcome) -> Fit
 
 
 def _row_length(tok, example, spans_of) -> Callable[[list[dict]], int]:
-    from core.data.dataset import Example
+    from core.data.examples import Example
 
     def length(msgs: list[dict]) -> int:
         text, _ = spans_of(Example(example.line, msgs, raw=example.raw))

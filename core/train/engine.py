@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from core.data.dataset import DatasetReport, read_dataset, split_examples
+from core.data.dataset import DatasetReport, read_dataset
+from core.data.examples import split_examples
 from core.errors import InputError, Problem, TrainerError
 from core.events import Event, Failed, Finished, LogLine, Phase, Progress
 from core.libraries import quiet_libraries, versions

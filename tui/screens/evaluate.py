@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from core.data.dataset import flat
+from core.data.examples import flat
 from core.events import loss_text
 
 from ..messages import EvalDone, EvalProgress, error_text

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
 
-from core.data.dataset import flat
+from core.data.examples import flat
 
 from .. import messages
 from ..messages import DatasetLoaded, LengthStatsReady

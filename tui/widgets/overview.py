@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
-from core.data.dataset import flat
+from core.data.examples import flat
 from core.presets import PRESETS, batch_label
 
 from .dataset import error_text, prompt_and_answer, skipped_rows
