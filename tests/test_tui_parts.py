@@ -4,8 +4,8 @@ from __future__ import annotations
 from core.events import Finished, MemorySample, StepLogged
 from core.presets import config_for, suggest
 from tests.tui_fakes import NO_GPU, RTX_3060
-from tui.app import existing_output
 from tui.messages import EngineEvent, GpuSampled
+from tui.run_control import existing_output
 from tui.widgets.chart import AXIS_WIDTH, render_chart
 from tui.widgets.overview import reason_text, sample_line
 from tui.widgets.presets import fit_warnings, parse
