@@ -107,7 +107,8 @@ def cmd_train(args) -> int:
 def _detached_output():
     """A detached run (core/workers.start_run) prints JSON events to its launch log until it owns its run folder
     (the launcher reads why it failed there), then human lines, tracebacks included, into <run>/train.log."""
-    from core.runs.output import LOG, redirect_output
+    from core.runs.journal import redirect_output
+    from core.runs.output import LOG
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; a stray hangup must not end the run
     owned: list[bool] = []
