@@ -8,7 +8,8 @@ import pytest
 
 from core.errors import InputError
 from core.hardware import GpuInfo, HardwareReport
-from core.presets import PRESETS, SETTINGS, TrainConfig, config_for, config_from_dict, suggest
+from core.presets import PRESETS, SETTINGS, TrainConfig, config_for, config_from_dict
+from core.suggest import suggest
 
 
 def _gpu(free: float, cc: tuple[int, int] | None, total: float = 16.0, name: str = "GPU") -> HardwareReport:

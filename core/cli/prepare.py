@@ -21,7 +21,7 @@ def cmd_check(args) -> int:
 def cmd_doctor(args) -> int:
     from core.gpus import describe
     from core.hardware import probe
-    from core.presets import suggest
+    from core.suggest import suggest
 
     plan = use_gpus(args.gpus or 1, args.gpu_ids)  # before torch: its CUDA check then sees what a run would
     report = probe(check_torch=True)

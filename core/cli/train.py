@@ -30,7 +30,7 @@ def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
     preset = args.preset
     if preset is None:
         from core.hardware import probe
-        from core.presets import suggest
+        from core.suggest import suggest
 
         report = probe(check_torch=True)
         if run_gpus:
