@@ -138,7 +138,8 @@ def test_a_run_on_auto_says_what_it_chose_and_records_it(tiny_qwen_dir, small_da
                                         (["--gradient-checkpointing", "none"], "none"),
                                         (["--no-gradient-checkpointing"], "none")])
 def test_the_train_flags_force_or_leave_the_choice(flags, want):
-    from core.cli import build_parser, resolve_config
+    from core.cli import build_parser
+    from core.cli.train import resolve_config
 
     args = build_parser().parse_args(["train", "--preset", "modern-bf16", *flags])
     assert resolve_config(args).gradient_checkpointing == want

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core import cli
+from core.cli import printers
 from core.data.dataset import parse_lines, read_dataset
 from core.data.examples import Example
 from core.data.render import SpanRenderer, features, label_tokens, trained_spans
@@ -158,15 +158,15 @@ def test_progress_event_round_trips_through_json():
 
 
 def test_the_cli_prints_progress_once_per_tenth_and_at_the_end(capsys):
-    cli._shown_progress.clear()
+    printers._shown_progress.clear()
     for done in list(range(1000, 100_000, 1000)) + [100_000]:
-        cli.human_printer(Progress("tokenizing", done, 100_000))
+        printers.human_printer(Progress("tokenizing", done, 100_000))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "[tokenizing] 1,000/100,000 rows (1%)"
     assert lines[1] == "[tokenizing] 10,000/100,000 rows (10%)"
     assert lines[-1] == "[tokenizing] 100,000/100,000 rows (100%)"
     assert len(lines) == 11
-    cli.human_printer(Progress("tokenizing", 240, 240))  # a later run of one batch still shows its line
+    printers.human_printer(Progress("tokenizing", 240, 240))  # a later run of one batch still shows its line
     assert capsys.readouterr().out == "[tokenizing] 240/240 rows (100%)\n"
 
 

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev, output
+from core import events as ev
 from core.cli import main as cli_main
 from core.errors import InputError, TrainerError
 from core.presets import PRESETS
+from core.runs import output
+from core.runs.journal import Journal
 from core.runs.workers import follow
 from tests.conftest import ROOT
 
@@ -131,7 +133,7 @@ def test_a_damaged_run_json_is_one_sentence_and_exit_2_everywhere(small_dataset,
 def _writer(out: Path, events: list, gate: threading.Event, finish: bool):
     """A stand-in run in this process: owns the folder, writes events (one line in two halves), then ends."""
     dirs = output.prepare(out, overwrite=False, resume=False)
-    journal = output.Journal(lambda e: None)
+    journal = Journal(lambda e: None)
     journal.open(dirs.events)
 
     def run():

@@ -8,7 +8,8 @@ import pytest
 
 from core.errors import InputError
 from core.hardware import GpuInfo, HardwareReport
-from core.presets import PRESETS, SETTINGS, TrainConfig, config_for, config_from_dict, suggest
+from core.presets import PRESETS, SETTINGS, TrainConfig, config_for, config_from_dict
+from core.suggest import suggest
 
 
 def _gpu(free: float, cc: tuple[int, int] | None, total: float = 16.0, name: str = "GPU") -> HardwareReport:
@@ -73,7 +74,7 @@ def _other_value(s):
 
 
 def test_every_field_has_a_train_flag_with_help_and_the_flag_sets_it():
-    from core.cli import resolve_config
+    from core.cli.train import resolve_config
 
     parser = _train_parser()
     flags = {o: a for a in parser._actions for o in a.option_strings}
@@ -106,7 +107,7 @@ def test_the_flags_users_know_keep_their_spelling():
 
 
 def test_gpus_all_and_gpu_ids_keep_their_own_parsing():
-    from core.cli import resolve_config
+    from core.cli.train import resolve_config
 
     args = _train_parser().parse_args(["--preset", "8gb", "--gpu-ids", "2,0"])
     assert resolve_config(args).gpu_ids == (2, 0) and resolve_config(args).gpus == 2  # --gpu-ids sets the count

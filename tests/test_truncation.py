@@ -9,6 +9,7 @@ import re
 import pytest
 
 from core import cli
+from core.cli.train import resolve_config
 from core.data.dataset import parse_lines
 from core.data.examples import Example, example_to_prompt_and_answer
 from core.data.render import label_tokens, length_stats, render_example, trained_spans
@@ -204,7 +205,7 @@ def test_evaluate_and_chat_cut_long_prompts_as_training_did(smollm2, long_export
 def test_truncation_is_a_setting_of_the_cli_and_the_config(tmp_path):
     assert config_for("cpu").truncation == "keep-answer"
     args = cli.build_parser().parse_args(["train", "--preset", "cpu", "--truncation", "drop"])
-    assert cli.resolve_config(args).truncation == "drop"
+    assert resolve_config(args).truncation == "drop"
     with pytest.raises(InputError) as err:
         config_for("cpu", truncation="middle").validate()
     assert "truncation must be keep-answer, right or drop, not 'middle'" in err.value.render()

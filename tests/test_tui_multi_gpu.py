@@ -11,7 +11,7 @@ from textual.widgets import Input
 
 from core.events import Finished, MemorySample, RunStarted, StepLogged
 from core.hardware import GpuInfo, HardwareReport
-from core.presets import suggest
+from core.suggest import suggest
 from tests.tui_fakes import FakeEngine, screen_text, settle, wait_until
 from tui.app import TrainerApp
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from core.events import Finished, MemorySample, StepLogged
-from core.presets import config_for, suggest
+from core.presets import config_for
+from core.suggest import suggest
 from tests.tui_fakes import NO_GPU, RTX_3060
 from tui.messages import EngineEvent, GpuSampled
 from tui.run_control import existing_output

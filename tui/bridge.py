@@ -78,7 +78,7 @@ class Engine:
         """Forget the model `chat_load` kept (frees its memory before the next run)."""
 
     def suggest(self, report: Any) -> Any:
-        from core.presets import suggest
+        from core.suggest import suggest
 
         return suggest(report)
 

@@ -27,7 +27,7 @@ class EngineEvent(Message):
 @dataclass
 class HardwareProbed(Message):
     report: Any  # core.hardware.HardwareReport
-    suggestion: Any  # core.presets.Suggestion
+    suggestion: Any  # core.suggest.Suggestion
 
 
 @dataclass

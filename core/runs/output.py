@@ -15,7 +15,8 @@ going, whatever the owner record says (a run killed with -9 drops its lock with 
 Every question about a run folder is answered here: is this an adapter (`is_adapter`), can it resume
 (`resume_point`, also what the TUI offers), what is in it (`existing`), its run.json (`read_run_json`, one error
 policy), writing a file or a folder into place (`write_atomic`, `atomic_path`, `swap_into_place`), and the lock
-(`prepare` takes it, `inspect` reads it).
+(`prepare` takes it, `inspect` reads it). What a run says while it holds the folder (events.jsonl, train.log) is
+written by core/runs/journal.py.
 """
 from __future__ import annotations
 
@@ -379,60 +380,3 @@ def _decide(out: Path, work: Path, *, overwrite: bool, resume: bool) -> RunDirs:
         raise InputError(f"{out} already holds {what}; it is never overwritten silently",
                          hint="pass --overwrite to replace it, or choose another --output")
     return RunDirs(out, work, None)
-
-
-# -- the event journal ---------------------------------------------------------------------------------------
-class Journal:
-    """Passes each event on and appends it to the run folder's events.jsonl once the run owns the folder (events
-    sent before that are written first). Whoever attaches later replays this file, then follows it."""
-
-    PROGRESS_EVERY_S = 0.5  # tokenising reports every batch; a follower needs only a few a second
-
-    def __init__(self, emit: Callable) -> None:
-        self.emit = emit
-        self._early: list = []
-        self._fh = None
-        self._last_progress = 0.0
-
-    def __call__(self, event) -> None:
-        self.emit(event)
-        if getattr(event, "kind", "") == "progress":
-            now = time.monotonic()
-            if now - self._last_progress < self.PROGRESS_EVERY_S and event.done < event.total:
-                return
-            self._last_progress = now
-        if self._fh is None:
-            if len(self._early) < 1000:
-                self._early.append(event)
-            return
-        self._write(event)
-
-    def open(self, path: Path) -> None:
-        self._fh = open(path, "a", encoding="utf-8")
-        early, self._early = self._early, []
-        for event in early:
-            self._write(event)
-
-    def _write(self, event) -> None:
-        try:
-            self._fh.write(event.to_json() + "\n")
-            self._fh.flush()  # a follower sees each event as it happens; the OS keeps it past a kill -9
-        except OSError:
-            pass  # a full disk must not turn into a second error here; training reports its own
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
-def redirect_output(path: Path) -> None:
-    """Send this process's stdout and stderr (tracebacks included) to `path`, appended: a detached run's log."""
-    import sys
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)

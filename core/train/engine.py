@@ -19,6 +19,7 @@ from core.events import Event, Failed, Finished, LogLine, Phase, Progress
 from core.libraries import quiet_libraries, versions
 from core.presets import TrainConfig, batch_description, batch_label, config_changes
 from core.runs import history, output
+from core.runs.journal import Journal
 from core.train import distributed
 
 
@@ -30,7 +31,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
     emit = on_event or (lambda e: None)
     # The process that prepares the folder keeps its events in it (events.jsonl); data-parallel workers report
     # through their launcher, which does.
-    journal = None if distributed.is_worker() else output.Journal(emit)
+    journal = None if distributed.is_worker() else Journal(emit)
     emit = journal or emit
     stop_event = stop_event or threading.Event()
     dirs = None
