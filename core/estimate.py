@@ -87,7 +87,7 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     with `checkpointed` decoder layers recomputed in backward (None: as the config says; "auto" counts all of them,
     the least it needs: a run takes more only where it is free)."""
     if config.gpus > 1:  # data-parallel: each GPU holds the model and its share of the batch
-        from core.train.distributed import per_device
+        from core.gpus import per_device
 
         config = per_device(config, config.gpus)[0]
     a = arch or arch_for(config.model)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, MutableMapping
 
 from core.errors import InputError
 from core.hardware import GpuInfo
+from core.presets import TrainConfig, batch_description
 
 # A GPU with another compute process on it gets a warning. So does one where NVML lists none but more than this
 # share of the memory is in use: a process in another container is often not listed. Below it, a desktop's display
@@ -219,3 +220,25 @@ def others_text(g: GpuInfo) -> str:
     if not n:
         return ""
     return f"{n} other process{'es' if n != 1 else ''} hold{'s' if n == 1 else ''} {g.others_gib:.1f} GiB"
+
+
+def per_device(config: TrainConfig, n: int) -> tuple[TrainConfig, str]:
+    """The per-process config of an n-way data-parallel run with the same effective batch, and how it was kept.
+    Accumulation is divided first (no change to each micro-batch), then the token budget or the rows."""
+    if n <= 1:
+        return config, ""
+    if config.gpu_batch == "each":
+        return config, (f"each GPU keeps {batch_description(config)[1]}: the effective batch is {n}× one GPU's "
+                        "(--gpu-batch each)")
+    if config.grad_accum % n == 0:
+        return (replace(config, grad_accum=config.grad_accum // n),
+                f"gradient accumulation {config.grad_accum} → {config.grad_accum // n} per GPU")
+    if config.batch_tokens > 0:
+        budget = max(config.batch_tokens // n, 1)
+        return (replace(config, batch_tokens=budget, batch_size=max(config.batch_size // n, 1)),
+                f"micro-batches of ≤{config.batch_tokens:,} → ≤{budget:,} tokens per GPU")
+    if config.batch_size % n == 0:
+        return (replace(config, batch_size=config.batch_size // n),
+                f"batch {config.batch_size} → {config.batch_size // n} rows per GPU")
+    return config, (f"batch {config.batch_size} × {config.grad_accum} cannot be split {n} ways: each GPU keeps it, "
+                    f"the effective batch grows {n}×")

@@ -117,7 +117,7 @@ def test_a_layer_turned_off_runs_its_forward_once_and_the_gradients_do_not_chang
 def test_a_run_on_auto_says_what_it_chose_and_records_it(tiny_qwen_dir, small_dataset, tmp_path, monkeypatch):
     from transformers import AutoConfig
 
-    from core import memory
+    from core.train import memory
     from core.estimate import arch_of
     from core.train.engine import train
 
@@ -149,7 +149,7 @@ def test_an_out_of_memory_step_on_auto_recomputes_every_layer_before_it_splits_t
         tiny_qwen_dir, small_dataset, tmp_path, monkeypatch):
     from transformers import AutoConfig
 
-    from core import memory
+    from core.train import memory
     from core.estimate import arch_of
     from core.train.engine import train
     from core.train.oom import INJECT_ENV

@@ -18,7 +18,7 @@ import pytest
 from core.errors import TrainerError
 from core.presets import config_for
 from core.runs.workers import child_env, run_workers
-from core.train.distributed import per_device
+from core.gpus import per_device
 from tests.conftest import ROOT
 from tests.test_reliability import _cli, _wait_for
 

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import events as ev, history
+from core import events as ev
+from core.runs import history
 from core.presets import config_for
 from core.runs.history import MemoryPoint, find_runs, load_run, remember_run
 from core.train.engine import run_record

@@ -61,7 +61,7 @@ def _need_gib(config) -> float | None:
     """The VRAM estimate of one GPU's share of the run (None when the settings are too broken to estimate: the
     run's validation says why, next)."""
     from core.estimate import estimate_vram
-    from core.train.distributed import per_device
+    from core.gpus import per_device
 
     try:
         return estimate_vram(per_device(config, config.gpus)[0]).total_gib

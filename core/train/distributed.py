@@ -12,12 +12,11 @@ import json
 import os
 import socket
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from core.events import Event, Failed, LogLine
-from core.presets import TrainConfig, batch_description
+from core.presets import TrainConfig
 from core.runs.output import RunDirs
 
 DIRS_ENV = "GENAPTITUDE_TRAINER_DIRS"  # the launcher's prepared folders, for its workers
@@ -49,28 +48,6 @@ def is_main() -> bool:
 def is_worker() -> bool:
     """Inside a data-parallel worker (started by `launch` or by torchrun/accelerate)."""
     return world_size() > 1
-
-
-def per_device(config: TrainConfig, n: int) -> tuple[TrainConfig, str]:
-    """The per-process config of an n-way data-parallel run with the same effective batch, and how it was kept.
-    Accumulation is divided first (no change to each micro-batch), then the token budget or the rows."""
-    if n <= 1:
-        return config, ""
-    if config.gpu_batch == "each":
-        return config, (f"each GPU keeps {batch_description(config)[1]}: the effective batch is {n}× one GPU's "
-                        "(--gpu-batch each)")
-    if config.grad_accum % n == 0:
-        return (replace(config, grad_accum=config.grad_accum // n),
-                f"gradient accumulation {config.grad_accum} → {config.grad_accum // n} per GPU")
-    if config.batch_tokens > 0:
-        budget = max(config.batch_tokens // n, 1)
-        return (replace(config, batch_tokens=budget, batch_size=max(config.batch_size // n, 1)),
-                f"micro-batches of ≤{config.batch_tokens:,} → ≤{budget:,} tokens per GPU")
-    if config.batch_size % n == 0:
-        return (replace(config, batch_size=config.batch_size // n),
-                f"batch {config.batch_size} → {config.batch_size // n} rows per GPU")
-    return config, (f"batch {config.batch_size} × {config.grad_accum} cannot be split {n} ways: each GPU keeps it, "
-                    f"the effective batch grows {n}×")
 
 
 def shared_dirs() -> RunDirs | None:

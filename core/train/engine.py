@@ -16,6 +16,7 @@ from core.data.dataset import DatasetReport, read_dataset
 from core.data.examples import split_examples
 from core.errors import InputError, Problem, TrainerError
 from core.events import Event, Failed, Finished, LogLine, Phase, Progress
+from core.gpus import per_device
 from core.libraries import quiet_libraries, versions
 from core.presets import TrainConfig, batch_description, batch_label, config_changes
 from core.runs import history, output
@@ -49,7 +50,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
             if on_owned is not None:
                 on_owned(dirs)
         if config.gpus > 1 and not distributed.is_worker():
-            config, note = distributed.per_device(config, config.gpus)
+            config, note = per_device(config, config.gpus)
             emit(LogLine(f"same effective batch on {config.gpus} workers: {note}"))
             return distributed.launch(config, dataset_path, dirs, emit, stop_event, skip_invalid=skip_invalid)
         if not distributed.is_main():
