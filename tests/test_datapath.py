@@ -13,7 +13,8 @@ import pytest
 from core.cli import printers
 from core.data.dataset import parse_lines, read_dataset
 from core.data.examples import Example
-from core.data.render import SpanRenderer, features, label_tokens, trained_spans
+from core.data.render import SpanRenderer, features
+from core.data.spans import label_tokens, trained_spans
 from core.data.tokenize import encode, tokenize_split
 from core.errors import InputError
 from core.events import Finished, Phase, Progress, from_json

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from core.adapter.evaluate import generate_replies
-from core.data.render import stop_token_ids
+from core.data.spans import stop_token_ids
 from tests.tinymodels import build_tokenizer, dataset_texts
 
 

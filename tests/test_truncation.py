@@ -12,7 +12,8 @@ from core import cli
 from core.cli.train import resolve_config
 from core.data.dataset import parse_lines
 from core.data.examples import Example, example_to_prompt_and_answer
-from core.data.render import label_tokens, length_stats, render_example, trained_spans
+from core.data.render import length_stats, render_example
+from core.data.spans import label_tokens, trained_spans
 from core.data.tokenize import encode
 from core.data.truncation import fit, fit_prompt, long_rows_text, marker
 from core.errors import InputError

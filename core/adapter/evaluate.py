@@ -151,7 +151,7 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
     `max_time` (seconds) cuts each batch's generation short (a bounded check)."""
     import torch
 
-    from core.data.render import stop_token_ids
+    from core.data.spans import stop_token_ids
 
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     answers: list[str] = []

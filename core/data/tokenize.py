@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from core.data.examples import Example
-from core.data.render import SpanRenderer, label_tokens
+from core.data.render import SpanRenderer
+from core.data.spans import label_tokens
 from core.data.truncation import FitCounts, fit
 
 BATCH_ROWS = 1000  # rows per tokenizer call; progress is reported after each

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from core.data.spans import label_tokens, trained_spans
+
 TRUNCATIONS = ("keep-answer", "right", "drop")
 MIN_KEEP = 16  # a cut turn keeps at least this many tokens (its start and end): it still says what it was
 _ROUNDS = 6  # re-measures of one cut: merges at the cut's edges shift the count by a token or two
@@ -101,8 +103,6 @@ SpansOf = Callable  # example -> (rendered text, trained character spans)
 
 
 def _encode(tok, text: str, spans) -> tuple[list[int], list[tuple[int, int]], list[int]]:
-    from core.data.render import label_tokens
-
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
               return_token_type_ids=False)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
@@ -115,8 +115,6 @@ def fit(tok, example, max_length: int, truncation: str = "keep-answer", *, spans
 
     `encoded` (text, ids, offsets, labels) skips re-tokenising a row the caller already tokenised.
     """
-    from core.data.render import trained_spans
-
     if truncation not in TRUNCATIONS:
         raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, not {truncation!r}")
     spans_of = spans_of or (lambda e: trained_spans(tok, e))
