@@ -100,6 +100,7 @@ def _greedy(ls, max_tokens, max_rows, seed, pool=2048):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget,rows", [(32768, 256), (16384, 128), (8192, 256)])
 def test_micro_batches_are_even_no_more_of_them_and_no_more_padding(budget, rows):
     # bench's workload: rows of 128-1024 tokens, as many as 30 steps of modern-bf16 take

@@ -80,6 +80,7 @@ def test_check_windows_export_with_bom_and_crlf(tmp_path):
     assert "5 valid rows" in r.stdout and "GenAptitude" in r.stdout
 
 
+@pytest.mark.slow
 def test_check_shows_token_stats_and_the_trained_text(tmp_path):
     r = cli("check", str(ROOT / "dataset.jsonl"), "--json")
     assert r.returncode == 0, r.stderr
@@ -92,6 +93,7 @@ def test_check_shows_token_stats_and_the_trained_text(tmp_path):
     assert first["instruction"] in out["sample"]["text"] and "<|im_start|>assistant" in out["sample"]["text"]
 
 
+@pytest.mark.slow
 def test_doctor_without_gpu_suggests_cpu():
     r = cli("doctor")
     assert r.returncode == 0, r.stderr
@@ -119,6 +121,7 @@ def test_train_json_stream_is_one_event_per_line(tiny_model_dir, small_dataset, 
     assert events[-1]["output_dir"] == str((tmp_path / "out").resolve())
 
 
+@pytest.mark.slow
 def test_gpu_preset_on_cpu_machine_exits_2(small_dataset, tmp_path):
     r = cli("train", "--dataset", str(small_dataset), "--preset", "t4-fp16", "--output", str(tmp_path / "o"))
     assert r.returncode == 2 and "needs an NVIDIA GPU" in r.stderr and "Traceback" not in r.stderr

@@ -176,6 +176,7 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_the_tui_shows_progress_in_the_status_line_not_the_log(tmp_path):
     from tests.tui_fakes import NO_GPU, FakeEngine, log_text, settle, static_text, wait_until
@@ -205,6 +206,7 @@ async def test_the_tui_shows_progress_in_the_status_line_not_the_log(tmp_path):
         await wait_until(pilot, lambda: app.training.state == "finished")
 
 
+@pytest.mark.slow
 def test_five_thousand_rows_tokenise_fast_enough(smollm2, monkeypatch):
     """60 s per 100k rows is 3 s per 5k; 6 s leaves room for a loaded CI box (the row-by-row path took ~8 s)."""
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # conftest turns it off; a real run leaves it on

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,6 +94,7 @@ def test_random_byte_lines(lines, eol):
     check(eol.join(lines))
 
 
+@pytest.mark.slow
 @FAST
 @given(st.lists(ROWS, min_size=1, max_size=8), st.booleans(), st.booleans())
 def test_random_json_values_per_line(values, ascii_only, bom):

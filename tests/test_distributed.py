@@ -138,6 +138,7 @@ def test_the_effective_batch_is_kept_across_gpus(preset, n, changed, note):
     assert tokens(split) * (n if changed else 1) == tokens(cfg)
 
 
+@pytest.mark.slow
 def test_more_gpus_than_there_are_is_refused_before_anything_loads(tmp_path):
     r = subprocess.run([sys.executable, "-m", "core", "train", "--dataset", str(ROOT / "dataset.jsonl"),
                         "--preset", "8gb", "--gpus", "4", "--output", str(tmp_path / "o")],

@@ -15,6 +15,9 @@ from core import gpus
 from core.train.distributed import worker_envs
 from tests.test_gpus import BOX
 
+pytestmark = pytest.mark.slow  # a whole app, a child process or a real model: seconds each (make test-fast skips)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 TWO_H200 = [{"total_gib": 139.8, "used_gib": 60.2, "processes": [[4242, 59.7]]}, {"total_gib": 139.8, "used_gib": 0.6}]
 

@@ -19,6 +19,8 @@ from core.events import DownloadProgress, Phase, from_json
 from tests.fakehub import FakeHub, repo_from_folder
 from tests.tinymodels import ROOT
 
+pytestmark = pytest.mark.slow  # a whole app, a child process or a real model: seconds each (make test-fast skips)
+
 REPO = "tiny/llama"
 
 # The resolver as `train` calls it, its events printed as JSON lines. FAKE_FREE_BYTES shrinks the disk, FAKE_ENOSPC
@@ -40,6 +42,7 @@ if os.environ.get("FAKE_ENOSPC"):  # the disk fills up while the weights are wri
     file_download.http_get = http_get
 from core.errors import TrainerError
 from core.models import resolve
+
 try:
     path = resolve(sys.argv[1], emit=lambda e: print(e.to_json(), flush=True))
 except TrainerError as exc:

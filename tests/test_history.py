@@ -23,6 +23,9 @@ from core.runs.history import MemoryPoint, find_runs, load_run, remember_run
 from core.train.engine import run_record
 from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, settle, wait_until
 
+pytestmark = pytest.mark.slow  # a whole app, a child process or a real model: seconds each (make test-fast skips)
+
+
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
 

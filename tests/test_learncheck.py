@@ -106,6 +106,7 @@ async def test_finish_panel_shows_base_against_adapter(tmp_path):
         assert "similarity 0.21 → 0.97  learned" in text
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_preset_tab_shows_the_optimizer_steps_and_warns_when_too_few(tmp_path):
     from tests.test_tui_app import make_app

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from core import events as ev
 from core.presets import config_for
 from core.train.engine import train
+
+pytestmark = pytest.mark.slow  # real runs of a tiny model (make test-fast skips them)
 
 
 def _train(model_dir, dataset, out, *, stop_at=None, resume=False, **overrides):

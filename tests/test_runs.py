@@ -27,6 +27,9 @@ from core.runs.journal import Journal
 from core.runs.workers import follow
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # a whole app, a child process or a real model: seconds each (make test-fast skips)
+
+
 PY_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 

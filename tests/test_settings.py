@@ -150,6 +150,7 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_validation_problem_lands_on_the_field_it_names(tmp_path, monkeypatch):
     from textual.widgets import Input

@@ -218,6 +218,7 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_the_tui_says_how_long_rows_are_handled_and_the_preview_shows_the_cut(smollm2, long_export, tmp_path):
     from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, settle, static_text, wait_until

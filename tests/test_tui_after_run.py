@@ -21,7 +21,7 @@ from tui.screens.confirm import ChoiceScreen
 from tui.screens.evaluate import EvaluateScreen
 from tui.screens.export import InstallScreen
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 
 
 @pytest.fixture

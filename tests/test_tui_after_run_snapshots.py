@@ -11,6 +11,9 @@ from tests.tui_fakes import NO_GPU, FakeEngine, wait_until
 from tui.screens.chat import ChatScreen
 from tui.screens.evaluate import EvaluateScreen
 
+pytestmark = pytest.mark.slow  # a whole app, a child process or a real model: seconds each (make test-fast skips)
+
+
 
 @pytest.mark.parametrize("size", SIZES)
 def test_evaluate_screen(snap_compare, size):

@@ -16,7 +16,7 @@ from tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from tui.screens.evaluate import EvaluateScreen
 from tui.screens.preview import TRAINED, PreviewScreen
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 
 
 @pytest.fixture

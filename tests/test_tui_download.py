@@ -11,7 +11,7 @@ from core.events import DownloadProgress, Finished, Phase, RunStarted
 from tests.tui_fakes import NO_GPU, FakeEngine, log_text, screen_text, settle, wait_until
 from tui.app import TrainerApp
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 REPO = "Qwen/Qwen2.5-1.5B-Instruct"
 TOTAL = 3_087_467_144
 

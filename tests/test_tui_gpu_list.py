@@ -9,7 +9,7 @@ from core.hardware import GpuInfo, GpuProcess, HardwareReport
 from tests.tui_fakes import FakeEngine, screen_text, settle, static_text, wait_until
 from tui.app import TrainerApp
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 
 BUSY_BOX = HardwareReport(
     gpus=[GpuInfo(0, "NVIDIA H200", total_gib=139.8, free_gib=79.6, used_gib=60.2, compute_capability=(9, 0),

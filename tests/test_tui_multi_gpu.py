@@ -15,7 +15,7 @@ from core.suggest import suggest
 from tests.tui_fakes import FakeEngine, screen_text, settle, wait_until
 from tui.app import TrainerApp
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from tests.tui_fakes import screen_text, static_text, wait_until
 from tui.app import TrainerApp
 from tui.bridge import RealEngine
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@ import pytest
 from tests.tui_fakes import BAD_LINES, NO_GPU, RTX_3060, RTX_SAMPLES, FakeEngine, settle, wait_until
 from tui.app import TrainerApp
 
+pytestmark = pytest.mark.slow  # a whole app, a child process or a real model: seconds each (make test-fast skips)
+
+
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
 
