@@ -4,7 +4,6 @@ here. Each download runs in its own process with HF_ENDPOINT/HF_HOME pointing at
 touches the internet."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -10,20 +9,7 @@ from core import events as ev
 from core.errors import InputError
 from core.presets import config_for
 from core.train.engine import train
-
-
-def run(model_dir, dataset, out, *, stop_at=None, **overrides):
-    got: list[ev.Event] = []
-    stop = threading.Event()
-
-    def on_event(e):
-        got.append(e)
-        if stop_at is not None and isinstance(e, ev.StepLogged) and e.step >= stop_at:
-            stop.set()
-
-    cfg = config_for("cpu", model=str(model_dir), **{"max_steps": 4, "batch_size": 4, **overrides})
-    path = train(cfg, str(dataset), str(out), on_event=on_event, stop_event=stop)
-    return path, got
+from tests.tinymodels import train_tiny as run
 
 
 def kinds(events):

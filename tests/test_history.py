@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from core.runs import history
 from core.presets import config_for
 from core.runs.history import MemoryPoint, find_runs, load_run, remember_run
 from core.train.engine import run_record
+from tests.tinymodels import train_tiny
 from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, settle, wait_until
 
 pytestmark = pytest.mark.slow  # a whole app, a child process or a real model: seconds each (make test-fast skips)
@@ -220,22 +220,12 @@ def test_history_loads_no_torch_and_core_history_no_textual():
 def real_runs(tiny_model_dir, small_dataset, tmp_path_factory):
     """A finished run whose start the index records, and a stopped one whose home cannot be written to."""
     root = tmp_path_factory.mktemp("real")
-    from core.train.engine import train
 
     def run(out: Path, home: Path, stop_at: int | None, max_steps: int) -> list:
-        got: list = []
-        stop = threading.Event()
-
-        def on_event(e):
-            got.append(e)
-            if stop_at is not None and isinstance(e, ev.StepLogged) and e.step >= stop_at:
-                stop.set()
-
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("GENAPTITUDE_TRAINER_HOME", str(home))
-            cfg = config_for("cpu", model=str(tiny_model_dir), max_steps=max_steps, batch_size=4, eval_every=2)
-            train(cfg, str(small_dataset), str(out), on_event=on_event, stop_event=stop)
-        return got
+            return train_tiny(tiny_model_dir, small_dataset, out, stop_at=stop_at, max_steps=max_steps,
+                              eval_every=2)[1]
 
     (root / "blocked").write_text("a file where the home folder should be")
     finished = run(root / "a" / "finished", root / "home", None, 4)

@@ -3,29 +3,13 @@ warn). Real engine, tiny model, CPU: stop, resume with the same settings (no war
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
 from core import events as ev
-from core.presets import config_for
-from core.train.engine import train
+from tests.tinymodels import train_tiny
 
 pytestmark = pytest.mark.slow  # real runs of a tiny model (make test-fast skips them)
-
-
-def _train(model_dir, dataset, out, *, stop_at=None, resume=False, **overrides):
-    got: list[ev.Event] = []
-    stop = threading.Event()
-
-    def on_event(e):
-        got.append(e)
-        if stop_at is not None and isinstance(e, ev.StepLogged) and e.step >= stop_at:
-            stop.set()
-
-    cfg = config_for("cpu", model=str(model_dir), **{"max_steps": 5, "batch_size": 4, **overrides})
-    train(cfg, str(dataset), str(out), on_event=on_event, stop_event=stop, resume=resume)
-    return got
 
 
 def _warnings(events):
@@ -35,16 +19,17 @@ def _warnings(events):
 def test_resume_with_changed_settings_warns_naming_each_field_and_both_values(tiny_model_dir, small_dataset,
                                                                                tmp_path):
     out = tmp_path / "a"
-    _train(tiny_model_dir, small_dataset, out, stop_at=2)
+    train_tiny(tiny_model_dir, small_dataset, out, stop_at=2, max_steps=5)
     ckpt = out / "checkpoints" / "checkpoint-2"
     assert json.loads((ckpt / "run_config.json").read_text())["lr"] == 1e-3  # the checkpoint keeps its settings
 
-    same = _train(tiny_model_dir, small_dataset, out, stop_at=3, resume=True)
+    _, same = train_tiny(tiny_model_dir, small_dataset, out, stop_at=3, resume=True, max_steps=5)
     assert next(e for e in same if isinstance(e, ev.RunStarted)).resumed_from_step == 2
     assert not [w for w in _warnings(same) if "differ" in w]
 
     (out / "run.json").unlink()  # as after a kill: only the checkpoint says what it was trained with
-    changed = _train(tiny_model_dir, small_dataset, out, resume=True, lr=2e-3, max_steps=6, lora_dropout=0.05)
+    _, changed = train_tiny(tiny_model_dir, small_dataset, out, resume=True, lr=2e-3, max_steps=6,
+                            lora_dropout=0.05)
     said = [w for w in _warnings(changed) if "differ" in w]
     assert said == ["resuming with settings that differ from the checkpoint's: max_steps 5 → 6, lr 0.001 → 0.002, "
                     "lora_dropout 0.0 → 0.05; the run goes on with the new values"]

@@ -322,22 +322,31 @@ async def test_a_live_run_updates_then_the_stop_key_saves_and_says_stopped(tmp_p
         assert "stop requested: the adapter and a resumable checkpoint are saved first" in log_text(app)
 
 
+async def start_run(pilot, app, until_step: int) -> None:
+    """`t` on a settled app, then wait until the run has logged `until_step`."""
+    await settle(pilot)
+    await pilot.press("t")
+    await wait_until(pilot, lambda: app.training.step == until_step)
+
+
+async def ask_to_quit(pilot, app) -> None:
+    """`q` during a run: the app asks (stop, leave or keep watching) instead of quitting."""
+    await pilot.press("q")
+    await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+
+
 async def test_quit_during_a_run_asks_then_stops_saves_and_exits(tmp_path):
     engine = FakeEngine(NO_GPU, run=stoppable_run)
     app = make_app(engine, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("t")
-        await wait_until(pilot, lambda: app.training.step == 2)
-        await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await start_run(pilot, app, until_step=2)
+        await ask_to_quit(pilot, app)
         text = screen_text(app)
         assert "s  stop, save and quit" in text and "l  leave it running and quit" in text
         await pilot.press("n")  # keep watching
         await pilot.pause()
         assert app.is_running and not engine.stop_event.is_set()
-        await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await ask_to_quit(pilot, app)
         await pilot.press("s")
         await wait_until(pilot, lambda: not app.is_running)
     assert engine.stop_event.is_set() and not app.leave_event.is_set()
@@ -361,11 +370,8 @@ async def test_quit_during_a_run_can_leave_it_running(tmp_path):
     engine = FakeEngine(NO_GPU, run=leavable_run)
     app = make_app(engine, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("t")
-        await wait_until(pilot, lambda: app.training.step == 1)
-        await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await start_run(pilot, app, until_step=1)
+        await ask_to_quit(pilot, app)
         await pilot.press("l")
         await wait_until(pilot, lambda: not app.is_running)
     assert left.wait(5) and not engine.stop_event.is_set()

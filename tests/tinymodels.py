@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,3 +52,23 @@ def build_tiny_model(folder: Path, tok, arch: str = "llama") -> Path:
     return folder
 
 
+def train_tiny(model_dir, dataset, out, *, stop_at: int | None = None, resume: bool = False, **overrides):
+    """The real engine on the cpu preset with a tiny model (4 steps of 4 rows unless overridden): (path, events).
+    `stop_at` sets the stop event once that step is logged, as Ctrl-C or the TUI's `s` would."""
+    import threading
+
+    from core import events as ev
+    from core.presets import config_for
+    from core.train.engine import train
+
+    got: list = []
+    stop = threading.Event()
+
+    def on_event(e):
+        got.append(e)
+        if stop_at is not None and isinstance(e, ev.StepLogged) and e.step >= stop_at:
+            stop.set()
+
+    cfg = config_for("cpu", model=str(model_dir), **{"max_steps": 4, "batch_size": 4, **overrides})
+    path = train(cfg, str(dataset), str(out), on_event=on_event, stop_event=stop, resume=resume)
+    return path, got
