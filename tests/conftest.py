@@ -12,6 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Runs the tests start are remembered in a throwaway run index, never in the user's own (core/runs/history.py).
 os.environ.setdefault("GENAPTITUDE_TRAINER_HOME", tempfile.mkdtemp(prefix="genaptitude-trainer-home-"))
 
+from tests import runfolders  # noqa: E402
 from tests.tinymodels import BUNDLED_DATASET, ROOT, build_tiny_model, build_tokenizer, dataset_texts  # noqa: E402
 
 __all__ = ["ROOT", "BUNDLED_DATASET", "build_tokenizer", "build_tiny_model", "dataset_texts"]
@@ -51,3 +52,21 @@ def smollm2():
         return tokenizer_from(resolve("smollm2-135m-instruct"))
     except InputError as exc:
         pytest.skip(f"bundled model unavailable: {exc.message}")
+
+
+@pytest.fixture
+def anyio_backend():
+    """The Textual app tests (pytest.mark.anyio) run on asyncio, as the app does."""
+    return "asyncio"
+
+
+@pytest.fixture
+def utc():
+    """Times shown in local time are fixed to UTC: the same numbers and snapshots everywhere."""
+    yield from runfolders.utc_clock()
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch, utc) -> Path:
+    """A working folder `runs/` with a finished, a stopped, an unfinished and a broken run, and junk around them."""
+    return runfolders.some_runs(tmp_path, monkeypatch)

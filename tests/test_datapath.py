@@ -171,11 +171,6 @@ def test_the_cli_prints_progress_once_per_tenth_and_at_the_end(capsys):
     assert capsys.readouterr().out == "[tokenizing] 240/240 rows (100%)\n"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_the_tui_shows_progress_in_the_status_line_not_the_log(tmp_path):

@@ -1,21 +1,16 @@
 """What a user sees when core.data.dataset reads their JSON Lines file: rows, counts and error messages."""
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
-import os
-import random
 import time
 
 import pytest
 
-from core.data import datafile
 from core.data import dataset as ds
-from core.data.dataset import DatasetReport, parse_lines, read_dataset
-from core.data.examples import Example, example_to_prompt_and_answer, split_examples
+from core.data.dataset import DatasetReport, parse_lines
+from core.data.examples import Example
 from core.data.formats import FORMAT_LABELS, FORMATS
-from core.errors import DatasetError, InputError, TrainerError
+from core.errors import DatasetError, TrainerError
 
 GEN_ROWS = [
     {"instruction": "Analyser cet élément technique du domaine Avionique.",
@@ -162,68 +157,6 @@ def test_text_format():
     assert report.format == "text"
     assert report.examples[0] == Example(line=1, messages=[], text="Once upon a time.",
                                          raw={"text": "Once upon a time."})
-
-
-# --------------------------------------------------------------------------- encodings and line endings
-
-
-def test_bom_crlf_and_blank_lines():
-    data = b"\xef\xbb\xbf" + jsonl(*GEN_ROWS[:2], eol="\r\n").replace(b"\r\n", b"\r\n\r\n   \t\r\n", 1)
-    report = parse_lines(data, "win.jsonl")
-    assert report.had_bom and report.had_crlf and report.encoding == "utf-8-sig"
-    assert report.blank_lines == 2 and report.total_lines == 4
-    assert [e.line for e in report.examples] == [1, 4]
-    assert report.examples[1].messages[-1]["content"] == GEN_ROWS[1]["output"]  # no stray \r
-    assert report.sha256 == hashlib.sha256(data).hexdigest()
-
-
-def test_utf16_with_bom_is_converted():
-    text = jsonl(*GEN_ROWS, eol="\r\n").decode("utf-8")
-    report = parse_lines(b"\xff\xfe" + text.encode("utf-16-le"))
-    assert report.encoding == "utf-16" and report.had_bom
-    assert report.examples[0].messages[-1]["content"] == GEN_ROWS[0]["output"]
-
-
-def test_utf16_without_bom_is_converted():
-    report = parse_lines(jsonl(*GEN_ROWS, eol="\r\n").decode("utf-8").encode("utf-16-le"))
-    assert report.encoding == "utf-16" and not report.had_bom and len(report.examples) == 3
-
-
-def test_broken_utf16_is_refused():
-    err = fail(b"\xff\xfe{\x00\x00\xd8")
-    assert err.message == "data.jsonl: the file starts like UTF-16 text but cannot be decoded as UTF-16"
-    assert "re-save the file as UTF-8" in err.hint
-
-
-def test_a_long_utf16_or_utf32_file_is_read_whole_not_refused_line_by_line():
-    text = jsonl(*good(30), eol="\r\n").decode("utf-8")
-    for data in (b"\xff\xfe" + text.encode("utf-16-le"), b"\xfe\xff" + text.encode("utf-16-be"),
-                 text.encode("utf-16-le"), text.encode("utf-32")):
-        report = parse_lines(data, "data.jsonl")
-        assert len(report.examples) == 30 and not report.problems
-        assert report.examples[29].messages[-1]["content"] == good(30)[29]["output"]
-    assert parse_lines(text.encode("utf-32")).encoding == "utf-32"
-
-
-@pytest.mark.parametrize("data, sentence", [
-    (gzip.compress(jsonl(*good(200))), "data.jsonl is a gzip archive, not JSON Lines text"),
-    (b"PK\x03\x04" + bytes(range(256)) * 40, "data.jsonl is a zip archive (or an .xlsx/.docx file), not JSON Lines"),
-    (random.Random(0).randbytes(20000), "data.jsonl looks like a binary file, not JSON Lines"),
-], ids=["gzip", "zip", "random-bytes"])
-def test_a_binary_file_gets_one_sentence_about_the_whole_file(data, sentence):
-    err = fail(data)
-    assert err.message.startswith("data.jsonl: " + sentence) and err.problems == []
-    assert "NUL" not in err.render().split("(")[0] and len(err.render().splitlines()) == 2  # the sentence, the hint
-
-
-def test_old_mac_cr_line_endings():
-    report = parse_lines(jsonl(*GEN_ROWS, eol="\r"))
-    assert len(report.examples) == 3 and report.total_lines == 3
-
-
-def test_no_trailing_newline_and_line_count():
-    report = parse_lines(jsonl(*GEN_ROWS).rstrip(b"\n"))
-    assert report.total_lines == 3 and len(report.examples) == 3
 
 
 # --------------------------------------------------------------------------- broken lines
@@ -405,101 +338,6 @@ def test_ten_megabyte_line():
     assert len(text) < 1000
 
 
-# --------------------------------------------------------------------------- whole-file problems
-
-
-def test_json_array_file():
-    for data in (json.dumps(GEN_ROWS).encode(), json.dumps(GEN_ROWS, indent=2).encode(),
-                 b"[\n" + b",\n".join(json.dumps(r).encode() for r in GEN_ROWS) + b"\n]\n"):
-        err = fail(data)
-        assert err.message == "data.jsonl: the file looks like a JSON array, not JSON Lines"
-        assert "jq -c '.[]' file.json > dataset.jsonl" in err.render()
-
-
-def test_pretty_printed_json():
-    for data in (json.dumps(GEN_ROWS[0], indent=2).encode(),
-                 b"\n".join(json.dumps(r, indent=1).encode() for r in GEN_ROWS),
-                 json.dumps({"messages": [{"role": "user", "content": "Q"}]}, indent=None).encode()[:-1]
-                 + b"\n}"):
-        err = fail(data)
-        assert "looks like pretty-printed JSON" in err.message, err.render()
-        assert "jq -c . file.json > dataset.jsonl" in err.render()
-
-
-@pytest.mark.parametrize("data, what", [(b"", "the file is empty"), (b"\n \r\n\t\n", "the file is empty (only 3 blank line(s))"),
-                                        (b"\xef\xbb\xbf", "the file is empty")])
-def test_empty_file(tmp_path, data, what):
-    path = tmp_path / "empty.jsonl"
-    path.write_bytes(data)
-    with pytest.raises(DatasetError) as info:
-        read_dataset(path)
-    assert info.value.message == f"{path}: {what}"
-    assert "cargo run --bin genaptitude ai_export_dataset" in info.value.render()
-
-
-def test_directory(tmp_path):
-    (tmp_path / "train.jsonl").write_bytes(jsonl(*GEN_ROWS))
-    with pytest.raises(DatasetError) as info:
-        read_dataset(tmp_path)
-    assert info.value.message == f"{tmp_path}: is a directory, not a file"
-    assert str(tmp_path / "train.jsonl") in info.value.hint
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(DatasetError) as info:
-        read_dataset(tmp_path / "nope.jsonl")
-    assert info.value.message == f"{tmp_path / 'nope.jsonl'}: no such file"
-    assert "check the path" in info.value.hint
-    (tmp_path / "data.jsonl").write_bytes(jsonl(GEN_ROWS[0]))
-    with pytest.raises(DatasetError) as info:
-        read_dataset(tmp_path / "data")
-    assert info.value.hint == f"did you mean {tmp_path / 'data'}.jsonl?"
-
-
-def test_unreadable_file(tmp_path, monkeypatch):
-    path = tmp_path / "locked.jsonl"
-    path.write_bytes(jsonl(*GEN_ROWS))
-
-    def denied(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(datafile, "open", denied, raising=False)
-    with pytest.raises(DatasetError) as info:
-        read_dataset(path)
-    assert info.value.message == f"{path}: permission denied, the file cannot be read"
-    assert "chmod u+r" in info.value.hint
-
-
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file")
-def test_unreadable_file_for_real(tmp_path):
-    path = tmp_path / "locked.jsonl"
-    path.write_bytes(jsonl(*GEN_ROWS))
-    path.chmod(0)
-    with pytest.raises(DatasetError, match="permission denied"):
-        read_dataset(path)
-
-
-def test_not_a_regular_file():
-    if not os.path.exists("/dev/null"):
-        pytest.skip("no /dev/null")
-    with pytest.raises(DatasetError, match="is not a regular file"):
-        read_dataset("/dev/null")
-
-
-@pytest.mark.parametrize("path", ["", "   ", 42])
-def test_bad_path_argument(path):
-    with pytest.raises(DatasetError):
-        read_dataset(path)
-
-
-def test_read_dataset_reads_a_file(tmp_path):
-    path = tmp_path / "ok.jsonl"
-    path.write_bytes(jsonl(*GEN_ROWS))
-    report = read_dataset(path)
-    assert report.path == str(path) and len(report.examples) == 3
-    assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # --------------------------------------------------------------------------- skipping and rendering
 
 
@@ -545,51 +383,3 @@ def test_every_problem_has_a_line_and_a_fix():
     err = fail(data)
     assert [p.line for p in err.problems] == list(range(2, 10))
     assert all(p.fix for p in err.problems)
-
-
-# --------------------------------------------------------------------------- split and evaluation helpers
-
-
-def rows(n: int) -> list[Example]:
-    return [Example(line=i + 1, messages=[{"role": "user", "content": str(i)},
-                                          {"role": "assistant", "content": "a"}]) for i in range(n)]
-
-
-@pytest.mark.parametrize("n, fraction, expected_eval", [
-    (100, 0.1, 10), (100, 0.05, 5), (10, 0.01, 1), (2, 0.5, 1), (2, 0.9, 1), (3, 0.99, 2), (1, 0.5, 0),
-    (0, 0.5, 0), (50, 0.0, 0),
-])
-def test_split_sizes(n, fraction, expected_eval):
-    train, evals = split_examples(rows(n), fraction, seed=1)
-    assert len(evals) == expected_eval and len(train) == n - expected_eval
-    assert n == 0 or train
-    assert sorted(e.line for e in train + evals) == list(range(1, n + 1))
-
-
-def test_split_is_deterministic_and_seeded():
-    a = split_examples(rows(200), 0.1, seed=42)
-    b = split_examples(rows(200), 0.1, seed=42)
-    c = split_examples(rows(200), 0.1, seed=7)
-    assert [e.line for e in a[1]] == [e.line for e in b[1]]
-    assert [e.line for e in a[1]] != [e.line for e in c[1]]
-    assert [e.line for e in a[0]] == sorted(e.line for e in a[0])  # each side keeps file order
-
-
-@pytest.mark.parametrize("fraction", [-0.1, 1.0, 2, float("nan")])
-def test_split_rejects_bad_fraction(fraction):
-    with pytest.raises(InputError, match="eval fraction"):
-        split_examples(rows(10), fraction, seed=0)
-
-
-def test_example_to_prompt_and_answer():
-    ex = parse_lines(jsonl({"messages": [
-        {"role": "system", "content": "S"}, {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"},
-        {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "A2"}]})).examples[0]
-    prompt, answer = example_to_prompt_and_answer(ex)
-    assert answer == "A2"
-    assert prompt == ex.messages[:4] and prompt is not ex.messages
-    alpaca = parse_lines(jsonl(GEN_ROWS[1])).examples[0]
-    assert example_to_prompt_and_answer(alpaca) == ([{"role": "user", "content": GEN_ROWS[1]["instruction"]}],
-                                                    GEN_ROWS[1]["output"])
-    with pytest.raises(ValueError):
-        example_to_prompt_and_answer(Example(line=1, messages=[], text="plain"))

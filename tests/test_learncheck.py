@@ -87,11 +87,6 @@ def test_a_run_that_did_not_learn_says_so_at_the_end(tiny_model_dir, small_datas
     assert record["held_out"]["verdict"] == "not learned" and record["held_out"]["rows"] == 4
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_finish_panel_shows_base_against_adapter(tmp_path):
     from tests.test_tui_app import make_app

@@ -6,10 +6,7 @@ a tiny model in detached processes, start the TUI under a pseudo-terminal and ki
 """
 from __future__ import annotations
 
-import json
 import os
-import pty
-import signal
 import subprocess
 import sys
 import threading
@@ -212,10 +209,6 @@ def test_gpu_presets_checkpoint_on_a_time_basis_and_the_callback_asks_for_it(tmp
 
 
 # -- the app: offered to attach, leaving ---------------------------------------------------------------------
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 @pytest.mark.anyio
 async def test_the_app_offers_to_attach_to_a_live_run_and_s_stops_it(tmp_path):
@@ -256,165 +249,3 @@ async def test_the_app_offers_to_attach_to_a_live_run_and_s_stops_it(tmp_path):
         assert "900 tok/s" in screen_text(app)  # the run's own numbers, as if the app had never left
         await pilot.press("s")
         await wait_until(pilot, lambda: app.training.state == "stopped")
-
-
-# -- the real thing ------------------------------------------------------------------------------------------
-def _events(out: Path) -> list[dict]:
-    for folder in (output.work_of(out), out):
-        if (folder / output.EVENTS).is_file():
-            return list(output.metrics_rows(folder / output.EVENTS))
-    return []
-
-
-def _wait(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
-def test_the_run_outlives_the_app(sig, tiny_model_dir, small_dataset, tmp_path):
-    """The TUI under a pseudo-terminal starts a run with t; the app is then killed (a hang-up, or -9). The app is
-    gone at once, and the run goes on to save its adapter."""
-    out = tmp_path / "adapter"
-    master, slave = pty.openpty()
-    app = subprocess.Popen([sys.executable, "-m", "tui", "--dataset", str(small_dataset), "--preset", "cpu",
-                            "--model", str(tiny_model_dir), "--output", str(out)],
-                           stdin=slave, stdout=slave, stderr=slave, env={**PY_ENV, "TERM": "xterm-256color"},
-                           start_new_session=True, cwd=tmp_path)
-    os.close(slave)
-    screen = bytearray()
-
-    def drain():  # the app blocks on a full terminal otherwise
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            screen.extend(data)
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        _wait(lambda: b"Train" in screen and b"rows" in screen, 120, "the first screen")
-        time.sleep(1.0)
-        os.write(master, b"t")
-        _wait(lambda: any(e["event"] == "step" for e in _events(out)), 300, "the first step")
-        assert output.inspect(out).live and not any(e["event"] == "finished" for e in _events(out))
-        run_pid = output.inspect(out).pid
-        assert run_pid != app.pid
-        app.send_signal(sig)
-        app.wait(timeout=10)  # the app does not stay behind without its terminal
-    finally:
-        if app.poll() is None:
-            app.kill()
-        os.close(master)
-    assert output.inspect(out).live, "the run went on without the app"
-    _wait(lambda: not output.inspect(out).live, 300, "the run to end")
-    kinds = [e["event"] for e in _events(out)]
-    assert kinds[-1] == "finished", kinds[-5:]
-    assert output.is_adapter(out) and (out / "run.json").is_file() and (out / output.LOG).is_file()
-    assert json.loads((out / "run.json").read_text())["stopped_early"] is False
-
-
-@pytest.mark.slow
-@pytest.mark.anyio
-async def test_come_back_attach_from_a_new_app_and_the_cli_and_stop(tiny_model_dir, small_dataset, tmp_path):
-    """A run started the app's way (detached) goes on; a second train into its folder is refused; `runs` lists it;
-    `attach` in a terminal and a new app both follow it; s in the app stops it with its adapter and a checkpoint,
-    and the CLI follower sees the same end."""
-    from tests.tui_fakes import screen_text, wait_until
-    from tui.app import TrainerApp
-    from tui.bridge import ProcessEngine
-    from tui.screens.confirm import ChoiceScreen
-    from core.presets import config_for
-    from core.runs.workers import start_run
-
-    out = tmp_path / "adapter"
-    launch = start_run(config_for("cpu", model=str(tiny_model_dir), max_steps=5000), str(small_dataset), str(out))
-    _wait(lambda: any(e["event"] == "step" for e in _events(out)), 300, "the first step")
-    second = subprocess.run([sys.executable, "-m", "core", "train", "--dataset", str(small_dataset), "--preset", "cpu",
-                             "--model", str(tiny_model_dir), "--output", str(out), "--overwrite"],
-                            capture_output=True, text=True, env=PY_ENV, timeout=300)
-    assert second.returncode == 2 and f"pid {launch.pid}" in second.stderr and "attach" in second.stderr
-    listed = subprocess.run([sys.executable, "-m", "core", "runs"], capture_output=True, text=True, env=PY_ENV,
-                            cwd=tmp_path, timeout=120)
-    assert any(line.startswith("running") and f"pid {launch.pid}" in line for line in listed.stdout.splitlines())
-    cli = subprocess.Popen([sys.executable, "-m", "core", "attach", str(out)], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=PY_ENV)
-    try:
-        app = TrainerApp(ProcessEngine(), dataset=str(small_dataset), output=str(out), preset="cpu",
-                         model=str(tiny_model_dir), refresh_interval=None, stats_delay=0, show_startup_time=False)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen), timeout=60)
-            await pilot.press("a")
-            await wait_until(pilot, lambda: app.training.step >= 1, timeout=120)
-            first = app.training.step
-            await wait_until(pilot, lambda: app.training.step > first, timeout=120)  # live, not only the replay
-            assert len(app.query_one("#loss-chart").train) >= first  # the curve so far was replayed
-            await pilot.press("s")
-            await wait_until(pilot, lambda: app.training.state in ("stopped", "failed"), timeout=300)
-            assert app.training.state == "stopped", screen_text(app)
-        stdout, stderr = cli.communicate(timeout=120)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-    assert cli.returncode == 0, stderr
-    assert "step 1/5000" in stdout and "stopped early after" in stdout
-    assert output.is_adapter(out) and output.latest_checkpoint(out / "checkpoints") is not None
-    assert output.resume_point(out) is not None
-    launch.proc.wait(timeout=60)
-
-
-@pytest.mark.anyio
-async def test_h_attaches_to_a_live_run_and_a_dead_run_is_offered_for_resume(tmp_path):
-    """In `h` a run going now is listed first as running and Enter attaches to it; at start-up, a run whose
-    process died in the output folder is offered for resume (core's rule), and r resumes it."""
-    from tests.tui_fakes import NO_GPU, FakeEngine, screen_text, settle, wait_until
-    from tui.app import TrainerApp
-    from tui.screens.confirm import ChoiceScreen
-    from tui.screens.history import HistoryScreen
-
-    class Attachable(FakeEngine):
-        attached: list = []
-
-        def attach(self, output_dir, *, on_event, stop_event, leave_event):
-            self.attached.append(output_dir)
-            return None
-
-    holder = hold_folder(tmp_path / "live")
-    dead = tmp_path / "adapter"
-    ckpt = tmp_path / "adapter.partial" / "checkpoints" / "checkpoint-2"
-    ckpt.mkdir(parents=True)
-    (ckpt / "trainer_state.json").write_text("{}")
-    output.owner_path(dead).write_text(json.dumps({"pid": 999999, "host": os.uname().nodename,
-                                                   "started_at": "2026-01-02T03:04:05+0000"}))
-    engine = Attachable(NO_GPU)
-    app = TrainerApp(engine, output=str(dead), refresh_interval=None, stats_delay=0, show_startup_time=False)
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot)
-            await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
-            assert "The last run did not finish" in screen_text(app) and "pid 999999" in screen_text(app)
-            await pilot.press("n")
-            await pilot.pause()
-            await pilot.press("h")
-            await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.history is not None)
-            assert "● running" in screen_text(app).splitlines()[4], screen_text(app)  # first row of the table
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: engine.attached == [str(tmp_path / "live")])
-            await wait_until(pilot, lambda: not app.training.running)
-            app.output_dir = str(dead)
-            app._find_live_runs()
-            await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
-            await pilot.press("r")
-            await wait_until(pilot, lambda: engine.train_calls)
-            assert engine.train_calls[0]["resume"] is True and engine.train_calls[0]["output"] == str(dead)
-    finally:
-        holder.kill()
-        holder.wait()

@@ -145,10 +145,6 @@ CPU = PRESETS["cpu"].config.to_dict()
 
 
 # -- the TUI puts each problem on its field, by Problem.field -------------------------------------------------------
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 @pytest.mark.slow
 @pytest.mark.anyio

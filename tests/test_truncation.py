@@ -213,10 +213,6 @@ def test_truncation_is_a_setting_of_the_cli_and_the_config(tmp_path):
 
 
 # -- the TUI: told before training ---------------------------------------------------------------------------------
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 @pytest.mark.slow
 @pytest.mark.anyio

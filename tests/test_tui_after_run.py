@@ -7,33 +7,20 @@ from __future__ import annotations
 
 import threading
 import zipfile
-from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Static
 
 from core.errors import InputError
-from tests.tui_fakes import (NO_GPU, FakeEngine, adapter_run, chat_answers, log_text, screen_text, settle,
+from tests.tui_fakes import (FakeEngine, NO_GPU, adapter_run, chat_answers, log_text, make_app, screen_text, settle,
                              wait_until)
-from tui.app import EVAL_ROWS, TrainerApp
+from tui.app import EVAL_ROWS
 from tui.screens.chat import ChatScreen
 from tui.screens.confirm import ChoiceScreen
 from tui.screens.evaluate import EvaluateScreen
 from tui.screens.export import InstallScreen
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-def make_app(engine, tmp_path: Path, **kw) -> TrainerApp:
-    kw.setdefault("output", str(tmp_path / "adapter"))
-    app = TrainerApp(engine, refresh_interval=None, stats_delay=0, show_startup_time=False, **kw)
-    app.animation_level = "none"
-    return app
 
 
 async def finish_a_run(pilot) -> None:

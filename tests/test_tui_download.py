@@ -16,11 +16,6 @@ REPO = "Qwen/Qwen2.5-1.5B-Instruct"
 TOTAL = 3_087_467_144
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def downloading_run(gate: threading.Event):
     def run(on_event, stop_event, output_dir) -> Path:
         on_event(Phase("downloading model", f"{REPO}: 7 file(s), 3.1 GB into /home/u/.cache/huggingface/hub"))

@@ -19,11 +19,6 @@ BUSY_BOX = HardwareReport(
     driver_version="580.95.05", cuda_driver_version="13.0", torch_cuda=True)
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
 def no_user_gpu_choice(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

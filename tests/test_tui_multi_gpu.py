@@ -18,11 +18,6 @@ from tui.app import TrainerApp
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def h200s(n: int, free=(130.0, 120.0, 131.0, 131.0)) -> HardwareReport:
     return HardwareReport(gpus=[GpuInfo(i, "NVIDIA H200", total_gib=139.8, free_gib=free[i], used_gib=139.8 - free[i],
                                         compute_capability=(9, 0), bf16=True) for i in range(n)],

@@ -10,11 +10,6 @@ from tui.bridge import RealEngine
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a whole app: seconds each (make test-fast skips them)
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def real_app(engine, dataset, out, model) -> TrainerApp:
     """The app on the cpu preset with a real engine, no timers (refresh, stats delay) that would slow a test."""
     app = TrainerApp(engine, dataset=str(dataset), output=str(out), preset="cpu", model=str(model),

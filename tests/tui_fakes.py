@@ -252,3 +252,13 @@ async def settle(pilot) -> None:
     await wait_until(pilot, lambda: app.hardware is not None and (app.dataset.report or app.dataset.error)
                      and app.overview.dataset_shown is not None
                      and (app.dataset.error or app.dataset.stats is not None))
+
+
+def make_app(engine, tmp_path, **kw):
+    """The app on a scripted engine, writing under tmp_path, without timers or animations that slow a pilot."""
+    from tui.app import TrainerApp
+
+    kw.setdefault("output", str(tmp_path / "adapter"))
+    app = TrainerApp(engine, refresh_interval=None, stats_delay=0, show_startup_time=False, **kw)
+    app.animation_level = "none"  # the tab underline's slide only slows the pilot down
+    return app
