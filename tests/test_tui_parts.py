@@ -1,6 +1,8 @@
 """The TUI's small pure pieces: the braille chart, message coalescing, field parsing, summaries."""
 from __future__ import annotations
 
+import pytest
+
 from core.events import Finished, MemorySample, StepLogged
 from core.presets import config_for
 from core.suggest import suggest
@@ -139,3 +141,27 @@ def test_suggestion_reason_does_not_repeat_the_nvml_error():
     reason = reason_text(suggest(NO_GPU), NO_GPU)
     assert reason == "no NVIDIA GPU; training runs on the CPU with the bundled small model"
     assert reason_text(suggest(RTX_3060), RTX_3060) == suggest(RTX_3060).reason
+
+
+@pytest.mark.anyio
+async def test_a_config_sent_before_the_overview_is_composed_is_painted_once_it_is():
+    """On a loaded machine the preset panel's first ConfigChanged can reach the overview before its children exist
+    (seen as NoMatches '#overview-preset' at start-up): the values wait and are painted on mount."""
+    from textual.app import App
+    from textual.widgets import Static
+
+    from tests.tui_fakes import FakeEngine
+    from tui.widgets.hardware import HardwarePanel
+    from tui.widgets.overview import OverviewPanel
+
+    panel = OverviewPanel(HardwarePanel(FakeEngine(NO_GPU), interval=None), "cpu")
+    panel.show_config("cpu", config_for("cpu"), 2.2)  # before compose: no NoMatches
+
+    class Host(App):
+        def compose(self):
+            yield panel
+
+    async with Host().run_test() as pilot:
+        await pilot.pause()
+        text = str(panel.query_one("#overview-preset", Static).render())
+        assert "Preset cpu" in text and "RAM ≈ 2.2 GiB" in text

@@ -149,9 +149,13 @@ class OverviewPanel(VerticalScroll):
         self.active, self.config, self.estimate_gib = preset, config, estimate_gib
         self._paint_preset()
 
+    def on_mount(self) -> None:
+        self._paint_preset()  # what arrived before the panel was composed (a loaded machine's first paint)
+
     def _paint_preset(self) -> None:
-        if self.active in PRESETS:
-            self.query_one("#overview-preset", Static).update(
+        found = self.query("#overview-preset")  # empty until composed: the values wait for on_mount
+        if self.active in PRESETS and found:
+            found.first(Static).update(
                 preset_text(self.active, self.suggestion, self.config, self.report, self.estimate_gib))
 
     def show_reading(self, path: str) -> None:
