@@ -106,6 +106,16 @@ def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable
     return Path(finished.output_dir) if finished else dirs.output
 
 
+def leave_group() -> None:
+    """A worker leaves its process group before its process exits. Exiting with gloo's threads still alive can abort
+    the process ("terminate called without an active exception", exit -6: seen once in CI, on a 2-worker CPU run
+    whose steps had all matched)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def any_across(flag: bool, device: str) -> bool:
     """True on every worker if it is True on any (a stop asked on one rank stops all at the same step)."""
     import torch

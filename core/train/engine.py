@@ -65,6 +65,8 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
         emit(Failed(err.message, err.hint))
         raise err from exc
     finally:
+        if distributed.is_worker():
+            distributed.leave_group()
         if journal is not None:
             journal.close()
         if dirs is not None and dirs.lock is not None:
