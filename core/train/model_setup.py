@@ -289,18 +289,20 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                         loss = piece_loss if loss is None else loss + piece_loss
                     return loss
                 except torch.OutOfMemoryError:
-                    if workers == 1 and checkpoint_all(model):
-                        # an "auto" plan that missed: recompute every layer (the batch stays whole) before splitting
-                        restore_grads(params, saved) if saved is not None else model.zero_grad(set_to_none=True)
-                        free_memory()
+                    # an "auto" plan that missed: recompute every layer (the batch stays whole) before splitting
+                    recompute = workers == 1 and checkpoint_all(model)
+                    size = -(-rows // self.splits)
+                    if not recompute and (size <= 1 or config.padding_free or workers > 1):
+                        raise  # nothing left to split (data-parallel ranks must run the same backwards)
+                    if saved is not None:  # the step starts again from the gradients it was given
+                        restore_grads(params, saved)
+                    else:
+                        model.zero_grad(set_to_none=True)
+                    free_memory()
+                    if recompute:
                         emit(LogLine("out of memory with some layers' activations kept: activation checkpointing "
                                      "on all layers from now on", "warning"))
                         continue
-                    size = -(-rows // self.splits)
-                    if size <= 1 or config.padding_free or workers > 1:  # (ranks must run the same backwards)
-                        raise
-                    restore_grads(params, saved) if saved is not None else model.zero_grad(set_to_none=True)
-                    free_memory()
                     old = self.splits
                     self.splits *= 2
                     emit(OomRecovered(step=self.state.global_step + 1, old_batch_size=size,
