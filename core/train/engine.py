@@ -142,8 +142,8 @@ def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
 
 
 def checkpoint_config(ckpt: Path) -> dict:
-    """The settings (TrainConfig.to_dict) the checkpoint was trained with: its own record (core.train.callbacks), else the
-    run.json of the stopped run it belongs to; {} when neither says (a checkpoint of an older version)."""
+    """The settings (TrainConfig.to_dict) the checkpoint was trained with: its own record (core.train.callbacks),
+    else the run.json of the stopped run it belongs to; {} when neither says (a checkpoint of an older version)."""
     from core.train.callbacks import RUN_CONFIG
 
     try:
