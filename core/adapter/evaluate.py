@@ -126,8 +126,8 @@ class Fitting:
 
 def prompt_of(tok, example: Example, fitting: Fitting = Fitting()) -> list[dict]:
     """The turns before the answer as training saw them: with keep-answer, a long row's input is cut by the same
-    rule (core/data/truncation.py) with the reference answer in place, so the prompt is the trained one token for token;
-    right and drop leave prompts whole (training never saw such a row's answer)."""
+    rule (core/data/truncation.py) with the reference answer in place, so the prompt is the trained one token for
+    token; right and drop leave prompts whole (training never saw such a row's answer)."""
     if fitting.truncation == "keep-answer":
         from core.data.truncation import fit
 
