@@ -17,7 +17,7 @@ import queue
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,9 @@ def _one(spec: str, a, gpu: str | None) -> dict:
             "base_exact": base["exact_match"], "exact": tuned["exact_match"],
             "base_similarity": round(base["similarity"], 3), "similarity": round(tuned["similarity"], 3),
             "base_eval_loss": base["eval_loss"], "eval_loss": tuned["eval_loss"],
-            "after_run_check": record.get("held_out")}
+            "after_run_check": record.get("held_out"),
+            "misses": [{"line": r["line"], "reference": r["reference"], "answer": r["answer"]}
+                       for r in tuned["rows"] if not r["exact"]]}
 
 
 def check(held_out: dict | None) -> str:
@@ -114,14 +116,30 @@ def main() -> None:
     for gpu in filter(None, a.lanes.split(",")):
         LANES.put(gpu)
     workers = len(a.runs) if a.parallel else max(LANES.qsize(), 1)
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda s: one(s, a), a.runs))
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    results: list[dict] = []
+    order = {spec: i for i, spec in enumerate(a.runs)}
+    with ThreadPoolExecutor(workers) as pool:  # the table is rewritten as each run ends: a cut call keeps the rest
+        futures = {pool.submit(one, spec, a): spec for spec in a.runs}
+        done: list[tuple[int, dict]] = []
+        for future in as_completed(futures):
+            done.append((order[futures[future]], future.result()))
+            results[:] = [r for _, r in sorted(done, key=lambda d: d[0])]
+            write_tables(a, gpu, results)
+    print(write_tables(a, gpu, results))
+
+
+def group_of(tag: str) -> str:
+    """`modern-bf16.s42` and `modern-bf16.s7` are seeds of one setting, `modern-bf16`."""
+    return tag.split(".")[0]
+
+
+def write_tables(a, gpu: str, results: list[dict]) -> str:
     (Path(a.out) / "learning-real.json").write_text(json.dumps({"gpu": gpu, "model": a.model, "seed": a.seed,
                                                                  "parallel": a.parallel, "results": results},
-                                                                indent=2) + "\n")
+                                                                indent=2, ensure_ascii=False) + "\n")
     lanes = [g for g in a.lanes.split(",") if g]
     at_once = max((lanes.count(g) for g in lanes), default=1)
     how = ("runs in parallel on one GPU (times overlap)" if a.parallel else
@@ -140,9 +158,26 @@ def main() -> None:
                      f"{r['train_s']:.0f} | {r['base_exact']:.2f} → **{r['exact']:.2f}** ({r['held_out_rows']} rows) | "
                      f"{r['base_similarity']:.2f} → {r['similarity']:.2f} | "
                      f"{r['base_eval_loss']:.3f} → {r['eval_loss']:.3f} | {check(r['after_run_check'])} |")
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        if "error" not in r:
+            groups.setdefault(group_of(r["tag"]), []).append(r)
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "Over seeds (a tag's part before the dot names the setting; each seed holds out other rows):", "",
+                  "| setting | runs | held-out rows | exact match: each run | pooled | lowest |", "|---|---:|---:|---|---:|---:|"]
+        for name, runs in groups.items():
+            rows = sum(r["held_out_rows"] for r in runs)
+            each = " / ".join(f"{r['exact']:.3f}" for r in runs)
+            pooled = sum(r["exact"] * r["held_out_rows"] for r in runs) / rows
+            lines.append(f"| {name} | {len(runs)} | {rows} | {each} | "
+                         f"{pooled:.3f} | {min(r['exact'] for r in runs):.3f} |")
+    misses = [(r["tag"], m) for r in results for m in r.get("misses", [])]
+    if misses:
+        lines += ["", "Misses (adapter's answer, then the reference):", ""]
+        lines += [f"- {tag} line {m['line']}: `{m['answer'][:160]}` ≠ `{m['reference'][:160]}`" for tag, m in misses]
     text = "\n".join(lines) + "\n"
     (Path(a.out) / "learning-real.md").write_text(text, encoding="utf-8")
-    print(text)
+    return text
 
 
 if __name__ == "__main__":
