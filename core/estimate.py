@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.presets import TrainConfig
+from core.presets import TrainConfig, quantization_for
 
 GIB = 1024 ** 3
 
@@ -95,7 +95,7 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     act_bytes = 2 if (half or config.autocast != "no") else 4
     embed = a.vocab * a.hidden  # the (tied) embedding stays unquantised
     body = a.params - embed
-    if config.quantization == "nf4":
+    if quantization_for(config.quantization, a.params)[0] == "nf4":
         weights = body * 0.5 * 1.07 + embed * (2 if half else 4)  # 4-bit + absmax/double-quant overhead
     else:
         weights = a.params * (2 if half else 4)

@@ -80,11 +80,13 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
     import torch
 
     from core.runs.output import RunDirs
-    from core.train.model_setup import build_trainer, decoder_layers, load_model_from_path, plan_checkpointing
+    from core.train.model_setup import (build_trainer, decoder_layers, load_model_from_path, plan_checkpointing,
+                                       resolve_quantization)
 
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    config = resolve_quantization(config, model_dir, lambda e: None)
     model = load_model_from_path(config, model_dir, lambda e: None)
     n_params = _dense_params(model_dir)
     dirs = RunDirs(work / "out", work, None)

@@ -116,7 +116,7 @@ def check_device(config: TrainConfig) -> None:
                     name = torch.cuda.get_device_name(0)
                     problems.append(Problem(f"preset {config.preset!r} uses bf16, which {name} does not support",
                                             fix="use --preset t4-fp16 (fp16 tensor cores) or t4-fp32"))
-            if config.quantization == "nf4":
+            if _needs_bnb(config):
                 from core.hardware import bnb_status
 
                 ok, message = bnb_status(True)
@@ -125,6 +125,14 @@ def check_device(config: TrainConfig) -> None:
                                                          "torch and the Windows NVIDIA driver), or --quantization none"))
     if problems:
         raise InputError(f"{len(problems)} problem(s) with the hardware for this run", problems=problems)
+
+
+def _needs_bnb(config: TrainConfig) -> bool:
+    """nf4, or auto for a model whose name says 1B parameters or more (the loaded model's count decides later)."""
+    from core.estimate import arch_for
+    from core.presets import quantization_for
+
+    return quantization_for(config.quantization, arch_for(config.model).params)[0] == "nf4"
 
 
 def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
@@ -182,7 +190,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
 
     t_start = time.perf_counter()
     quiet_libraries()
-    tok, model, model_path = load_model_and_tokenizer(config, emit)
+    tok, model, model_path, config = load_model_and_tokenizer(config, emit)
     config = resolve_lr(config, model.config, emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)

@@ -11,19 +11,47 @@ DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def load_model_and_tokenizer(config: TrainConfig, emit):
+    """(tokenizer, model with LoRA, local model folder, config with quantization "auto" resolved for this model)."""
     from core.models import resolve, tokenizer_from
 
     emit(Phase("resolving model", config.model))
     path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), emit=emit,
                    trust_remote_code=config.trust_remote_code)
     tok = tokenizer_from(path, config.trust_remote_code)
-    return tok, load_model_from_path(config, path, emit), path
+    config = resolve_quantization(config, path, emit)
+    return tok, load_model_from_path(config, path, emit), path, config
+
+
+def resolve_quantization(config: TrainConfig, path, emit) -> TrainConfig:
+    """Quantization "auto" becomes nf4 or none for the model in `path` (core.presets.quantization_for decides from
+    its parameter count, read from its config.json), said in the log; any other value is returned as it is."""
+    if config.quantization != "auto":
+        return config
+    from dataclasses import replace
+
+    from transformers import AutoConfig
+
+    from core.estimate import arch_of
+    from core.presets import quantization_for
+
+    try:
+        params = arch_of(AutoConfig.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)).params
+    except (AttributeError, TypeError):  # an architecture without the usual size fields
+        params = None
+    value, why = quantization_for(config.quantization, params)
+    emit(LogLine(f"base weights {'in 4-bit NF4' if value == 'nf4' else 'unquantised'} ({why}; --quantization "
+                 "overrides)"))
+    return replace(config, quantization=value)
 
 
 def load_model_from_path(config: TrainConfig, path, emit):
-    """The base model as the preset asks (NF4 or plain, dtype, device) with LoRA attached."""
+    """The base model as the preset asks (NF4 or plain, dtype, device) with LoRA attached; quantization "auto" must
+    be resolved first (resolve_quantization)."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    if config.quantization == "auto":
+        raise ValueError("quantization 'auto' reached the loader: call resolve_quantization first")
 
     emit(Phase("loading model", f"{path} ({config.quantization}, {config.compute_dtype}, {config.device})"))
     dtype = getattr(torch, DTYPES[config.compute_dtype])

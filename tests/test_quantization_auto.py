@@ -1,0 +1,76 @@
+"""Quantization "auto" (the GPU presets): 4-bit NF4 for a base of 1B parameters or more, unquantised below. One rule
+(core.presets.quantization_for) that the loader, the VRAM estimate and the run record all follow."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from core import events as ev
+from core.estimate import ARCHS, estimate_vram
+from core.presets import PRESETS, config_for, quantization_for
+from core.train.model_setup import resolve_quantization
+from tests.tinymodels import train_tiny as run
+
+QWEN_15B = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 1536,
+            "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
+            "vocab_size": 151936, "tie_word_embeddings": True, "max_position_embeddings": 32768}
+
+
+def test_every_gpu_preset_quantises_by_model_size_and_the_cpu_preset_never():
+    for name, preset in PRESETS.items():
+        assert preset.config.quantization == ("none" if name == "cpu" else "auto"), name
+    assert quantization_for("auto", ARCHS["qwen2.5-1.5b"].params)[0] == "nf4"
+    assert quantization_for("auto", ARCHS["qwen2.5-0.5b"].params)[0] == "none"
+    assert quantization_for("auto", ARCHS["smollm2-135m"].params)[0] == "none"
+    assert quantization_for("auto", None)[0] == "nf4"  # size unknown: the side that fits
+    assert quantization_for("nf4", 1e6) == ("nf4", "quantization=nf4")  # an explicit choice is kept
+    assert quantization_for("none", 1e12)[0] == "none"
+
+
+def test_the_vram_estimate_follows_the_same_rule():
+    gpu = config_for("modern-bf16")
+    for arch, same_as in ((ARCHS["qwen2.5-1.5b"], "nf4"), (ARCHS["smollm2-135m"], "none")):
+        auto = estimate_vram(gpu, arch).parts["weights"]
+        assert auto == estimate_vram(replace(gpu, quantization=same_as), arch).parts["weights"], arch
+    qwen = ARCHS["qwen2.5-1.5b"]
+    assert estimate_vram(gpu, qwen).parts["weights"] < 1.5 < estimate_vram(replace(gpu, quantization="none"),
+                                                                          qwen).parts["weights"]
+
+
+def test_a_1_5b_model_folder_resolves_to_nf4_and_the_log_says_why(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(QWEN_15B), encoding="utf-8")
+    said = []
+    cfg = resolve_quantization(config_for("modern-bf16"), tmp_path, said.append)
+    assert cfg.quantization == "nf4"
+    assert [e.message for e in said] == ["base weights in 4-bit NF4 (auto: 1.54B parameters, 4-bit NF4 from 1B; "
+                                         "--quantization overrides)"]
+    explicit = replace(config_for("modern-bf16"), quantization="none")
+    assert resolve_quantization(explicit, tmp_path, said.append) is explicit and len(said) == 1
+
+
+@pytest.mark.slow
+def test_auto_trains_a_small_model_unquantised_and_records_what_it_chose(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "auto"
+    _, got = run(tiny_model_dir, small_dataset, out, quantization="auto", max_steps=1)
+    logs = [e.message for e in got if isinstance(e, ev.LogLine)]
+    assert any(m.startswith("base weights unquantised (auto: 0.00B parameters, under 1B") for m in logs), logs
+    assert not any("4-bit NF4" in m for m in logs)
+    phase = next(e for e in got if isinstance(e, ev.Phase) and e.name == "loading model")
+    assert "(none, float32, cpu)" in phase.detail
+    record = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert record["config"]["quantization"] == "none"  # evaluate, merge and a resume see what the run did
+
+
+def test_the_gpu_learning_table_measured_these_defaults():
+    """benchmarks/results/h200x2-learning-real-defaults-3seeds.md ran before the defaults changed, with
+    `--quantization none` (what auto gives SmolLM2-135M) and, on modern-bf16 and 8gb, `--lora-dtype float32`: the
+    defaults must stay what was measured, or the table must be run again."""
+    small = ARCHS["smollm2-135m"].params
+    for name in ("modern-bf16", "8gb", "t4-fp16", "t4-fp32"):
+        cfg = config_for(name)
+        assert quantization_for(cfg.quantization, small)[0] == "none", name
+        assert cfg.lora_dtype == "float32", name
+        assert (cfg.lr, cfg.lora_r, cfg.lora_alpha, cfg.min_updates) == (1e-3 if name == "t4-fp32" else 0.0, 16, 32,
+                                                                          200), name
