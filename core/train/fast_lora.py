@@ -10,6 +10,12 @@ touches that tensor. Same weights, same adapter on disk, same values up to float
 
 Only the plain case is taken over (one active adapter, no DoRA/variants, not merged, no mixed-adapter batch);
 anything else falls through to PEFT's own forward.
+
+With `grad=True` (setting `fused_lora_grad`) the projection is also one node in the backward (`LoraProjection`):
+autograd would compute the LoRA branch's input gradient as a full-size tensor of its own (tokens × in_features, the
+MLP's width for down_proj) and add it to the base layer's; here it is written into the base's gradient by `addmm_`.
+That is how Unsloth's LoRA kernels do it. An H200 profile had full-size adds at ~10% of the kernel time
+(benchmarks/results/h200-profile-2026-11-30/); the lever itself is not measured on a GPU yet.
 """
 from __future__ import annotations
 
@@ -34,20 +40,73 @@ def _fast_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     result = self.base_layer(x)
     if not autocast and result.dtype != x.dtype:  # a base layer that computes in another dtype (rare)
         return original(x, *args, **kwargs)
+    if self._fused_grad and isinstance(self.lora_dropout[name], torch.nn.Identity) and _dequantizable(self.base_layer):
+        return LoraProjection.apply(x, lora_a, lora_b, self.scaling[name], self.base_layer)
     xa = F.linear(self.lora_dropout[name](x), lora_a)
     out = torch.addmm(result.reshape(-1, result.shape[-1]), xa.reshape(-1, xa.shape[-1]), lora_b.t(),
                       alpha=self.scaling[name])
     return out.view(result.shape)
 
 
-def fuse_lora_forward(model) -> int:
-    """Give every LoRA Linear/Linear4bit of `model` the addmm forward; returns how many layers changed."""
+def _dequantizable(base) -> bool:
+    """A base layer whose weight the backward can read: a plain Linear, or bitsandbytes 4-bit (dequantised)."""
+    return type(base).__name__ in ("Linear", "Linear4bit") and base.weight.dim() in (1, 2)
+
+
+def _base_weight(base, dtype: torch.dtype) -> torch.Tensor:
+    """The base layer's (out × in) weight in `dtype`, dequantised as bitsandbytes' own backward does."""
+    weight = base.weight
+    state = getattr(weight, "quant_state", None)
+    if state is not None:
+        import bitsandbytes.functional as bnbf
+
+        return bnbf.dequantize_4bit(weight.data, state).to(dtype)
+    return weight.to(dtype)
+
+
+class LoraProjection(torch.autograd.Function):
+    """base(x) + scaling·(x·Aᵀ)·Bᵀ as one autograd node (no dropout). Forward is the addmm forward above; backward
+    computes the base's input gradient (grad · W, W dequantised as bitsandbytes does) and accumulates the LoRA
+    term into it in place, then A's and B's gradients from the saved x and x·Aᵀ."""
+
+    @staticmethod
+    def forward(ctx, x, lora_a, lora_b, scaling, base):
+        result = base(x)
+        xa = F.linear(x, lora_a)
+        out = torch.addmm(result.reshape(-1, result.shape[-1]), xa.reshape(-1, xa.shape[-1]), lora_b.t(),
+                          alpha=scaling)
+        ctx.save_for_backward(x, xa, lora_a, lora_b)
+        ctx.scaling, ctx.base = scaling, base
+        return out.view(result.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, xa, lora_a, lora_b = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        dtype = g.dtype
+        a, b = lora_a.to(dtype), lora_b.to(dtype)
+        xa2 = xa.reshape(-1, xa.shape[-1]).to(dtype)
+        dxa = torch.mm(g, b).mul_(ctx.scaling)  # tokens × r
+        grad_b = torch.mm(g.t(), xa2).mul_(ctx.scaling) if ctx.needs_input_grad[2] else None
+        grad_a = torch.mm(dxa.t(), x.reshape(-1, x.shape[-1]).to(dtype)) if ctx.needs_input_grad[1] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mm(g, _base_weight(ctx.base, dtype)).addmm_(dxa, a)
+            grad_x = grad_x.view(*x.shape[:-1], grad_x.shape[-1]).to(x.dtype)
+        return (grad_x, None if grad_a is None else grad_a.to(lora_a.dtype),
+                None if grad_b is None else grad_b.to(lora_b.dtype), None, None)
+
+
+def fuse_lora_forward(model, grad: bool = False) -> int:
+    """Give every LoRA Linear/Linear4bit of `model` the addmm forward (and with `grad`, the one-node backward);
+    returns how many layers changed."""
     from peft.tuners.lora import LoraLayer
 
     n = 0
     for module in model.modules():
         if isinstance(module, LoraLayer) and isinstance(module, torch.nn.Module) and hasattr(module, "lora_A") \
                 and type(module).__name__ in ("Linear", "Linear4bit", "Linear8bitLt"):
+            module._fused_grad = grad
             if not hasattr(module, "_peft_forward"):
                 module._peft_forward = module.forward
                 module.forward = types.MethodType(_fast_forward, module)

@@ -156,7 +156,7 @@ def attach_lora(model, config: TrainConfig):
     if config.fast_lora:
         from core.train.fast_lora import fuse_lora_forward
 
-        fuse_lora_forward(model)
+        fuse_lora_forward(model, grad=config.fused_lora_grad)
     return model
 
 

@@ -1,0 +1,80 @@
+"""`fused_lora_grad`: each LoRA projection is one autograd node whose backward writes the LoRA term of the input
+gradient into the base layer's. Same gradients as autograd's own graph, on a plain Linear and on bitsandbytes NF4."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.test_fast_path import run
+
+
+def _peft_pair(seed: int = 0):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    base = torch.nn.Sequential(torch.nn.Linear(32, 96), torch.nn.SiLU(), torch.nn.Linear(96, 16, bias=False))
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=12, target_modules=["0", "2"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)  # B starts at zero: make the adapter contribute to every gradient
+    return model
+
+
+def _grads(model, x):
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return out.detach(), x.grad, grads
+
+
+def test_one_node_backward_gives_autograds_gradients():
+    from core.train.fast_lora import fuse_lora_forward
+
+    model = _peft_pair()
+    x = torch.randn(3, 7, 32)
+    out_ref, dx_ref, g_ref = _grads(model, x)
+    assert fuse_lora_forward(model, grad=True) == 2
+    out, dx, g = _grads(model, x)
+    node = model(x.requires_grad_(True)).grad_fn
+    assert type(node).__name__ == "LoraProjectionBackward", node  # the fused node is the one that ran
+    torch.testing.assert_close(out, out_ref)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-5, atol=1e-6 * dx_ref.abs().max().item())  # base + LoRA input gradient, accumulated in one buffer
+    assert g.keys() == g_ref.keys() and len(g) == 4
+    for name in g:
+        scale = g_ref[name].abs().max().item()  # products summed in another order: rounding at that scale
+        torch.testing.assert_close(g[name], g_ref[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
+
+
+def test_input_without_grad_skips_its_gradient_and_still_trains_lora():
+    from core.train.fast_lora import fuse_lora_forward
+
+    model = _peft_pair(1)
+    fuse_lora_forward(model, grad=True)
+    x = torch.randn(2, 5, 32)  # the first layer's input: embeddings, frozen
+    model(x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_" in n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_fused_grad_learns_the_same_as_autograd(quantization, tiny_model_dir, small_dataset, tmp_path,
+                                                monkeypatch):
+    from core.train import fast_lora
+
+    calls = []
+    backward = fast_lora.LoraProjection.backward
+    monkeypatch.setattr(fast_lora.LoraProjection, "backward",
+                        staticmethod(lambda ctx, grad: calls.append(1) or backward(ctx, grad)))
+    ref, ref_final, ref_w = run(tiny_model_dir, small_dataset, tmp_path / "ref", quantization=quantization)
+    assert not calls
+    got, final, w = run(tiny_model_dir, small_dataset, tmp_path / "fused", quantization=quantization,
+                        fused_lora_grad=True)
+    assert len(calls) >= 12 * 14  # every step, every adapted projection of the 2 layers (7 each)
+    assert len(ref) == len(got) == 12 and max(ref) - min(ref) > 0.1, ref  # the curve moves: agreement means something
+    for a, b in zip(ref, got):
+        assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (ref, got)
+    assert abs(final.eval_loss - ref_final.eval_loss) <= 1e-3 * ref_final.eval_loss
+    for k in ref_w:
+        torch.testing.assert_close(w[k], ref_w[k], rtol=1e-3, atol=1e-4)
