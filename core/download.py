@@ -8,6 +8,10 @@ sends `DownloadProgress` about twice a second.
 
 Resuming: a connection that drops mid-file is resumed by huggingface_hub with an HTTP Range request; a run that is
 stopped keeps every file it finished, and the next run fetches only the rest.
+
+Stopping: a stop asked during the download (the TUI's `s`, Ctrl-C in `train`) ends it at the next chunk (1 MiB)
+with `Stopped`, saying how many files are in the cache; the next run fetches only the others (the file that was
+under way starts over: huggingface_hub 1.x+ deletes a partial file). Before, a stop waited for every file.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from core.errors import InputError, TrainerError
+from core.errors import InputError, Stopped, TrainerError
 from core.events import DownloadProgress, Phase
 from core.presets import BUNDLED_MODEL
 
@@ -72,8 +76,9 @@ def ways_out(repo_id: str) -> str:
             f"(bundled, works offline, e.g. with --preset cpu)")
 
 
-def download(repo_id: str, emit=None) -> Path:
-    """Fetch what a model needs from the Hub into its cache and return the snapshot folder."""
+def download(repo_id: str, emit=None, stop_event: threading.Event | None = None) -> Path:
+    """Fetch what a model needs from the Hub into its cache and return the snapshot folder; `stop_event` set
+    ends it at the next chunk with `Stopped` (what arrived stays in the cache for the next run)."""
     from huggingface_hub import HfApi, constants
 
     endpoint = constants.ENDPOINT
@@ -93,14 +98,18 @@ def download(repo_id: str, emit=None) -> Path:
     check_disk(cache, need, repo_id)
     if missing and emit:
         emit(Phase("downloading model", f"{repo_id}: {len(missing)} file(s), {human_bytes(need)} into {cache}"))
-    meter = Meter(emit, repo_id, total, total - need)
+    meter = Meter(emit, repo_id, total, total - need, stop_event)
+    meter.kept = (len(files) - len(missing), total - need)
     first = None
     try:
         with meter.running(), _quiet_bars(emit is not None), _chunks(CHUNK_BYTES):
             # Small files first: a wrong tokenizer or config shows before gigabytes of weights move.
             for name in sorted(files, key=lambda f: (f in missing, files[f])):
+                meter.check_stop()
                 meter.file = name
-                path = _fetch(repo_id, name, cache, meter if emit else None)
+                path = _fetch(repo_id, name, cache, meter if emit or stop_event else None)
+                if name in missing:
+                    meter.kept = (meter.kept[0] + 1, meter.kept[1] + files[name])
                 first = first or Path(path).parents[name.count("/")]  # the snapshot folder
     except TrainerError:
         raise
@@ -241,8 +250,10 @@ class _quiet_bars:
 class Meter:
     """Bytes counted through huggingface_hub's progress-bar hook; a ticker thread turns them into events."""
 
-    def __init__(self, emit, repo_id: str, total: int, done: int):
+    def __init__(self, emit, repo_id: str, total: int, done: int, stop_event: threading.Event | None = None):
         self.emit, self.repo_id, self.total = emit, repo_id, total
+        self.stop_event = stop_event
+        self.kept = (0, done)  # (files, bytes) in the cache so far: what a stop leaves for the next run
         self.done = self._start = done
         self.file = ""
         self._shown = -1
@@ -253,6 +264,15 @@ class Meter:
     def add(self, n) -> None:
         with self._lock:
             self.done += int(n or 0)
+        self.check_stop()  # called from huggingface_hub's transfer loop: raising here ends the transfer
+
+    def check_stop(self) -> None:
+        if self.stop_event is None or not self.stop_event.is_set():
+            return
+        files, done = self.kept
+        raise Stopped(f"stopped while downloading {self.repo_id}: {files} file(s), {human_bytes(done)} of "
+                      f"{human_bytes(self.total)}, are in the Hugging Face cache",
+                      hint="run the same command again: the files already there are not fetched again")
 
     def bar_class(self):
         meter = self

@@ -62,6 +62,13 @@ class TrainerError(Exception):
         }
 
 
+class Stopped(TrainerError):
+    """The user stopped the run before it trained (e.g. during the model's download): nothing failed, nothing is
+    lost; exit code 130, as for an interrupt."""
+
+    exit_code = 130
+
+
 class InputError(TrainerError):
     """Bad dataset, bad flags or contradictory settings: refused before any model loads."""
 

@@ -53,10 +53,11 @@ def is_local_model(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
-def resolve(model: str, *, on_phase=None, emit=None, trust_remote_code: bool = False) -> Path:
+def resolve(model: str, *, on_phase=None, emit=None, trust_remote_code: bool = False, stop_event=None) -> Path:
     """Return a local folder holding config, weights and tokenizer for `model`.
 
-    A Hub id not yet cached is downloaded; `emit` then receives its Phase and DownloadProgress events."""
+    A Hub id not yet cached is downloaded; `emit` then receives its Phase and DownloadProgress events, and
+    `stop_event` set ends the download with core.errors.Stopped."""
     if model in ALIASES:
         return convert_gguf(bundled_gguf(model), name=model, on_phase=on_phase)
     path = Path(model).expanduser()
@@ -70,10 +71,10 @@ def resolve(model: str, *, on_phase=None, emit=None, trust_remote_code: bool = F
             return path
         raise InputError(f"{path} is not a model folder (no config.json in it)",
                          hint="give a folder saved with save_pretrained, a .gguf file or a Hub id")
-    return _from_hub(model, emit)
+    return _from_hub(model, emit, stop_event)
 
 
-def _from_hub(repo_id: str, emit=None) -> Path:
+def _from_hub(repo_id: str, emit=None, stop_event=None) -> Path:
     if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")):
         raise InputError(f"model {repo_id!r} is neither a local folder, a .gguf file, an alias nor a Hub id",
                          hint=f"aliases: {', '.join(ALIASES)}; Hub ids look like Qwen/Qwen2.5-1.5B-Instruct")
@@ -92,7 +93,7 @@ def _from_hub(repo_id: str, emit=None) -> Path:
         raise InputError(f"model {repo_id} is {state} the local Hugging Face cache and HF_HUB_OFFLINE is set",
                          hint=("unset HF_HUB_OFFLINE to finish the download; " if cached is not None else "")
                          + ways_out(repo_id))
-    return download(repo_id, emit)
+    return download(repo_id, emit, stop_event)
 
 
 def is_complete(folder: Path) -> bool:

@@ -5,6 +5,7 @@ touches the internet."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -255,3 +256,37 @@ def test_an_xet_download_counts_each_byte_once():
                 total_bytes_completed=written, total_transfer_bytes_completed=received, total_bytes=100,
                 total_bytes_completion_rate=None, total_transfer_bytes_completion_rate=None))
     assert meter.done == 100
+
+
+def test_ctrl_c_during_the_download_stops_it_at_once_and_the_next_run_fetches_the_rest(big_repo, small_dataset,
+                                                                                     tmp_path):
+    """`train --model org/name` on a slow link: Ctrl-C while the weights arrive ends the run within seconds (not
+    after the whole file), says what the cache holds, and the next run fetches only what is missing."""
+    pace = 2**20  # bytes/s: the 6 MiB of weights would take 6 s
+    with FakeHub({REPO: big_repo}, bytes_per_s=pace) as hub:
+        cmd = [sys.executable, "-m", "core", "train", "--dataset", str(small_dataset), "--model", REPO, "--preset",
+               "cpu", "--max-steps", "1", "--eval-fraction", "0", "--output", str(tmp_path / "out")]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                env=hub_env(hub.url, tmp_path / "hf"))
+        deadline = time.monotonic() + 60
+        while not hub.gets("model.safetensors") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # about 1.5 MiB of the weights are in
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        stopped_after = time.monotonic() - asked
+        assert proc.returncode == 130, (out, err)
+        assert stopped_after < 3, stopped_after  # the next 1 MiB chunk, not the 4.5 MiB left
+        config = human_bytes(len(big_repo["config.json"]))
+        total = human_bytes(sum(len(d) for d in big_repo.values()))
+        assert (f"stopped while downloading {REPO}: 1 file(s), {config} of {total}, are in the Hugging Face cache"
+                in err), err
+        assert "run the same command again" in err and "Traceback" not in err
+        assert not (tmp_path / "out").exists()  # no adapter folder for a run that never trained
+
+        hub.bytes_per_s = None
+        r = resolve_in_process(hub.url, tmp_path / "hf")
+        assert r.rc == 0, r.stderr
+        assert len(hub.gets("config.json")) == 1  # the finished file was not fetched again
+    assert_same_files(r.path, big_repo)

@@ -190,7 +190,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
 
     t_start = time.perf_counter()
     quiet_libraries()
-    tok, model, model_path, config = load_model_and_tokenizer(config, emit)
+    tok, model, model_path, config = load_model_and_tokenizer(config, emit, stop_event)
     config = resolve_lr(config, model.config, emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
