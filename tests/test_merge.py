@@ -125,3 +125,22 @@ def test_gguf_says_what_to_run_when_llama_cpp_is_there(tmp_path, no_converter, m
     script.write_text("#!/usr/bin/env python3\n")
     script.chmod(0o755)
     assert f"python {script} {merged}" in gguf_instructions(merged)
+
+
+@pytest.mark.slow
+def test_merged_model_stops_at_the_end_of_turn_when_its_eos_is_another_token(adapter, tmp_path, no_converter):
+    """A base tokenizer (or a GGUF conversion) may call another token EOS than the one the chat template ends a turn
+    with; the merged folder's generation_config stops at both, as evaluate and chat do."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    odd = tmp_path / "adapter"
+    shutil.copytree(adapter, odd)
+    cfg = json.loads((odd / "tokenizer_config.json").read_text())
+    (odd / "tokenizer_config.json").write_text(json.dumps({**cfg, "eos_token": "<|im_start|>"}))  # as a GGUF conversion had it
+    assert main(["merge", "--adapter", str(odd), "--out", str(tmp_path / "merged")]) == 0
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "merged"))
+    assert tok.eos_token == "<|im_start|>"
+    stops = GenerationConfig.from_pretrained(str(tmp_path / "merged")).eos_token_id
+    assert stops == [tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")]

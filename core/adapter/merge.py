@@ -88,6 +88,7 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
     merged = tuned.merge_and_unload()
     merged.to(torch.bfloat16)
     tok = tokenizer_from(adapter if (adapter / "tokenizer_config.json").is_file() else path, trust_remote_code)
+    _stop_at_end_of_turn(merged, tok)
 
     work = work_of(out)
     if work.exists():
@@ -105,6 +106,17 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
                                hint="check free disk space (about 2 bytes per parameter)") from exc
         raise  # a bug, or ^C: its own traceback
     return swap_into_place(work, out)
+
+
+def _stop_at_end_of_turn(model, tok) -> None:
+    """The merged model's generation_config stops at the chat template's end of turn as well as at EOS
+    (core.data.spans.stop_token_ids, what evaluate and chat stop at): a base whose EOS is another token (a GGUF
+    conversion named <|im_start|> EOS) would otherwise run past every answer in whatever loads the merged folder."""
+    from core.data.spans import stop_token_ids
+
+    stops = stop_token_ids(tok)
+    if stops and getattr(model, "generation_config", None) is not None:
+        model.generation_config.eos_token_id = stops[0] if len(stops) == 1 else stops
 
 
 def find_converter() -> Path | None:
