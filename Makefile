@@ -18,7 +18,7 @@ app: $(STAMP)
 	$(BIN)/genaptitude-trainer-tui --dataset $(DATASET)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 # The inner loop: everything but the tests marked slow (those that train or generate with a real model).
 test-fast: $(STAMP)
