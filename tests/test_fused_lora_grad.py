@@ -37,8 +37,13 @@ def test_one_node_backward_gives_autograds_gradients():
     out_ref, dx_ref, g_ref = _grads(model, x)
     assert fuse_lora_forward(model, grad=True) == 2
     out, dx, g = _grads(model, x)
+    runs = []
+    for m in model.modules():
+        if hasattr(m, "base_layer"):
+            m.base_layer.register_forward_hook(lambda *a: runs.append(1))
     node = model(x.requires_grad_(True)).grad_fn
     assert type(node).__name__ == "LoraProjectionBackward", node  # the fused node is the one that ran
+    assert len(runs) == 2  # each base projection ran once in the forward, inside the fused node
     torch.testing.assert_close(out, out_ref)
     torch.testing.assert_close(dx, dx_ref, rtol=1e-5, atol=1e-6 * dx_ref.abs().max().item())  # base + LoRA input gradient, accumulated in one buffer
     assert g.keys() == g_ref.keys() and len(g) == 4

@@ -37,11 +37,11 @@ def _fast_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     autocast = torch.is_autocast_enabled(x.device.type)
     if not autocast and x.dtype != lora_a.dtype:
         return original(x, *args, **kwargs)  # mixed dtypes without autocast: PEFT's casts are needed
+    if self._fused_grad and isinstance(self.lora_dropout[name], torch.nn.Identity) and _dequantizable(self.base_layer):
+        return LoraProjection.apply(x, lora_a, lora_b, self.scaling[name], self.base_layer)  # runs the base itself
     result = self.base_layer(x)
     if not autocast and result.dtype != x.dtype:  # a base layer that computes in another dtype (rare)
         return original(x, *args, **kwargs)
-    if self._fused_grad and isinstance(self.lora_dropout[name], torch.nn.Identity) and _dequantizable(self.base_layer):
-        return LoraProjection.apply(x, lora_a, lora_b, self.scaling[name], self.base_layer)
     xa = F.linear(self.lora_dropout[name](x), lora_a)
     out = torch.addmm(result.reshape(-1, result.shape[-1]), xa.reshape(-1, xa.shape[-1]), lora_b.t(),
                       alpha=self.scaling[name])
