@@ -98,8 +98,7 @@ def download(repo_id: str, emit=None, stop_event: threading.Event | None = None)
     check_disk(cache, need, repo_id)
     if missing and emit:
         emit(Phase("downloading model", f"{repo_id}: {len(missing)} file(s), {human_bytes(need)} into {cache}"))
-    meter = Meter(emit, repo_id, total, total - need, stop_event)
-    meter.kept = (len(files) - len(missing), total - need)
+    meter = Meter(emit, repo_id, total, total - need, stop_event, cached_files=len(files) - len(missing))
     first = None
     try:
         with meter.running(), _quiet_bars(emit is not None), _chunks(CHUNK_BYTES):
@@ -250,10 +249,12 @@ class _quiet_bars:
 class Meter:
     """Bytes counted through huggingface_hub's progress-bar hook; a ticker thread turns them into events."""
 
-    def __init__(self, emit, repo_id: str, total: int, done: int, stop_event: threading.Event | None = None):
+    def __init__(self, emit, repo_id: str, total: int, done: int, stop_event: threading.Event | None = None,
+                 cached_files: int = 0):
+        """`done` bytes in `cached_files` files are in the cache already."""
         self.emit, self.repo_id, self.total = emit, repo_id, total
         self.stop_event = stop_event
-        self.kept = (0, done)  # (files, bytes) in the cache so far: what a stop leaves for the next run
+        self.kept = (cached_files, done)  # (files, bytes) in the cache so far: what a stop leaves for the next run
         self.done = self._start = done
         self.file = ""
         self._shown = -1

@@ -46,6 +46,12 @@ def arch_for(model: str) -> Arch:
     return ARCHS["qwen2.5-1.5b"]
 
 
+def expected_quantization(config: TrainConfig, arch: Arch | None = None) -> str:
+    """nf4 or none: how a run of `config` will load its base, judged before loading from the architecture its model
+    name suggests (core.presets.quantization_for; the run decides again from the loaded model's config)."""
+    return quantization_for(config.quantization, (arch or arch_for(config.model)).params)[0]
+
+
 def micro_batch_tokens(config: TrainConfig) -> int:
     """Padded tokens of the largest micro-batch: rows × max length, or the token budget (one row at least)."""
     tokens = config.batch_size * config.max_length
@@ -95,7 +101,7 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     act_bytes = 2 if (half or config.autocast != "no") else 4
     embed = a.vocab * a.hidden  # the (tied) embedding stays unquantised
     body = a.params - embed
-    if quantization_for(config.quantization, a.params)[0] == "nf4":
+    if expected_quantization(config, a) == "nf4":
         weights = body * 0.5 * 1.07 + embed * (2 if half else 4)  # 4-bit + absmax/double-quant overhead
     else:
         weights = a.params * (2 if half else 4)

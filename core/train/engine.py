@@ -15,6 +15,7 @@ from typing import Callable
 from core.data.dataset import DatasetReport, read_dataset
 from core.data.examples import split_examples
 from core.errors import InputError, Problem, TrainerError
+from core.estimate import expected_quantization
 from core.events import Event, Failed, Finished, LogLine, Phase, Progress
 from core.gpus import per_device
 from core.libraries import quiet_libraries, versions
@@ -116,7 +117,7 @@ def check_device(config: TrainConfig) -> None:
                     name = torch.cuda.get_device_name(0)
                     problems.append(Problem(f"preset {config.preset!r} uses bf16, which {name} does not support",
                                             fix="use --preset t4-fp16 (fp16 tensor cores) or t4-fp32"))
-            if _needs_bnb(config):
+            if expected_quantization(config) == "nf4":
                 from core.hardware import bnb_status
 
                 ok, message = bnb_status(True)
@@ -125,14 +126,6 @@ def check_device(config: TrainConfig) -> None:
                                                          "torch and the Windows NVIDIA driver), or --quantization none"))
     if problems:
         raise InputError(f"{len(problems)} problem(s) with the hardware for this run", problems=problems)
-
-
-def _needs_bnb(config: TrainConfig) -> bool:
-    """nf4, or auto for a model whose name says 1B parameters or more (the loaded model's count decides later)."""
-    from core.estimate import arch_for
-    from core.presets import quantization_for
-
-    return quantization_for(config.quantization, arch_for(config.model).params)[0] == "nf4"
 
 
 def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
