@@ -119,16 +119,13 @@ def main() -> None:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    results: list[dict] = []
-    order = {spec: i for i, spec in enumerate(a.runs)}
+    done: dict[int, dict] = {}  # run index -> result, in the order the runs were asked for
     with ThreadPoolExecutor(workers) as pool:  # the table is rewritten as each run ends: a cut call keeps the rest
-        futures = {pool.submit(one, spec, a): spec for spec in a.runs}
-        done: list[tuple[int, dict]] = []
+        futures = {pool.submit(one, spec, a): i for i, spec in enumerate(a.runs)}
         for future in as_completed(futures):
-            done.append((order[futures[future]], future.result()))
-            results[:] = [r for _, r in sorted(done, key=lambda d: d[0])]
-            write_tables(a, gpu, results)
-    print(write_tables(a, gpu, results))
+            done[futures[future]] = future.result()
+            text = write_tables(a, gpu, [done[i] for i in sorted(done)])
+    print(text)
 
 
 def group_of(tag: str) -> str:
