@@ -110,7 +110,7 @@ class TrainConfig:
                                     "copy+mul+add", group=SPEED)
     fused_lora_grad: bool = setting(False, "with fast_lora, each LoRA projection is one node in backward too: its "
                                            "input gradient is accumulated into the base layer's (addmm_), not added "
-                                           "as a tensor of its own (not measured on a GPU yet)", group=SPEED)
+                                           "as a tensor of its own", group=SPEED)
     liger: bool = setting(False, "Liger's fused Triton kernels for RMSNorm and SwiGLU (CUDA; needs liger-kernel)",
                           group=SPEED)
     fused_ce: bool = setting(False, "Liger's fused linear cross-entropy for the answer-only loss (CUDA; needs "
