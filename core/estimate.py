@@ -46,10 +46,17 @@ def arch_for(model: str) -> Arch:
     return ARCHS["qwen2.5-1.5b"]
 
 
-def expected_quantization(config: TrainConfig, arch: Arch | None = None) -> str:
+def expected_quantization(config: TrainConfig, arch: Arch | None = None, usable_gib: float | None = None) -> str:
     """nf4 or none: how a run of `config` will load its base, judged before loading from the architecture its model
-    name suggests (core.presets.quantization_for; the run decides again from the loaded model's config)."""
-    return quantization_for(config.quantization, (arch or arch_for(config.model)).params)[0]
+    name suggests and the memory it may use, if known (core.presets.quantization_for; the run decides again from the
+    model's config and the memory there is just before loading)."""
+    return quantization_for(config.quantization, (arch or arch_for(config.model)).params, usable_gib,
+                            weight_bytes(config))[0]
+
+
+def weight_bytes(config: TrainConfig) -> int:
+    """Bytes per unquantised base weight: the compute dtype's (bf16/fp16 2, fp32 4)."""
+    return 2 if config.compute_dtype in ("bfloat16", "float16") else 4
 
 
 def micro_batch_tokens(config: TrainConfig) -> int:
@@ -88,10 +95,12 @@ CALIBRATION = {  # fitted on H100 peaks (benchmarks/results/h100-bench*.json), Q
 LOGITS_CHUNK = 1024  # core.train.loss.CHUNK
 
 
-def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: int | None = None) -> VramEstimate:
+def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: int | None = None,
+                  usable_gib: float | None = None) -> VramEstimate:
     """Peak torch-allocated memory of one training step on the longest batch (batch × max length tokens), per GPU,
     with `checkpointed` decoder layers recomputed in backward (None: as the config says; "auto" counts all of them,
-    the least it needs: a run takes more only where it is free)."""
+    the least it needs: a run takes more only where it is free). `usable_gib`: the memory the run may use, where
+    known, which quantization "auto" depends on (unknown: 4-bit from 1B parameters)."""
     if config.gpus > 1:  # data-parallel: each GPU holds the model and its share of the batch
         from core.gpus import per_device
 
@@ -101,10 +110,10 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     act_bytes = 2 if (half or config.autocast != "no") else 4
     embed = a.vocab * a.hidden  # the (tied) embedding stays unquantised
     body = a.params - embed
-    if expected_quantization(config, a) == "nf4":
-        weights = body * 0.5 * 1.07 + embed * (2 if half else 4)  # 4-bit + absmax/double-quant overhead
+    if expected_quantization(config, a, usable_gib) == "nf4":
+        weights = body * 0.5 * 1.07 + embed * weight_bytes(config)  # 4-bit + absmax/double-quant overhead
     else:
-        weights = a.params * (2 if half else 4)
+        weights = a.params * weight_bytes(config)
     width = 2 if config.lora_dtype == "bfloat16" else 4
     lora = lora_params(a, config) * width * 4  # weights, grads, two AdamW moments
     tokens = micro_batch_tokens(config)
@@ -171,11 +180,11 @@ def checkpoint_plan(config: TrainConfig, usable_gib: float | None, arch: Arch | 
         return CheckpointPlan(mode, a.layers if mode == "all" else 0, a.layers)
     if usable_gib is None:
         return CheckpointPlan(mode, a.layers, a.layers)
-    without = estimate_vram(config, a, checkpointed=0).total_gib
+    without = estimate_vram(config, a, checkpointed=0, usable_gib=usable_gib).total_gib
     budget = usable_gib * (1 - HEADROOM)
-    layers = next((k for k in range(a.layers + 1) if estimate_vram(config, a, checkpointed=k).total_gib <= budget),
-                  a.layers)
-    peak = estimate_vram(config, a, checkpointed=layers).total_gib
+    layers = next((k for k in range(a.layers + 1)
+                   if estimate_vram(config, a, checkpointed=k, usable_gib=usable_gib).total_gib <= budget), a.layers)
+    peak = estimate_vram(config, a, checkpointed=layers, usable_gib=usable_gib).total_gib
     return CheckpointPlan(mode, layers, a.layers, round(peak, 2), round(without, 2), round(usable_gib, 2))
 
 

@@ -29,10 +29,12 @@ def _preset(name: str, summary: str, reasons: dict[str, str], *, needs_cuda: boo
 GPU_LEARNING = dict(quantization="auto", lr=0.0, lr_scheduler="cosine", warmup_steps=5, lora_r=16, lora_alpha=32,
                 lora_dropout=0.0, lora_dtype="float32", max_grad_norm=1.0, min_updates=200)
 GPU_LEARNING_REASONS = {
-    "quantization": "auto: NF4 for a base of 1B parameters or more (Qwen2.5-1.5B: ~1.1 GB of weights instead of "
-                    "3.1 GB, so long rows and large batches fit), unquantised below, where 4-bit costs a small model "
-                    "more than it saves: SmolLM2-135M, one epoch, 3 seeds per preset, pooled held-out exact match "
-                    "0.92-0.975 in NF4 against 0.975-1.00 unquantised (results/h200x2-learning-real-seeds-*.md)",
+    "quantization": "auto: unquantised below 1B parameters, where 4-bit costs a small model more than it saves "
+                    "(SmolLM2-135M, one epoch, 3 seeds per preset, pooled held-out exact match 0.92-0.975 in NF4 "
+                    "against 0.975-1.00 unquantised, results/h200x2-learning-real-seeds-*.md); from 1B, unquantised "
+                    "where the 16-bit weights take at most 15% of the usable memory (H200, Qwen2.5-1.5B shape: "
+                    "49.1k against 47.1k tokens/s, 38.9k against 37.4k capped to 22 GiB), NF4 elsewhere "
+                    "(Qwen2.5-1.5B: ~1.1 GB of weights instead of 3.1 GB, so long rows fit a 16 GB or 8 GB card)",
     "lora_dtype": "fp32 LoRA weights (AdamW's master copy; autocast computes in bf16/fp16): bf16 weights round away "
                   "the small updates at the end of a cosine schedule. SmolLM2 NF4, 3 seeds: held-out exact match "
                   "0.92 pooled with bf16 weights, 0.97 with fp32; no slower (H200, Qwen2.5-1.5B shape: 49.0k "
@@ -71,7 +73,8 @@ GPU_SCORE_REASONS = {"score_rows": "24 held-out rows answered by base and adapte
 TABLE: tuple[dict[str, Any], ...] = (
     _preset(
         "modern-bf16",
-        "Ampere or newer (compute capability ≥ 8.0): NF4 base (from 1B parameters), bf16 compute and autocast",
+        "Ampere or newer (compute capability ≥ 8.0): bf16 compute and autocast, NF4 base from 1B parameters "
+        "where memory is short",
         {
             "compute_dtype": "bf16 tensor cores are fast on sm_80+ and need no grad scaler",
             "autocast": "bf16 autocast: half the activation memory of fp32, same range",
@@ -138,7 +141,8 @@ TABLE: tuple[dict[str, Any], ...] = (
     ),
     _preset(
         "t4-fp16",
-        "Turing/T4 (no bf16): NF4 base (from 1B parameters), fp16 compute and autocast, grad scaler",
+        "Turing/T4 (no bf16): fp16 compute and autocast, grad scaler, NF4 base from 1B parameters where memory "
+        "is short",
         {
             "compute_dtype": "T4 has fast fp16 tensor cores and no bf16",
             "autocast": "fp16 autocast with a grad scaler; LoRA weights stay fp32 so unscaling works",
@@ -170,8 +174,8 @@ TABLE: tuple[dict[str, Any], ...] = (
     ),
     _preset(
         "t4-fp32",
-        "The old script's safe mode: NF4 base (from 1B parameters) with fp32 compute, no mixed precision (any CUDA "
-        "GPU), learning settings that teach",
+        "The old script's safe mode: NF4 base (from 1B parameters, where memory is short) with fp32 compute, no "
+        "mixed precision (any CUDA GPU), learning settings that teach",
         {
             "compute_dtype": "fp32 compute avoids every half-precision issue, at several times the cost",
             "autocast": "no mixed precision, as the old script (fp16 and bf16 both off)",

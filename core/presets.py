@@ -346,25 +346,42 @@ def auto_lr(model_type: str, hidden_size: int) -> float:
     return round(10 * 5e-5 * _LR_SHORT_RUN * (2000 / max(hidden_size, 1)) ** power, 7)
 
 
-NF4_FROM_PARAMS = 1.0e9  # quantization "auto": 4-bit from this many base parameters up
+NF4_FROM_PARAMS = 1.0e9  # quantization "auto": 4-bit from this many base parameters up ...
+# ... unless the 16-bit base takes at most this share of the memory the run may use. Measured on an H200 (Qwen2.5-1.5B
+# shape, modern-bf16, one call, results/h200x2-issue15-2026-11-30/1-levers/): the bf16 base (2.9 GiB) against NF4 gave
+# 49.1k against 47.1k tokens/s with the whole GPU, and 38.9k against 37.4k capped to 22 GiB usable (13% of it, the
+# same 23 of 28 layers recomputed): no dequantisation in forward, recompute and backward, and less CPU per
+# projection. Smaller shares of memory were not measured, so cards under ~19 GiB usable keep NF4 for this model.
+UNQUANTISED_SHARE = 0.15
 
 
-def quantization_for(setting: str, params: float | None) -> tuple[str, str]:
-    """What quantization "auto" stands for with a base of `params` parameters, and why (the run log's words):
-    nf4 from 1B parameters, where 4-bit weights are what lets the base and long rows fit (Qwen2.5-1.5B: ~1.1 GB
-    against 3.1 GB in bf16); none below, where the bf16 base is under 2 GB and 4-bit costs a small model more
-    than it saves (SmolLM2-135M on an H200, one epoch: held-out exact match 0.92-0.97 pooled over 3 seeds in NF4,
-    0.975-1.00 unquantised). `params` None (a model whose size cannot be read) gets nf4, the safe side for memory.
-    "nf4" and "none" stand for themselves."""
+def quantization_for(setting: str, params: float | None, usable_gib: float | None = None,
+                     weight_bytes: int = 2) -> tuple[str, str]:
+    """What quantization "auto" stands for with a base of `params` parameters on a device where the run may use
+    `usable_gib` (None: not known), its unquantised weights taking `weight_bytes` each (4 when the preset computes in
+    fp32), and why (the run log's words). Under 1B parameters: none (the bf16 base is
+    under 2 GB and 4-bit costs a small model more than it saves: SmolLM2-135M on an H200, one epoch, held-out exact
+    match 0.92-0.97 pooled over 3 seeds in NF4, 0.975-1.00 unquantised). From 1B: none when the unquantised weights take
+    at most UNQUANTISED_SHARE of the usable memory (faster, see above; and 4-bit weights cost quality), nf4
+    otherwise, where 4-bit is what lets the base and long rows fit (Qwen2.5-1.5B: ~1.1 GB against 3.1 GB).
+    `params` None (a model whose size cannot be read) gets nf4, the safe side for memory, as does an unknown
+    memory. "nf4" and "none" stand for themselves."""
     if setting != "auto":
         return setting, f"quantization={setting}"
     if params is None:
         return "nf4", "auto: the model's size could not be read from its config, 4-bit NF4 to be safe on memory"
     size = f"{params / 1e9:.2f}B parameters"
-    if params >= NF4_FROM_PARAMS:
-        return "nf4", f"auto: {size}, 4-bit NF4 from {NF4_FROM_PARAMS / 1e9:g}B"
-    return "none", (f"auto: {size}, under {NF4_FROM_PARAMS / 1e9:g}B: unquantised, 4-bit would cost this small "
-                    "a model more quality than the memory it saves")
+    if params < NF4_FROM_PARAMS:
+        return "none", (f"auto: {size}, under {NF4_FROM_PARAMS / 1e9:g}B: unquantised, 4-bit would cost this small "
+                        "a model more quality than the memory it saves")
+    weights = params * weight_bytes / 1024 ** 3
+    bits = f"{8 * weight_bytes}-bit weights ({weights:.1f} GiB)"
+    if usable_gib and weights <= UNQUANTISED_SHARE * usable_gib:
+        return "none", (f"auto: {size}, but its {bits} are {weights / usable_gib:.0%} of the {usable_gib:.0f} GiB "
+                        "usable: unquantised, faster than 4-bit and the weights as trained")
+    room = ("usable memory unknown" if not usable_gib else
+            f"its {bits} would be over {UNQUANTISED_SHARE:.0%} of the {usable_gib:.0f} GiB usable")
+    return "nf4", f"auto: {size}, 4-bit NF4 from {NF4_FROM_PARAMS / 1e9:g}B ({room})"
 
 
 def batch_label(config: TrainConfig) -> str:

@@ -91,9 +91,14 @@ def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable
 
         # The same answer the CLI pinned this process to (choosing again under its own variable changes nothing);
         # asked here too so a caller that did not pin (a library user) still gives its workers only their GPUs.
+        from core.train.memory import USABLE_ENV, nvml_usable_gib
+
         gpu_env = gpus.plan(n, config.gpu_ids).env
+        usable = nvml_usable_gib(config, range(n), {**os.environ, **gpu_env})  # one reading for all: every worker loads the same base
+        if usable is not None:
+            gpu_env = {**gpu_env, USABLE_ENV: f"{usable:.3f}"}
     envs = worker_envs(n, str(free_port()), folders, gpu_env)
-    where = f"GPUs {gpu_env['CUDA_VISIBLE_DEVICES']}" if gpu_env else (
+    where = f"GPUs {gpu_env['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in gpu_env else (
         f"{n} GPUs" if config.device == "cuda" else f"{n} CPU processes")
     emit(LogLine(f"data-parallel run on {where}: one worker process each, rank 0 writes the adapter"))
 

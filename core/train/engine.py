@@ -117,7 +117,9 @@ def check_device(config: TrainConfig) -> None:
                     name = torch.cuda.get_device_name(0)
                     problems.append(Problem(f"preset {config.preset!r} uses bf16, which {name} does not support",
                                             fix="use --preset t4-fp16 (fp16 tensor cores) or t4-fp32"))
-            if expected_quantization(config) == "nf4":
+            from core.train.memory import nvml_usable_gib
+
+            if expected_quantization(config, usable_gib=nvml_usable_gib(config, range(config.gpus))) == "nf4":
                 from core.hardware import bnb_status
 
                 ok, message = bnb_status(True)

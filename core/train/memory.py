@@ -6,6 +6,10 @@ import os
 from core.gpus import nvml_index
 from core.hardware import GIB, nvml_used_gib
 
+# Set by a data-parallel launch for its workers: the memory quantization "auto" decides on, read once by the launcher
+# (the least any of the run's GPUs has), so every worker loads the same base.
+USABLE_ENV = "GENAPTITUDE_TRAINER_USABLE_GIB"
+
 
 def process_rss_gib() -> float | None:
     try:
@@ -47,6 +51,8 @@ def usable_gib(config) -> float | None:
     if config.device == "cuda":
         import torch
 
+        if not torch.cuda.is_available():
+            return None
         free, total = torch.cuda.mem_get_info()
         reserved = torch.cuda.memory_reserved()
         cap = config.gpu_memory_fraction * total if config.gpu_memory_fraction > 0 else total
@@ -57,3 +63,29 @@ def usable_gib(config) -> float | None:
     except (OSError, StopIteration, ValueError, IndexError):
         return None
     return available * 1024 / GIB + (process_rss_gib() or 0.0)
+
+
+def nvml_usable_gib(config, ordinals, environ=None) -> float | None:
+    """The least memory any of CUDA devices `ordinals` leaves a run, read through NVML (no CUDA context is made):
+    free memory, within the gpu_memory_fraction cap. None when NVML cannot tell."""
+    least = None
+    for ordinal in ordinals:
+        used, total = nvml_used_gib(nvml_index(ordinal, environ))
+        if used is None or total is None:
+            return None
+        cap = config.gpu_memory_fraction * total if config.gpu_memory_fraction > 0 else total
+        usable = min(cap, total - used)
+        least = usable if least is None else min(least, usable)
+    return least
+
+
+def usable_before_load(config) -> float | None:
+    """The memory quantization "auto" decides on, just before the base loads: a data-parallel launch's reading
+    (the same for all its workers), else this process's (usable_gib)."""
+    raw = os.environ.get(USABLE_ENV)
+    if raw:
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    return usable_gib(config)

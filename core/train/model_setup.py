@@ -24,21 +24,23 @@ def load_model_and_tokenizer(config: TrainConfig, emit, stop_event=None):
 
 def resolve_quantization(config: TrainConfig, path, emit) -> TrainConfig:
     """Quantization "auto" becomes nf4 or none for the model in `path` (core.presets.quantization_for decides from
-    its parameter count, read from its config.json), said in the log; any other value is returned as it is."""
+    its parameter count, read from its config.json, and the memory the run may use now), said in the log; any other
+    value is returned as it is."""
     if config.quantization != "auto":
         return config
     from dataclasses import replace
 
     from transformers import AutoConfig
 
-    from core.estimate import arch_of
+    from core.estimate import arch_of, weight_bytes
     from core.presets import quantization_for
+    from core.train.memory import usable_before_load
 
     try:
         params = arch_of(AutoConfig.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)).params
     except (AttributeError, TypeError):  # an architecture without the usual size fields
         params = None
-    value, why = quantization_for(config.quantization, params)
+    value, why = quantization_for(config.quantization, params, usable_before_load(config), weight_bytes(config))
     emit(LogLine(f"base weights {'in 4-bit NF4' if value == 'nf4' else 'unquantised'} ({why}; --quantization "
                  "overrides)"))
     return replace(config, quantization=value)
