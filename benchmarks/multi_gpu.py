@@ -1,7 +1,7 @@
 """Data-parallel scaling of `genaptitude-trainer train --gpus N` (issue: 2 GPUs ≥ 1.8×, 4 GPUs ≥ 3.4× one GPU).
 
     python benchmarks/multi_gpu.py --model /tmp/qwen-random --dataset /tmp/export20k.jsonl --gpus 1,2,4 \
-        [--gpu-batch split,each] [--steps 30] > benchmarks/results/multi-gpu.json
+        [--gpu-batch split,each] [--steps 30] [--train-args "--quantization none"] > benchmarks/results/multi-gpu.json
 
 Each configuration is a real `train` run (4-bit model, the preset's batching, DDP over NCCL) on the same export;
 tokens/s is the median of the run's logged rates (all GPUs' real tokens) after step 8, from its metrics.jsonl.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -25,18 +26,18 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 
-def run(model: str, dataset: str, preset: str, gpus: int, gpu_batch: str, steps: int) -> dict:
+def run(model: str, dataset: str, preset: str, gpus: int, gpu_batch: str, steps: int, extra: str = "") -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"mg-{gpus}-{gpu_batch}-")) / "adapter"
     cmd = [sys.executable, "-m", "core", "train", "--model", model, "--dataset", dataset, "--preset", preset,
            "--max-steps", str(steps), "--gpus", str(gpus), "--gpu-batch", gpu_batch, "--eval-fraction", "0.01",
-           "--output", str(out), "--json"]
+           "--output", str(out), "--json", *shlex.split(extra)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if r.returncode != 0:
         return {"gpus": gpus, "gpu_batch": gpu_batch, "error": r.stderr[-2000:]}
     steps_logged = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"event": "step"' in l]
     memory = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"event": "memory"' in l]
     start = next(json.loads(l) for l in r.stdout.splitlines() if '"event": "run_started"' in l)
-    return {"gpus": gpus, "gpu_batch": gpu_batch,
+    return {"gpus": gpus, "gpu_batch": gpu_batch, "train_args": extra,
             "tokens_per_s": round(statistics.median(s["tokens_per_s"] for s in steps_logged[8:]), 1),
             "per_gpu_batch_tokens": start["config"]["batch_tokens"], "grad_accum": start["config"]["grad_accum"],
             "peak_vram_gib": max((m["torch_peak_gib"] or 0) for m in memory) if memory else None,
@@ -51,6 +52,7 @@ def main() -> None:
     ap.add_argument("--gpus", default="1,2,4")
     ap.add_argument("--gpu-batch", default="split,each")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--train-args", default="", help="more `train` flags for every run, e.g. \"--quantization none\"")
     a = ap.parse_args()
     import torch
 
@@ -59,7 +61,7 @@ def main() -> None:
         for n in (int(x) for x in a.gpus.split(",")):
             if n > torch.cuda.device_count() or (n == 1 and results and gpu_batch != a.gpu_batch.split(",")[0]):
                 continue
-            r = run(a.model, a.dataset, a.preset, n, gpu_batch, a.steps)
+            r = run(a.model, a.dataset, a.preset, n, gpu_batch, a.steps, a.train_args)
             print(json.dumps(r), file=sys.stderr, flush=True)
             results.append(r)
     one = next((r["tokens_per_s"] for r in results if r["gpus"] == 1 and "tokens_per_s" in r), None)
@@ -67,7 +69,7 @@ def main() -> None:
         if one and "tokens_per_s" in r:
             r["vs_one_gpu"] = round(r["tokens_per_s"] / one, 3)
     print(json.dumps({"gpu": torch.cuda.get_device_name(0), "gpus_available": torch.cuda.device_count(),
-                      "preset": a.preset, "steps": a.steps, "results": results}, indent=2))
+                      "preset": a.preset, "train_args": a.train_args, "steps": a.steps, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

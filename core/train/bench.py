@@ -173,10 +173,13 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
 
 
 def _profiler(path: Path, start: int, steps: int):
-    """torch.profiler over `steps` steady steps: the kernels that take the GPU time and the ops that take the CPU."""
+    """torch.profiler over `steps` steady steps: the kernels that take the GPU time and the ops that take the CPU
+    (with GENAPTITUDE_TRAINER_PROFILE_STACKS=1, also the GPU time by the Python lines that asked for it)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
+
+    stacks = os.environ.get("GENAPTITUDE_TRAINER_PROFILE_STACKS") == "1"
 
     class Profile(TrainerCallback):
         prof = None
@@ -186,7 +189,7 @@ def _profiler(path: Path, start: int, steps: int):
             if state.global_step == start:
                 torch.cuda.synchronize()
                 self.t0 = time.perf_counter()
-                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=stacks)
                 self.prof.__enter__()
 
         def on_step_end(self, args, state, control, **k):
@@ -203,7 +206,10 @@ def _profiler(path: Path, start: int, steps: int):
                     f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "
                     f"kernel launches {launches / steps:.0f}/step\n\n"
                     + ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
-                    + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60))
+                    + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60)
+                    + ("\n\nby Python stack (5 frames):\n" + self.prof.key_averages(group_by_stack_n=5).table(
+                        sort_by="self_device_time_total", row_limit=40, max_name_column_width=60)
+                       if stacks else ""))
                 self.prof = None
 
     return Profile()
