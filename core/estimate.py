@@ -59,6 +59,14 @@ def weight_bytes(config: TrainConfig) -> int:
     return 2 if config.compute_dtype in ("bfloat16", "float16") else 4
 
 
+def usable_gib_of(config: TrainConfig, gpus) -> float | None:
+    """The memory a run may use on GPUs read as (free GiB, total GiB) pairs: the least any of them leaves, within the
+    gpu_memory_fraction cap. None for no reading (quantization "auto" then takes the side that fits)."""
+    usable = [min(free, config.gpu_memory_fraction * total if config.gpu_memory_fraction > 0 else total)
+              for free, total in gpus]
+    return min(usable) if usable else None
+
+
 def micro_batch_tokens(config: TrainConfig) -> int:
     """Padded tokens of the largest micro-batch: rows × max length, or the token budget (one row at least)."""
     tokens = config.batch_size * config.max_length

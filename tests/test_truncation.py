@@ -304,7 +304,7 @@ def test_the_preset_tab_suggests_max_lengths_that_fit_the_rows_with_their_memory
     from tui.widgets.presets import PresetPanel
 
     class Engine(FakeEngine):
-        def estimate(self, config):
+        def estimate(self, config, usable_gib=None):
             return VramEstimate(config.max_length / 256, {})  # 2112 tokens -> 8.2 GiB, 2240 -> 8.8 GiB
 
     panel = PresetPanel.__new__(PresetPanel)  # the text alone: no app needed

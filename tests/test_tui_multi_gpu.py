@@ -74,3 +74,24 @@ async def test_the_run_uses_every_gpu_and_the_memory_panel_has_a_bar_for_each(tm
         assert engine.train_calls[0]["config"].gpus == 2
         text = screen_text(app)
         assert "GPU0 █░░░░░░░ 11.0/140 GiB" in text and "GPU1 █░░░░░░░ 12.5/140 GiB" in text
+
+
+@pytest.mark.parametrize("free,base", [(130.0, "base unquantised"), (14.5, "base in 4-bit NF4")])
+async def test_the_estimate_says_which_base_the_run_will_load_on_these_gpus(tmp_path, free, base):
+    """quantization auto depends on the memory the run's GPU leaves it: the preset panel says what the run will do
+    (an H200: the 1.5B base in bf16; a 16 GB card: NF4), by the rule the run follows."""
+    report = h200s(1, free=(free,))
+    report.gpus[0] = GpuInfo(0, "NVIDIA H200" if free > 100 else "NVIDIA RTX 4060 Ti", total_gib=139.8 if free > 100
+                             else 16.0, free_gib=free, used_gib=1.0, compute_capability=(9, 0), bf16=True)
+    app = TrainerApp(FakeEngine(report), output=str(tmp_path / "adapter"), refresh_interval=None, stats_delay=0,
+                     show_startup_time=False)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await wait_until(pilot, lambda: app.presets.config is not None)
+        await pilot.pause()
+        assert app.presets.config.preset == "modern-bf16" and app.presets.config.quantization == "auto"
+        await pilot.press("2")
+        await pilot.pause()
+        text = screen_text(app)
+        assert f"GiB, {base}" in text, text

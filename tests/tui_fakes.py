@@ -172,7 +172,7 @@ class FakeEngine(Engine):
             return self.stats
         return LengthStats(len(examples), STATS.min, STATS.median, STATS.p95, STATS.max, STATS.over_max, max_length)
 
-    def estimate(self, config) -> VramEstimate:
+    def estimate(self, config, usable_gib=None) -> VramEstimate:
         from core.estimate import micro_batch_tokens
 
         act = 0.25 * micro_batch_tokens(config) / 1024

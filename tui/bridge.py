@@ -39,8 +39,9 @@ class Engine:
         """A `core.data.render.LengthStats` over the examples' token lengths, and what each truncation does."""
         raise NotImplementedError
 
-    def estimate(self, config: TrainConfig) -> Any:
-        """A `core.estimate.VramEstimate` (cheap, pure Python)."""
+    def estimate(self, config: TrainConfig, usable_gib: float | None = None) -> Any:
+        """A `core.estimate.VramEstimate` (cheap, pure Python); `usable_gib`: the memory the run's GPUs leave it, which
+        quantization "auto" depends on."""
         raise NotImplementedError
 
     def train(self, config: TrainConfig, dataset_path: str, output_dir: str, *,
@@ -131,10 +132,10 @@ class RealEngine(Engine):
 
         return length_stats(self._tokenizer(model), examples, max_length)
 
-    def estimate(self, config: TrainConfig) -> Any:
+    def estimate(self, config: TrainConfig, usable_gib: float | None = None) -> Any:
         from core.estimate import estimate_vram
 
-        return estimate_vram(config)
+        return estimate_vram(config, usable_gib=usable_gib)
 
     def train(self, config: TrainConfig, dataset_path: str, output_dir: str, *,
               on_event: Callable[[Event], None], stop_event: threading.Event, **kw: Any) -> Path:

@@ -66,17 +66,17 @@ def usable_gib(config) -> float | None:
 
 
 def nvml_usable_gib(config, ordinals, environ=None) -> float | None:
-    """The least memory any of CUDA devices `ordinals` leaves a run, read through NVML (no CUDA context is made):
-    free memory, within the gpu_memory_fraction cap. None when NVML cannot tell."""
-    least = None
+    """The least memory any of CUDA devices `ordinals` leaves a run (core.estimate.usable_gib_of), read through NVML
+    (no CUDA context is made). None when NVML cannot tell."""
+    from core.estimate import usable_gib_of
+
+    readings = []
     for ordinal in ordinals:
         used, total = nvml_used_gib(nvml_index(ordinal, environ))
         if used is None or total is None:
             return None
-        cap = config.gpu_memory_fraction * total if config.gpu_memory_fraction > 0 else total
-        usable = min(cap, total - used)
-        least = usable if least is None else min(least, usable)
-    return least
+        readings.append((total - used, total))
+    return usable_gib_of(config, readings)
 
 
 def usable_before_load(config) -> float | None:

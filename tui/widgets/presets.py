@@ -346,7 +346,7 @@ class PresetPanel(Horizontal):
             if length <= c.max_length:
                 continue
             try:
-                need = self.engine.estimate(replace(c, max_length=length)).total_gib
+                need = self.engine.estimate(replace(c, max_length=length), self._usable(c)).total_gib
             except Exception:  # the estimate is a help, never a reason to fail
                 gib = ""
             else:
@@ -375,8 +375,9 @@ class PresetPanel(Horizontal):
             text.append(f" for {self.data_rows:,} rows{epochs}")
             if (plan.batch_tokens, plan.grad_accum, plan.batch_size) != (c.batch_tokens, c.grad_accum, c.batch_size):
                 text.append("  (smaller batches for this small export, so it learns)", style="dim")
+        usable = self._usable(c)
         try:
-            est = self.engine.estimate(c)
+            est = self.engine.estimate(c, usable)
         except Exception as exc:  # the estimate is a help, never a reason to fail
             text.append(f"\nmemory estimate unavailable: {exc}", style="dim")
         else:
@@ -384,6 +385,11 @@ class PresetPanel(Horizontal):
             where = "VRAM" if c.device == "cuda" else "RAM"
             each = f" per GPU ({c.gpus} GPUs, data-parallel)" if c.gpus > 1 else ""
             text.append(f"\n{where} estimate ≈ {est.total_gib:.1f} GiB{each}", style="bold")
+            if c.quantization == "auto":  # which base the run will load, by the same rule (core.presets)
+                from core.estimate import expected_quantization
+
+                text.append(", base in 4-bit NF4" if expected_quantization(c, usable_gib=usable) == "nf4"
+                            else ", base unquantised", style="bold")
             parts = " · ".join(f"{k} {v:.1f}" for k, v in est.parts.items())
             if parts:
                 text.append(f"  ({parts})", style="dim")
@@ -394,6 +400,14 @@ class PresetPanel(Horizontal):
         for warning in gpu_plan.warnings if gpu_plan else []:  # said, not asked: the run fits, others share the GPU
             text.append(f"\n⚠ {warning}", style="yellow")
         widget.update(text)
+
+    def _usable(self, c: TrainConfig) -> float | None:
+        """The memory the GPUs this run would use leave it (None: no GPU reading): what quantization "auto" decides
+        on when the run starts."""
+        from core.estimate import usable_gib_of
+
+        gpu_plan, _ = run_plan(c, self.report)
+        return usable_gib_of(c, [(g.free_gib, g.total_gib) for g in gpu_plan.gpus]) if gpu_plan else None
 
     def warnings(self) -> list[str]:
         return fit_warnings(self.config, self.report, self.estimate_gib) if self.config else []
