@@ -16,6 +16,7 @@ import pytest
 
 from core.download import human_bytes
 from core.events import DownloadProgress, Phase, from_json
+from core.runs.output import how_it_ended
 from tests.fakehub import FakeHub, repo_from_folder
 from tests.tinymodels import ROOT
 
@@ -284,6 +285,8 @@ def test_ctrl_c_during_the_download_stops_it_at_once_and_the_next_run_fetches_th
                 in err), err
         assert "run the same command again" in err and "Traceback" not in err
         assert not (tmp_path / "out").exists()  # no adapter folder for a run that never trained
+        # its work folder stays (its events); the next run into it says how this one ended, not that it vanished
+        assert how_it_ended(tmp_path / "out").startswith(f"was stopped while downloading {REPO}: 1 file(s)")
 
         hub.bytes_per_s = None
         r = resolve_in_process(hub.url, tmp_path / "hf")

@@ -296,6 +296,19 @@ def inspect(output: str | os.PathLike) -> Owner | None:
     return owner
 
 
+def how_it_ended(output: str | os.PathLike) -> str:
+    """How the last run of `output` ended, from its events, for the next run's take-over line: "was stopped while
+    downloading …" after a Ctrl-C, "failed: …" after an error, else "is no longer running" (killed, or its terminal
+    closed: it wrote no last word)."""
+    last = None
+    for row in metrics_rows(work_of(output) / EVENTS):
+        last = row
+    if last and last.get("event") == "failed" and last.get("message"):
+        message = str(last["message"])
+        return f"was {message}" if message.startswith("stopped") else f"failed: {message}"
+    return "is no longer running"
+
+
 class RunLock:
     """The lock a run holds for its whole life, so no second run can write into (or wipe) its folder."""
 
@@ -320,7 +333,7 @@ class RunLock:
                                   f"stop {self.output} · or train into another --output") from None
         before = read_owner(self.output)
         if before is not None and work_of(self.output).exists():
-            say(f"taking over {work_of(self.output)}: its run ({before.describe()}) is no longer running")
+            say(f"taking over {work_of(self.output)}: its run ({before.describe()}) {how_it_ended(self.output)}")
         return self
 
     def claim(self) -> Owner:
