@@ -52,6 +52,28 @@ def test_one_node_backward_gives_autograds_gradients():
         torch.testing.assert_close(g[name], g_ref[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
 
 
+def test_under_bf16_autocast_with_fp32_lora_weights_as_the_gpu_presets_run_it():
+    """The GPU presets' case on the CPU: bf16 autocast, fp32 LoRA weights (AdamW's master copy). The one-node path
+    casts A and B once and keeps them for backward; its gradients are autograd's within bf16 rounding, and A's and
+    B's come back in fp32."""
+    from core.train.fast_lora import fuse_lora_forward
+
+    model = _peft_pair(2)
+    x = torch.randn(4, 9, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_ref, dx_ref, g_ref = _grads(model, x)
+        fuse_lora_forward(model, grad=True)
+        assert type(model(x.clone().requires_grad_(True)).grad_fn).__name__ == "LoraProjectionBackward"
+        out, dx, g = _grads(model, x)
+    assert out.dtype == out_ref.dtype == torch.bfloat16
+    torch.testing.assert_close(out, out_ref, rtol=2e-2, atol=2e-2 * out_ref.abs().max().item())
+    torch.testing.assert_close(dx, dx_ref, rtol=3e-2, atol=3e-2 * dx_ref.abs().max().item())
+    for name in g:
+        assert g[name].dtype == torch.float32, name
+        scale = g_ref[name].abs().max().item()
+        torch.testing.assert_close(g[name], g_ref[name], rtol=3e-2, atol=3e-2 * scale, msg=name)
+
+
 def test_input_without_grad_skips_its_gradient_and_still_trains_lora():
     from core.train.fast_lora import fuse_lora_forward
 
