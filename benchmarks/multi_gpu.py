@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ def run(model: str, dataset: str, preset: str, gpus: int, gpu_batch: str, steps:
     cmd = [sys.executable, "-m", "core", "train", "--model", model, "--dataset", dataset, "--preset", preset,
            "--max-steps", str(steps), "--gpus", str(gpus), "--gpu-batch", gpu_batch, "--eval-fraction", "0.01",
            "--output", str(out), "--json", *shlex.split(extra)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+    r, held = run_sampled(cmd)
     if r.returncode != 0:
         return {"gpus": gpus, "gpu_batch": gpu_batch, "error": r.stderr[-2000:]}
     steps_logged = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"event": "step"' in l]
@@ -41,7 +42,39 @@ def run(model: str, dataset: str, preset: str, gpus: int, gpu_batch: str, steps:
             "tokens_per_s": round(statistics.median(s["tokens_per_s"] for s in steps_logged[8:]), 1),
             "per_gpu_batch_tokens": start["config"]["batch_tokens"], "grad_accum": start["config"]["grad_accum"],
             "peak_vram_gib": max((m["torch_peak_gib"] or 0) for m in memory) if memory else None,
-            "gpus_used_gib": memory[-1].get("gpus_used_gib") if memory else None}
+            "gpus_used_gib": memory[-1].get("gpus_used_gib") if memory else None,
+            "processes_max_mib": held}
+
+
+def run_sampled(cmd: list[str]) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run `cmd`, reading every 2 s which processes hold how much memory on which GPU (nvidia-smi): each
+    (process, GPU)'s most, to tell a rank that holds or computes more than the others from another process."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=child_env())
+        most: dict[tuple[str, str], int] = {}
+        while proc.poll() is None:
+            for pid, gpu, mib in gpu_processes():
+                most[(pid, gpu)] = max(most.get((pid, gpu), 0), mib)
+            time.sleep(2)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+    return done, [{"pid": pid, "gpu": gpu, "max_mib": mib} for (pid, gpu), mib in sorted(most.items())]
+
+
+def gpu_processes() -> list[tuple[str, str, int]]:
+    """(pid, GPU index, MiB) of every compute process nvidia-smi lists now ([] without nvidia-smi)."""
+    def query(args: list[str]) -> list[list[str]]:
+        try:
+            text = subprocess.run(["nvidia-smi", *args, "--format=csv,noheader,nounits"], capture_output=True,
+                                  text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [[c.strip() for c in line.split(",")] for line in text.splitlines() if line.strip()]
+
+    index = {uuid: i for i, uuid in query(["--query-gpu=index,uuid"]) if uuid}
+    return [(pid, index.get(uuid, uuid), int(mib)) for pid, uuid, mib in
+            query(["--query-compute-apps=pid,gpu_uuid,used_memory"]) if mib.isdigit()]
 
 
 def main() -> None:
