@@ -94,7 +94,8 @@ def launch(config: TrainConfig, dataset_path: str, dirs: RunDirs, emit: Callable
         from core.train.memory import USABLE_ENV, nvml_usable_gib
 
         gpu_env = gpus.plan(n, config.gpu_ids).env
-        usable = nvml_usable_gib(config, range(n), {**os.environ, **gpu_env})  # one reading for all: every worker loads the same base
+        # one reading for all workers, so that every one of them loads the same base (quantization "auto")
+        usable = nvml_usable_gib(config, range(n), {**os.environ, **gpu_env})
         if usable is not None:
             gpu_env = {**gpu_env, USABLE_ENV: f"{usable:.3f}"}
     envs = worker_envs(n, str(free_port()), folders, gpu_env)

@@ -51,10 +51,13 @@ def usable_gib(config) -> float | None:
     if config.device == "cuda":
         import torch
 
+        from core.train.distributed import local_rank
+
         if not torch.cuda.is_available():
             return None
-        free, total = torch.cuda.mem_get_info()
-        reserved = torch.cuda.memory_reserved()
+        device = local_rank()  # this worker's GPU, also before the run has made it the current device
+        free, total = torch.cuda.mem_get_info(device)
+        reserved = torch.cuda.memory_reserved(device)
         cap = config.gpu_memory_fraction * total if config.gpu_memory_fraction > 0 else total
         return min(cap, free + reserved) / GIB
     try:
