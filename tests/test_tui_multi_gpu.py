@@ -77,9 +77,13 @@ async def test_the_run_uses_every_gpu_and_the_memory_panel_has_a_bar_for_each(tm
 
 
 @pytest.mark.parametrize("free,base", [(130.0, "base unquantised"), (14.5, "base in 4-bit NF4")])
-async def test_the_estimate_says_which_base_the_run_will_load_on_these_gpus(tmp_path, free, base):
+async def test_the_estimate_says_which_base_the_run_will_load_on_these_gpus(tmp_path, free, base, monkeypatch):
     """quantization auto depends on the memory the run's GPU leaves it: the preset panel says what the run will do
     (an H200: the 1.5B base in bf16; a 16 GB card: NF4), by the rule the run follows."""
+    from core import gpus
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # no choice of the user's (an earlier test's pin)
+    monkeypatch.setattr(gpus, "_user_env", None)
     report = h200s(1, free=(free,))
     report.gpus[0] = GpuInfo(0, "NVIDIA H200" if free > 100 else "NVIDIA RTX 4060 Ti", total_gib=139.8 if free > 100
                              else 16.0, free_gib=free, used_gib=1.0, compute_capability=(9, 0), bf16=True)
