@@ -183,8 +183,9 @@ def test_the_tui_pinned_for_evaluate_still_lets_its_next_run_choose_afresh(monke
     from core.presets import config_for
     from tui.bridge import ProcessEngine
 
-    for name in gpus.PIN_VARS:
-        monkeypatch.delenv(name, raising=False)
+    for name in gpus.PIN_VARS:  # set then unset: monkeypatch then also takes back what pin() sets below
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(gpus, "_user_env", None)
     assert gpus.pin(gpus.choose(BOX))  # what RealEngine._one_gpu does before an evaluation
     assert gpus.user_env() == {"CUDA_VISIBLE_DEVICES": None, "CUDA_DEVICE_ORDER": None}
