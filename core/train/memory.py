@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from core.estimate import usable_gib_of
 from core.gpus import nvml_index
 from core.hardware import GIB, nvml_used_gib
 
@@ -44,22 +45,18 @@ def memory_sample(device: str, gpus: int = 1) -> dict:
     }
 
 
-def usable_gib(config) -> float | None:
-    """What this process may hold in all, now (what it holds included): on a GPU the smaller of its
-    gpu_memory_fraction cap and free + this process's reserved memory; on the CPU the RAM available plus this
-    process's. None when it cannot tell."""
+def usable_gib(config, device: int | None = None) -> float | None:
+    """What this process may hold in all, now (what it holds included): on a GPU (`device`, default the current one)
+    the smaller of its gpu_memory_fraction cap and free + this process's reserved memory; on the CPU the RAM
+    available plus this process's. None when it cannot tell."""
     if config.device == "cuda":
         import torch
 
-        from core.train.distributed import local_rank
-
         if not torch.cuda.is_available():
             return None
-        device = local_rank()  # this worker's GPU, also before the run has made it the current device
         free, total = torch.cuda.mem_get_info(device)
-        reserved = torch.cuda.memory_reserved(device)
-        cap = config.gpu_memory_fraction * total if config.gpu_memory_fraction > 0 else total
-        return min(cap, free + reserved) / GIB
+        free += torch.cuda.memory_reserved(device)  # what this process holds is its own to use
+        return usable_gib_of(config, [(free / GIB, total / GIB)])
     try:
         with open("/proc/meminfo") as fh:
             available = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
@@ -71,8 +68,6 @@ def usable_gib(config) -> float | None:
 def nvml_usable_gib(config, ordinals, environ=None) -> float | None:
     """The least memory any of CUDA devices `ordinals` leaves a run (core.estimate.usable_gib_of), read through NVML
     (no CUDA context is made). None when NVML cannot tell."""
-    from core.estimate import usable_gib_of
-
     readings = []
     for ordinal in ordinals:
         used, total = nvml_used_gib(nvml_index(ordinal, environ))
@@ -82,13 +77,13 @@ def nvml_usable_gib(config, ordinals, environ=None) -> float | None:
     return usable_gib_of(config, readings)
 
 
-def usable_before_load(config) -> float | None:
+def usable_before_load(config, device: int) -> float | None:
     """The memory quantization "auto" decides on, just before the base loads: a data-parallel launch's reading
-    (the same for all its workers), else this process's (usable_gib)."""
+    (the same for all its workers), else this process's on GPU `device` (usable_gib)."""
     raw = os.environ.get(USABLE_ENV)
     if raw:
         try:
             return float(raw)
         except ValueError:
             pass
-    return usable_gib(config)
+    return usable_gib(config, device)

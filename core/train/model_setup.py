@@ -34,13 +34,16 @@ def resolve_quantization(config: TrainConfig, path, emit) -> TrainConfig:
 
     from core.estimate import arch_of, weight_bytes
     from core.presets import quantization_for
+    from core.train.distributed import local_rank
     from core.train.memory import usable_before_load
 
     try:
         params = arch_of(AutoConfig.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)).params
     except (AttributeError, TypeError):  # an architecture without the usual size fields
         params = None
-    value, why = quantization_for(config.quantization, params, usable_before_load(config), weight_bytes(config))
+    # this worker's GPU (cuda:LOCAL_RANK): the run has not made it the current device yet
+    value, why = quantization_for(config.quantization, params, usable_before_load(config, local_rank()),
+                                  weight_bytes(config))
     emit(LogLine(f"base weights {'in 4-bit NF4' if value == 'nf4' else 'unquantised'} ({why}; --quantization "
                  "overrides)"))
     return replace(config, quantization=value)
