@@ -56,6 +56,14 @@ def run_plan(config: TrainConfig, report: Any | None) -> tuple[Any | None, str]:
         return None, exc.message
 
 
+def usable_on(config: TrainConfig, plan: Any | None) -> float | None:
+    """The memory the GPUs of a run plan leave the run (None: no plan): what quantization "auto" decides on when the
+    run starts (core.estimate.usable_gib_of)."""
+    from core.estimate import usable_gib_of
+
+    return usable_gib_of(config, [(g.free_gib, g.total_gib) for g in plan.gpus]) if plan else None
+
+
 def gpu_prompt(gpu: Any) -> Text:
     """One row of the GPU list: its NVML index, free memory, and what other processes hold on it."""
     text = Text.assemble((f"GPU {gpu.index}", "bold"), f"  {gpu.name}  ",
@@ -341,12 +349,13 @@ class PresetPanel(Horizontal):
                                             "right": "cut from the right", "drop": "left out"}.get(c.truncation, "?")
                     + ")", style="yellow")
         fits = []
+        usable = usable_on(c, run_plan(c, self.report)[0])
         for label, length in (("95% of rows", stats.suggest_max_length()),
                               ("all rows", stats.suggest_max_length(all_rows=True))):
             if length <= c.max_length:
                 continue
             try:
-                need = self.engine.estimate(replace(c, max_length=length), self._usable(c)).total_gib
+                need = self.engine.estimate(replace(c, max_length=length), usable).total_gib
             except Exception:  # the estimate is a help, never a reason to fail
                 gib = ""
             else:
@@ -375,7 +384,8 @@ class PresetPanel(Horizontal):
             text.append(f" for {self.data_rows:,} rows{epochs}")
             if (plan.batch_tokens, plan.grad_accum, plan.batch_size) != (c.batch_tokens, c.grad_accum, c.batch_size):
                 text.append("  (smaller batches for this small export, so it learns)", style="dim")
-        usable = self._usable(c)
+        gpu_plan, _ = run_plan(c, self.report)
+        usable = usable_on(c, gpu_plan)
         try:
             est = self.engine.estimate(c, usable)
         except Exception as exc:  # the estimate is a help, never a reason to fail
@@ -396,18 +406,9 @@ class PresetPanel(Horizontal):
         text.append_text(self._max_length_text(c))
         for warning in self.warnings() + ([few] if few else []):
             text.append(f"\n⚠ {warning}", style="bold yellow")
-        gpu_plan, _ = run_plan(c, self.report)
         for warning in gpu_plan.warnings if gpu_plan else []:  # said, not asked: the run fits, others share the GPU
             text.append(f"\n⚠ {warning}", style="yellow")
         widget.update(text)
-
-    def _usable(self, c: TrainConfig) -> float | None:
-        """The memory the GPUs this run would use leave it (None: no GPU reading): what quantization "auto" decides
-        on when the run starts."""
-        from core.estimate import usable_gib_of
-
-        gpu_plan, _ = run_plan(c, self.report)
-        return usable_gib_of(c, [(g.free_gib, g.total_gib) for g in gpu_plan.gpus]) if gpu_plan else None
 
     def warnings(self) -> list[str]:
         return fit_warnings(self.config, self.report, self.estimate_gib) if self.config else []
