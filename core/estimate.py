@@ -131,6 +131,8 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     checkpointed = max(0, min(checkpointed, a.layers))
     kept = CALIBRATION["per_token_factor"] * a.hidden * act_bytes  # per token, per checkpointed layer
     full = CALIBRATION["full_layer_factor"] * (14 * a.hidden + 3 * a.intermediate) * act_bytes
+    if recomputes_mlp_output(checkpointed) and fused_mlp(config, expected_quantization(config, a, usable_gib)):
+        full -= a.intermediate * act_bytes  # SwiGLU's output, rebuilt in backward instead of kept
     act = tokens * (checkpointed * kept + (a.layers - checkpointed) * full)
     act += CALIBRATION["quadratic_gib_per_ktok2"] * ktok ** 2 * (a.hidden / 1536) * GIB
     trained = tokens if not config.fast_loss else min(tokens, LOGITS_CHUNK)
@@ -140,6 +142,19 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     if config.device == "cuda":
         parts["cuda workspace"] = CALIBRATION["workspace_gib"]
     return VramEstimate(sum(parts.values()), {k: round(v, 3) for k, v in parts.items()})
+
+
+def fused_mlp(config: TrainConfig, quantization: str) -> bool:
+    """Whether a run's MLPs are one fused node (core/train/fused_blocks.py): 16-bit base, LoRA on all three."""
+    return (config.fast_lora and config.fused_blocks and quantization == "none"
+            and all(t in config.lora_targets for t in ("gate_proj", "up_proj", "down_proj")))
+
+
+def recomputes_mlp_output(checkpointed: int) -> bool:
+    """The fused MLPs' rule: SwiGLU's output (I values a token a layer) is rebuilt in backward whenever some layer
+    is recomputed, i.e. memory is short; with every layer's activations kept it is kept too (one elementwise pass
+    a layer saved)."""
+    return checkpointed > 0
 
 
 HEADROOM = 0.12  # of the usable memory, kept free: near its cap the allocator thrashes (H200 capped to 22 GiB,

@@ -111,6 +111,9 @@ class TrainConfig:
     fused_lora_grad: bool = setting(False, "with fast_lora, each LoRA projection is one node in backward too: its "
                                            "input gradient is accumulated into the base layer's (addmm_), not added "
                                            "as a tensor of its own", group=SPEED)
+    fused_blocks: bool = setting(False, "with fast_lora, q/k/v of each attention and gate/up/SwiGLU/down of each MLP "
+                                        "are one node each over one base weight (16-bit bases; "
+                                        "core/train/fused_blocks.py)", group=SPEED)
     liger: bool = setting(False, "Liger's fused Triton kernels for RMSNorm and SwiGLU (CUDA; needs liger-kernel)",
                           group=SPEED)
     fused_ce: bool = setting(False, "Liger's fused linear cross-entropy for the answer-only loss (CUDA; needs "

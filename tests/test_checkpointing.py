@@ -75,13 +75,13 @@ def four_layer_dir(tmp_path_factory, tiny_tokenizer):
     return folder
 
 
-def _one_step(folder, setting, layers=None):
+def _one_step(folder, setting, layers=None, **kw):
     """One forward and backward of the real load path; each decoder layer's MLP calls and the LoRA gradients."""
     import torch
 
     from core.train.model_setup import apply_checkpoint_plan, decoder_layers, load_model_from_path
 
-    cfg = config_for("cpu", model=str(folder), gradient_checkpointing=setting, lora_dropout=0.0)
+    cfg = config_for("cpu", model=str(folder), gradient_checkpointing=setting, lora_dropout=0.0, **kw)
     model = load_model_from_path(cfg, folder, lambda e: None)
     if layers is not None:
         apply_checkpoint_plan(model, layers)
@@ -112,6 +112,38 @@ def test_a_layer_turned_off_runs_its_forward_once_and_the_gradients_do_not_chang
     assert calls_none == calls_zero == [1, 1, 1, 1]
     for a, b, c in zip(grads_all, grads_two, grads_none):
         assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, c, atol=1e-6)
+
+
+def test_fused_mlps_rebuild_their_output_only_when_some_layer_recomputes(four_layer_dir):
+    """The fused MLP keeps SwiGLU's output unless memory is short (some layer recomputed): then it rebuilds it in
+    backward, and the estimate counts a kept layer that much smaller. Same gradients either way."""
+    import torch
+
+    from core.train.model_setup import apply_checkpoint_plan, load_model_from_path
+
+    fused = dict(fused_lora_grad=True, fused_blocks=True)
+    model = load_model_from_path(config_for("cpu", model=str(four_layer_dir), gradient_checkpointing="auto", **fused),
+                                 four_layer_dir, lambda e: None)
+    mlps = [m for m in model.modules() if hasattr(m, "_fused_groups")]
+    assert len(mlps) == 4
+    apply_checkpoint_plan(model, 2)
+    assert all(m._recompute_output for m in mlps)
+    apply_checkpoint_plan(model, 0)
+    assert not any(m._recompute_output for m in mlps)
+
+    calls_ref, grads_ref = _one_step(four_layer_dir, "auto", layers=2)
+    calls, grads = _one_step(four_layer_dir, "auto", layers=2, **fused)
+    assert calls == calls_ref == [2, 2, 1, 1]
+    for a, b in zip(grads_ref, grads):
+        assert torch.allclose(a, b, atol=1e-6)
+
+    cfg = replace(config_for("modern-bf16"), max_length=1024, quantization="none")
+    unfused = replace(cfg, fused_blocks=False)
+    kept = 32768 * QWEN.intermediate * 2 / 1024 ** 3  # SwiGLU's output at 32k tokens, bf16, per kept layer
+    assert estimate_vram(cfg, QWEN, checkpointed=0).total_gib == estimate_vram(unfused, QWEN, checkpointed=0).total_gib
+    assert estimate_vram(unfused, QWEN, checkpointed=20).total_gib - estimate_vram(cfg, QWEN, checkpointed=20).total_gib \
+        == pytest.approx(8 * kept, rel=0.02)
+    assert checkpoint_plan(cfg, 22.0, QWEN).layers < checkpoint_plan(unfused, 22.0, QWEN).layers
 
 
 def test_a_run_on_auto_says_what_it_chose_and_records_it(tiny_qwen_dir, small_dataset, tmp_path, monkeypatch):

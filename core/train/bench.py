@@ -154,7 +154,7 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
                    if k in ("batch_size", "grad_accum", "compute_dtype", "autocast", "optimizer", "max_length",
                             "gradient_checkpointing", "padding_free", "lora_r", "lora_dropout", "quantization",
                             "batch_tokens", "mask_padding", "lora_dtype", "pad_to_multiple", "fast_lora", "liger",
-                            "cudnn_attention", "fused_lora_grad")},
+                            "cudnn_attention", "fused_lora_grad", "fused_blocks")},
     }
     if torch.cuda.is_available():
         from core.gpus import nvml_index

@@ -27,13 +27,20 @@ import torch
 import torch.nn.functional as F
 
 
+def plain_adapter(layer) -> str | None:
+    """The one active adapter of a PEFT LoRA layer when its forward is the plain sum base(x) + scaling·B(A(x)) that
+    the fused paths compute (not merged, no DoRA or other variant); None otherwise."""
+    if (layer.disable_adapters or layer.merged or len(layer.active_adapters) != 1
+            or getattr(layer, "lora_variant", {}) or getattr(layer, "use_dora", {}).get(layer.active_adapters[0])):
+        return None
+    name = layer.active_adapters[0]
+    return name if name in layer.lora_A else None
+
+
 def _fast_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     original = self._peft_forward
-    if (args or kwargs or self.disable_adapters or self.merged or len(self.active_adapters) != 1
-            or getattr(self, "lora_variant", {}) or getattr(self, "use_dora", {}).get(self.active_adapters[0])):
-        return original(x, *args, **kwargs)
-    name = self.active_adapters[0]
-    if name not in self.lora_A:
+    name = None if args or kwargs else plain_adapter(self)
+    if name is None:
         return original(x, *args, **kwargs)
     lora_a, lora_b = self.lora_A[name].weight, self.lora_B[name].weight
     autocast = torch.is_autocast_enabled(x.device.type)

@@ -125,6 +125,10 @@ def apply_checkpoint_plan(model, layers: int) -> int:
         return 0
     for i, block in enumerate(blocks):
         block.gradient_checkpointing = i < layers
+    from core.estimate import recomputes_mlp_output
+    from core.train.fused_blocks import recompute_mlp_output
+
+    recompute_mlp_output(model, recomputes_mlp_output(layers))
     return sum(1 for b in blocks if b.gradient_checkpointing)
 
 
@@ -162,6 +166,10 @@ def attach_lora(model, config: TrainConfig):
         from core.train.fast_lora import fuse_lora_forward
 
         fuse_lora_forward(model, grad=config.fused_lora_grad)
+        if config.fused_blocks:
+            from core.train.fused_blocks import fuse_blocks
+
+            fuse_blocks(model)
     return model
 
 
