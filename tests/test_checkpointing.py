@@ -114,6 +114,36 @@ def test_a_layer_turned_off_runs_its_forward_once_and_the_gradients_do_not_chang
         assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, c, atol=1e-6)
 
 
+def test_the_frozen_embeddings_get_no_gradient_and_the_lowest_layer_learns_the_same(four_layer_dir):
+    """Non-reentrant checkpointing needs no gradient at the embeddings' output: the hooks transformers and PEFT add
+    for it are taken off (backward stops at the first layer's LoRA weights), and every LoRA gradient, the lowest
+    layer's included, is what it was with them."""
+    import torch
+
+    from core.train.model_setup import load_model_from_path
+
+    grads, asked = [], []
+    for hooks in (True, False):
+        cfg = config_for("cpu", model=str(four_layer_dir), gradient_checkpointing="all", lora_dropout=0.0)
+        model = load_model_from_path(cfg, four_layer_dir, lambda e: None)
+        torch.manual_seed(0)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p)  # B starts at zero: A's gradient would be zero, agreement would be empty
+        if hooks:
+            model.get_base_model().enable_input_require_grads()  # as transformers and PEFT leave it
+        model.get_input_embeddings().register_forward_hook(lambda m, i, out: asked.append(out.requires_grad))
+        model.train()
+        ids = torch.randint(3, 100, (2, 24), generator=torch.Generator().manual_seed(1))
+        model(input_ids=ids, labels=ids).loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert asked == [True, False]
+    assert grads[0].keys() == grads[1].keys() and any("layers.0." in n for n in grads[1])
+    for name, g in grads[1].items():
+        assert g.abs().sum() > 0, name
+        torch.testing.assert_close(g, grads[0][name])
+
+
 def test_fused_mlps_rebuild_their_output_only_when_some_layer_recomputes(four_layer_dir):
     """The fused MLP keeps SwiGLU's output unless memory is short (some layer recomputed): then it rebuilds it in
     backward, and the estimate counts a kept layer that much smaller. Same gradients either way."""
