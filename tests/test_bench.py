@@ -80,3 +80,21 @@ def test_the_peer_harness_finds_what_it_imports_from_core():
         if not hasattr(found, attr):  # `from core import bench`: a submodule
             importlib.import_module(f"{module}.{attr}")
         assert hasattr(found, attr), f"{name}: from {module} import {attr}"
+
+
+def test_the_profile_says_where_the_gpu_waited_and_on_what(tmp_path):
+    """The bench profiler's idle report: gaps between kernels, each charged to the CPU ops open when it began."""
+    import json
+
+    from core.train.bench import _idle_report
+
+    events = [{"cat": "kernel", "ts": ts, "dur": dur} for ts, dur in [(0, 10), (30, 10), (41, 5), (100, 1)]]
+    events += [{"cat": "cpu_op", "tid": 1, "ts": ts, "dur": dur, "name": name}
+               for ts, dur, name in [(0, 200, "step"), (5, 20, "aten::item"), (45, 50, "collate")]]
+    events += [{"cat": "cpu_op", "tid": 2, "ts": 90, "dur": 5, "name": "backward op"}]
+    trace = tmp_path / "trace.json"
+    trace.write_text(json.dumps({"traceEvents": events}))
+    report = _idle_report(trace, steps=1).splitlines()
+    assert report[0].startswith("GPU idle 0.1 ms/step of 0.1")  # 20 us after the first kernel, 54 after the third
+    assert "       0.05 ms/step  collate" in report and "       0.02 ms/step  aten::item" in report
+    assert "       0.07 ms/step  step" in report  # the outermost op open in both gaps

@@ -197,6 +197,11 @@ def _profiler(path: Path, start: int, steps: int):
                 torch.cuda.synchronize()
                 wall = time.perf_counter() - self.t0
                 self.prof.__exit__(None, None, None)
+                trace = path.parent / "trace.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.prof.export_chrome_trace(str(trace))
+                idle = _idle_report(trace, steps)
+                trace.unlink()
                 ka = self.prof.key_averages()
                 gpu = sum(e.self_device_time_total for e in ka) / 1e3
                 launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
@@ -204,7 +209,7 @@ def _profiler(path: Path, start: int, steps: int):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(
                     f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "
-                    f"kernel launches {launches / steps:.0f}/step\n\n"
+                    f"kernel launches {launches / steps:.0f}/step\n\n{idle}\n\n"
                     + ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
                     + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60)
                     + ("\n\nby Python stack (5 frames):\n" + self.prof.key_averages(group_by_stack_n=5).table(
@@ -213,6 +218,47 @@ def _profiler(path: Path, start: int, steps: int):
                 self.prof = None
 
     return Profile()
+
+
+def _idle_report(trace: Path, steps: int, top: int = 20) -> str:
+    """Where the GPU waited: the gaps between consecutive kernels, summed by the CPU op running when each gap began
+    (innermost and outermost), on each of the two busiest threads (the main one and autograd's backward one)."""
+    events = json.loads(trace.read_text())["traceEvents"]
+    kernels = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "kernel")
+    ops = [e for e in events if e.get("cat") in ("cpu_op", "user_annotation", "python_function") and "dur" in e]
+    if not kernels or not ops:
+        return "GPU idle: no kernels or CPU ops in the trace"
+    gaps, end = [], kernels[0][1]
+    for start, stop in kernels[1:]:
+        if start - end > 2.0:  # µs: back-to-back kernels leave ~1-2 µs between them
+            gaps.append((end, start - end))
+        end = max(end, stop)
+    span = kernels[-1][1] - kernels[0][0]
+    lines = [f"GPU idle {sum(g for _, g in gaps) / 1e3 / steps:.1f} ms/step of {span / 1e3 / steps:.1f} "
+             "(gaps > 2 us between kernels), by the CPU op open when each gap began:"]
+    count: dict = {}
+    for e in ops:
+        count[e["tid"]] = count.get(e["tid"], 0) + 1
+    for tid in sorted(count, key=lambda t: -count[t])[:2]:
+        mine = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in ops if e["tid"] == tid)
+        tables = ({}, {})  # innermost, outermost
+        stack: list = []  # the ops open at the current time, outermost first (ops on one thread nest)
+        i = 0
+        for at, gap in gaps:  # in time order: one sweep over the ops
+            while i < len(mine) and mine[i][0] <= at:
+                while stack and stack[-1][1] < mine[i][0]:
+                    stack.pop()
+                stack.append(mine[i])
+                i += 1
+            open_ = [op for op in stack if op[1] >= at]
+            for table, op in zip(tables, (open_[-1:], open_[:1])):
+                name = op[0][2] if op else "(none)"
+                table[name] = table.get(name, 0.0) + gap
+        for label, table in zip(("innermost", "outermost"), tables):
+            lines.append(f"  thread {tid} ({count[tid]} ops), {label}:")
+            for name, t in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+                lines.append(f"    {t / 1e3 / steps:7.2f} ms/step  {name[:90]}")
+    return "\n".join(lines)
 
 
 def _dense_params(model_dir: Path) -> int:
