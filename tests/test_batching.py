@@ -123,3 +123,28 @@ def test_a_few_rows_left_after_the_full_pools_do_not_make_small_batches():
     batches = budget_batches(ls, 32768, 256, seed=5)
     cost = [len(b) * max(ls[i] for i in b) for b in batches]
     assert min(cost) >= 0.85 * max(cost)
+
+
+@pytest.mark.parametrize("multiple", [0, 8])
+def test_the_numpy_padding_gives_trls_batch(multiple):
+    """core.data.collate.pad_batch against TRL's collator (what it replaces outside padding-free): same tensors."""
+    import random
+
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from core.data.collate import pad_batch
+
+    rng = random.Random(multiple)
+    rows = []
+    for n in (5, 17, 1, 12):
+        ids = [rng.randrange(3, 500) for _ in range(n)]
+        rows.append({"input_ids": ids, "labels": [-100 if rng.random() < 0.4 else t for t in ids]})
+    rows.append({"input_ids": [7, 8, 9]})  # no labels: the ids are the labels, as TRL reads it
+    want = DataCollatorForLanguageModeling(pad_token_id=2, pad_to_multiple_of=multiple or None)(rows)
+    got = pad_batch(rows, 2, multiple)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].dtype == want[key].dtype, key
+        assert torch.equal(got[key], want[key]), key
+    assert got["input_ids"].shape == (5, 24 if multiple else 17)

@@ -186,25 +186,28 @@ def test_follow_says_when_the_process_ended_without_finishing_and_leaving_return
 
 # -- timed checkpoints -----------------------------------------------------------------------------------------
 def test_gpu_presets_checkpoint_on_a_time_basis_and_the_callback_asks_for_it(tmp_path):
-    from transformers import TrainerControl
+    from transformers import TrainerControl, TrainerState
 
-    from core.train.callbacks import EventCallback
+    from core.train.callbacks import EventCallback, TokenCounter
 
     for name, preset in PRESETS.items():
         minutes = preset.config.save_every_minutes
         assert (minutes == 0) if name == "cpu" else (10 <= minutes <= 15), name
         assert "save_every_minutes" in preset.reasons, name  # the reason beside the value
-    cb = EventCallback(lambda e: None, threading.Event(), None, tmp_path / "m.jsonl",
+    cb = EventCallback(lambda e: None, threading.Event(), TokenCounter(lambda rows: rows), tmp_path / "m.jsonl",
                        {"config": {"save_every_minutes": 15.0}}, "cpu")
+    state = TrainerState(global_step=1, max_steps=100)
     control = TrainerControl()
-    cb.on_step_end(None, None, control)
+    cb.on_step_end(None, state, control)
     assert not control.should_save
     cb.last_save -= 15 * 60 + 1  # a quarter of an hour of training since the last save
-    cb.on_step_end(None, None, control)
+    state.global_step = 2
+    cb.on_step_end(None, state, control)
     assert control.should_save
     cb.on_save(type("A", (), {"output_dir": str(tmp_path)})(), type("S", (), {"global_step": 9})(), control)
     control = TrainerControl()
-    cb.on_step_end(None, None, control)
+    state.global_step = 3
+    cb.on_step_end(None, state, control)
     assert not control.should_save  # the clock starts again at each save
 
 

@@ -13,6 +13,7 @@ from core.events import CheckpointSaved, EvalLogged, MemorySample, RunStarted, S
 from core.runs.output import write_atomic
 from core.train import distributed
 from core.train.memory import memory_sample
+from core.train.step_readout import StepReadout
 
 RUN_CONFIG = "run_config.json"  # in each checkpoint: the settings it was trained with (a resume says what changed)
 
@@ -55,6 +56,10 @@ class EventCallback(TrainerCallback):
         # killed by a reboot or the OOM killer loses minutes, not hours. Read from the run's config as started.
         self.save_every_s = 60.0 * float((started.get("config") or {}).get("save_every_minutes") or 0.0)
         self.last_save = time.perf_counter()
+        self.readout = StepReadout(device, self.workers)
+        self.logging_steps = max(1, int((started.get("config") or {}).get("logging_steps") or 1))
+        self._loss_sum, self._loss_steps = 0.0, 0  # steps read since the last line (logging_steps > 1)
+        self.log_fn = None  # the Trainer's log, for its own loggers (TensorBoard): set by build_trainer
 
     def _record(self, event) -> None:
         self.emit(event)
@@ -62,62 +67,84 @@ class EventCallback(TrainerCallback):
             with open(self.metrics_path, "a", encoding="utf-8") as fh:
                 fh.write(event.to_json() + "\n")
 
-    def _tokens(self) -> int:
-        """Real tokens trained so far by all workers (a collective: every rank logs the same steps)."""
-        return self.counter.tokens if self.workers == 1 else distributed.sum_across(self.counter.tokens, self.device)
-
     def on_train_begin(self, args, state, control, **kw):
         self.t0 = self.last_save = time.perf_counter()
         self.first_step = state.global_step
-        self.marks.append((self.t0, state.global_step, self._tokens()))
+        self.marks.append((self.t0, state.global_step, self.counter.tokens * self.workers))  # (all start alike)
         self.emit(RunStarted(total_steps=state.max_steps, resumed_from_step=state.global_step, **self.started))
 
     def _check_stop(self, control) -> None:
-        asked = self.stop_event.is_set()
-        if self.workers > 1:  # every rank stops at the same step, or the others wait for it forever
-            asked = distributed.any_across(asked, self.device)
-        if asked and not self.stopped_early:
-            self.stopped_early = True
-            control.should_training_stop = True
-            control.should_save = True  # a resumable checkpoint at this exact step
+        if self.stop_event.is_set() and not self.stopped_early:
+            self._stop(control)
+
+    def _stop(self, control) -> None:
+        self.stopped_early = True
+        control.should_training_stop = True
+        control.should_save = True  # a resumable checkpoint at this exact step
+
+    def _save_due(self) -> bool:
+        return self.save_every_s > 0 and time.perf_counter() - self.last_save >= self.save_every_s
 
     def on_step_end(self, args, state, control, **kw):
-        self._check_stop(control)
-        self._check_save_time(control)
+        """Close this step's readout (core/train/step_readout.py) and report the steps it has ready. One worker
+        checks its stop and save clocks itself; workers vote, and act on the votes they read together."""
+        step = state.global_step
+        votes = () if self.workers == 1 else (self.counter.tokens, float(self.stop_event.is_set()),
+                                              float(self._save_due()))
+        self.readout.close(step, votes, {"time": time.perf_counter(), "tokens": self.counter.tokens,
+                                         "lr": _learning_rate(kw), "epoch": float(state.epoch or 0.0),
+                                         "max_steps": state.max_steps})
+        self._report(self.readout.ready(step), control)
+        if self.workers == 1:
+            self._check_stop(control)  # (after reporting: a stop asked while a step was shown lands on it)
+            if self._save_due():
+                control.should_save = True
+        if control.should_save or control.should_evaluate or control.should_training_stop:
+            self._report(self.readout.ready(flush=True), control)  # this step's line before its save or eval
 
-    def _check_save_time(self, control) -> None:
-        if self.save_every_s <= 0:
-            return
-        due = time.perf_counter() - self.last_save >= self.save_every_s
-        if self.workers > 1:  # every rank saves at the same step (the save has collectives of its own)
-            due = distributed.any_across(due, self.device)
-        if due:
-            control.should_save = True
+    def _report(self, closed: list, control) -> None:
+        for c in closed:
+            if self.workers > 1:
+                tokens, stop, save = c.extra
+                if stop and not self.stopped_early:
+                    self._stop(control)
+                if save:
+                    control.should_save = True
+            else:
+                tokens = c.meta["tokens"]
+            self._loss_sum += c.loss
+            self._loss_steps += 1
+            if c.step % self.logging_steps and c.step != 1:
+                continue
+            self._log_step(c, tokens, self._loss_sum / self._loss_steps)
+            self._loss_sum, self._loss_steps = 0.0, 0
+
+    def _log_step(self, c, tokens: float, loss: float) -> None:
+        now, step = c.meta["time"], c.step
+        self.marks.append((now, step, tokens))
+        t_a, s_a, n_a = self.marks[0]
+        span = max(now - t_a, 1e-9)
+        step_time = span / max(step - s_a, 1)
+        remaining = max(c.meta["max_steps"] - step, 0)
+        self.last_loss = loss
+        self._record(StepLogged(
+            step=step, total_steps=c.meta["max_steps"], epoch=c.meta["epoch"], loss=loss, lr=c.meta["lr"],
+            grad_norm=c.grad_norm, tokens_per_s=(tokens - n_a) / span, elapsed_s=now - self.t0,
+            eta_s=remaining * step_time if step > s_a else None))
+        self._record(MemorySample(step=step, **memory_sample(self.device, self.workers)))
+        if self.log_fn is not None:  # the Trainer's own log (TensorBoard), with the values just read
+            self.log_fn({"loss": loss, "learning_rate": c.meta["lr"],
+                         **({} if c.grad_norm is None else {"grad_norm": c.grad_norm})})
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
-        now = time.perf_counter()
-        step = state.global_step
-        if "loss" in logs:
-            tokens = self._tokens()
-            self.marks.append((now, step, tokens))
-            t_a, s_a, n_a = self.marks[0]
-            span = max(now - t_a, 1e-9)
-            rate = (tokens - n_a) / span
-            step_time = span / max(step - s_a, 1)
-            remaining = max(state.max_steps - step, 0)
-            self.last_loss = float(logs["loss"])
-            grad = logs.get("grad_norm")
-            self._record(StepLogged(
-                step=step, total_steps=state.max_steps, epoch=float(state.epoch or 0.0), loss=self.last_loss,
-                lr=float(logs.get("learning_rate", 0.0)), grad_norm=None if grad is None else float(grad),
-                tokens_per_s=rate, elapsed_s=now - self.t0, eta_s=remaining * step_time if step > s_a else None))
-            self._record(MemorySample(step=step, **memory_sample(self.device, self.workers)))
         if "eval_loss" in logs:
+            self._report(self.readout.ready(flush=True), control)
             self.last_eval = float(logs["eval_loss"])
-            self._record(EvalLogged(step=step, eval_loss=self.last_eval))
-        if self.workers == 1:  # (with workers, on_step_end's agreed check is the only one)
-            self._check_stop(control)  # a stop asked while this step was logged still lands on this step
+            self._record(EvalLogged(step=state.global_step, eval_loss=self.last_eval))
+
+    def on_train_end(self, args, state, control, **kw):
+        self._report(self.readout.ready(flush=True), control)
 
     def on_save(self, args, state, control, **kw):
         self.last_save = time.perf_counter()
@@ -126,3 +153,11 @@ class EventCallback(TrainerCallback):
             write_atomic(path / RUN_CONFIG, json.dumps(self.started.get("config") or {}, indent=1) + "\n")
         self.emit(CheckpointSaved(step=state.global_step, path=str(path)))
 
+
+def _learning_rate(kw: dict) -> float:
+    """The rate the next step uses, as the Trainer logs it (its scheduler has stepped)."""
+    scheduler, optimizer = kw.get("lr_scheduler"), kw.get("optimizer")
+    try:
+        return float(scheduler.get_last_lr()[0])
+    except (AttributeError, IndexError, TypeError):
+        return float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0

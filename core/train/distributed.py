@@ -122,29 +122,6 @@ def leave_group() -> None:
         dist.destroy_process_group()
 
 
-def any_across(flag: bool, device: str) -> bool:
-    """True on every worker if it is True on any (a stop asked on one rank stops all at the same step)."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    t = torch.tensor([1 if flag else 0], device=_device(device))
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def sum_across(value: int, device: str) -> int:
-    """The sum over workers (real tokens trained by all GPUs, for tokens/s)."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor([value], dtype=torch.int64, device=_device(device))
-    dist.all_reduce(t)
-    return int(t.item())
-
-
-def _device(device: str) -> str:
+def worker_device(device: str) -> str:
+    """This worker's torch device for a run on `device` (cuda: its own GPU, cuda:LOCAL_RANK)."""
     return f"cuda:{local_rank()}" if device == "cuda" else "cpu"

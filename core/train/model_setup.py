@@ -259,8 +259,10 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         fp16=config.autocast == "fp16",
         use_cpu=config.device == "cpu",
         gradient_checkpointing=False,  # enabled on the model already (non-reentrant), before LoRA
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
+        # The loss line is ours (core/train/step_readout.py: read a step late, no sync a step); the Trainer's
+        # logging would wait for the GPU at each logged step, and its nan/inf filter at every step.
+        logging_strategy="no",
+        logging_nan_inf_filter=False,
         save_total_limit=2,
         report_to=["tensorboard"] if config.tensorboard else "none",
         dataloader_num_workers=0,  # tokenised up front; worker processes hang on WSL (trl#1964)
@@ -280,7 +282,7 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
     )
 
 
-def _collate_for(config: TrainConfig, collator):
+def _collate_for(config: TrainConfig, collator, pad_id: int):
     """TRL's collator, plus what our loss and kernels want, computed on the CPU before the batch moves.
 
     - Without `mask_padding`, right-padded batches drop the attention mask: under causal attention a real token
@@ -290,8 +292,13 @@ def _collate_for(config: TrainConfig, collator):
     """
     from core.train.loss import loss_positions
 
+    from core.data.collate import pad_batch
+
     def collate(examples):
-        batch = collator(examples)
+        if config.padding_free:
+            batch = collator(examples)
+        else:  # the same tensors, filled through numpy (core/data/collate.py)
+            batch = pad_batch(examples, pad_id, config.pad_to_multiple)
         # (trl's own loss, fast_loss off, counts the tokens from the mask: it keeps it.)
         if not config.mask_padding and not config.padding_free and config.fast_loss:
             batch.pop("attention_mask", None)
@@ -310,7 +317,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
 
     collator = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=config.padding_free,
                                                pad_to_multiple_of=config.pad_to_multiple or None)
-    counter = TokenCounter(_collate_for(config, collator))
+    counter = TokenCounter(_collate_for(config, collator, tok.pad_token_id))
     callback = EventCallback(emit, stop_event, counter, dirs.metrics, started, config.device)
     from core.train.distributed import world_size
 
@@ -340,6 +347,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                         injected_oom(piece["input_ids"].shape[0])
                         piece_loss = super().training_step(model, piece, num_items_in_batch)
                         loss = piece_loss if loss is None else loss + piece_loss
+                    callback.readout.add_loss(loss)  # read a step later, without a sync (core/train/step_readout)
                     return loss
                 except torch.OutOfMemoryError:
                     # an "auto" plan that missed: recompute every layer (the batch stays whole) before splitting
@@ -401,6 +409,15 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
     trainer = Trainer(model=model, args=training_args(config, dirs, eval_ds is not None), train_dataset=train_ds,
                       eval_dataset=eval_ds, processing_class=tok, data_collator=counter, callbacks=[callback])
     trainable_to(trainer.model, config.lora_dtype)
+    clip = trainer.accelerator.clip_grad_norm_
+
+    def clip_and_keep(*args, **kwargs):  # the step's gradient norm, for the readout (the Trainer's own log is off)
+        callback.readout.grad_norm = norm = clip(*args, **kwargs)
+        return norm
+
+    trainer.accelerator.clip_grad_norm_ = clip_and_keep
+    if config.tensorboard:
+        callback.log_fn = trainer.log
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     for cb in (PrinterCallback, ProgressCallback):  # our events replace their prints (they would break --json)
