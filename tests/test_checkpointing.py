@@ -229,3 +229,30 @@ def test_an_out_of_memory_step_on_auto_recomputes_every_layer_before_it_splits_t
     splits = [i for i, e in enumerate(events) if isinstance(e, ev.OomRecovered)]
     assert len(first) == 1 and splits and first[0] < splits[0]  # the cheaper way out first, once
     assert json.loads((out / "run.json").read_text())["steps"] == 2
+
+
+def test_a_data_parallel_worker_plans_for_its_own_share_not_half_of_it(four_layer_dir, monkeypatch):
+    """The launcher gives each worker its share of the run (core.gpus.per_device: 16k tokens a GPU of 32k); a
+    worker's plan must not halve it again. It did: 20 GiB planned where the H200s peaked at 35 GiB."""
+    from core.cli.train import _need_gib
+    from core.gpus import per_device
+    from core.train import memory
+    from core.train.model_setup import load_model_from_path, plan_checkpointing
+
+    run = replace(config_for("modern-bf16"), max_length=1024, quantization="none", gpus=2)
+    share = per_device(run, 2)[0]
+    assert share.batch_tokens == 16384 and share.gpus == 2
+    one_gpu = estimate_vram(replace(share, gpus=1), QWEN).total_gib
+    assert estimate_vram(run, QWEN).total_gib == one_gpu  # the whole run's config: the estimate takes the share
+    assert _need_gib(run) == pytest.approx(estimate_vram(replace(share, gpus=1)).total_gib)  # the CLI's GPU check
+
+    cfg = config_for("cpu", model=str(four_layer_dir), gradient_checkpointing="auto", gpus=2, batch_tokens=4096)
+    model = load_model_from_path(cfg, four_layer_dir, lambda e: None)
+    from core.estimate import arch_of
+
+    arch = arch_of(model.config)
+    need = estimate_vram(replace(cfg, gpus=1), arch, checkpointed=0).total_gib
+    monkeypatch.setattr(memory, "usable_gib", lambda config: need / (1 - HEADROOM) * 0.99)  # just too little
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert plan_checkpointing(cfg, model, lambda e: None).layers > 0  # halved again, it would have fitted

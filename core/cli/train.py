@@ -61,10 +61,9 @@ def _need_gib(config) -> float | None:
     """The VRAM estimate of one GPU's share of the run (None when the settings are too broken to estimate: the
     run's validation says why, next)."""
     from core.estimate import estimate_vram
-    from core.gpus import per_device
 
     try:
-        return estimate_vram(per_device(config, config.gpus)[0]).total_gib
+        return estimate_vram(config).total_gib  # (it takes the share of one GPU itself)
     except (TrainerError, ValueError, ArithmeticError):  # e.g. a batch that cannot split: validation says so next
         return None
 

@@ -215,6 +215,8 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     stopped = callback.stopped_early
     if eval_ds is not None and not stopped and callback.last_eval is None:
         trainer.evaluate()
+    if distributed.world_size() > 1:
+        _worker_record(dirs, callback, checkpointing, config)
     if not main:  # data-parallel: rank 0 saves the adapter and writes the record
         return dirs.output
 
@@ -267,6 +269,25 @@ def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
     if scored is not None:
         emit(scored)
     return scored
+
+
+def _worker_record(dirs, callback, checkpointing, config) -> None:
+    """Each data-parallel worker's own numbers (worker-RANK.json beside run.json): its micro-batches, tokens, memory
+    and recompute plan. Rank 0's events speak for the run; these tell a worker that holds or does more than the
+    others (NVML has shown a second GPU at 83 GiB where rank 0 peaked at 35)."""
+    rank = distributed.rank
+
+    counter = callback.counter
+    record = {"rank": rank(), "micro_batches": len(counter.history), "tokens": counter.tokens,
+              "tokens_per_micro_batch_max": max(counter.history, default=0),
+              "activation_checkpointing": checkpointing.to_dict()}
+    if config.device == "cuda":
+        import torch
+
+        record.update(torch_peak_gib=round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3),
+                      torch_reserved_peak_gib=round(torch.cuda.max_memory_reserved() / 1024 ** 3, 3),
+                      device=torch.cuda.current_device())
+    output.write_atomic(dirs.work / f"worker-{rank()}.json", json.dumps(record, indent=1) + "\n")
 
 
 def run_record(config, report, model_path, state, callback, stopped, runtime) -> dict:

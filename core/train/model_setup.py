@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from core.errors import InputError
 from core.events import LogLine, Phase
@@ -28,7 +29,6 @@ def resolve_quantization(config: TrainConfig, path, emit) -> TrainConfig:
     value is returned as it is."""
     if config.quantization != "auto":
         return config
-    from dataclasses import replace
 
     from transformers import AutoConfig
 
@@ -113,8 +113,13 @@ def plan_checkpointing(config: TrainConfig, model, emit):
     from core.estimate import arch_of, checkpoint_plan
     from core.train.memory import usable_gib
 
+    from core.train.distributed import is_worker
+
     usable = usable_gib(config) if config.gradient_checkpointing == "auto" and decoder_layers(model) else None
-    plan = checkpoint_plan(config, usable, arch_of(model.config))
+    # A data-parallel worker's config is its own share already (core.gpus.per_device, applied by the launcher):
+    # the estimate must not divide it again (it did: 20 GiB planned for a 35 GiB peak at 16k tokens a GPU).
+    mine = replace(config, gpus=1) if is_worker() else config
+    plan = checkpoint_plan(mine, usable, arch_of(model.config))
     apply_checkpoint_plan(model, plan.layers)
     emit(LogLine(plan.describe()))
     return plan
