@@ -117,7 +117,7 @@ class Group:
     def lora(self, params: list, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(A stacked, B block-diagonal) in `dtype`: two buffers made once, refreshed by one copy per optimizer
         step (each LoRA weight has its fixed view in them). Folded, B is scaling·B inside the weight tensor."""
-        key = (_STEPS[0], tuple((p._version, p.data_ptr()) for p in params))
+        key = (_STEPS[0], self.scaling, tuple((p._version, p.data_ptr()) for p in params))
         buffers = self._cast.get(dtype) if self._cast is not None else None
         if buffers is None:
             a_s, b_s = params[0::2], params[1::2]
