@@ -221,3 +221,26 @@ def test_a_training_run_learns_the_same_as_pefts_graph(tiny_qwen_dir, small_data
     assert w.keys() == ref_w.keys()
     for k in ref_w:
         torch.testing.assert_close(w[k], ref_w[k], rtol=1e-3, atol=1e-4)
+
+
+def test_weights_loaded_into_the_adapter_reach_the_next_forward():
+    """Resuming a checkpoint copies saved LoRA weights into the live ones (no optimizer step): the cast kept for
+    the step must not hide them."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    other = _model("qwen2", 8)  # the same base; other LoRA weights
+    with torch.no_grad():
+        for name, p in other.named_parameters():
+            if "lora_" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    saved = {k: v.clone() for k, v in get_peft_model_state_dict(other).items()}
+    embeds = torch.randn(2, 6, 64)
+    with torch.no_grad():
+        want = other(inputs_embeds=embeds).logits
+    model = _model("qwen2", 8)
+    fuse_lora_forward(model, grad=True)
+    fuse_blocks(model)
+    model(inputs_embeds=embeds).logits.sum().backward()  # the casts are made for the current weights
+    set_peft_model_state_dict(model, saved)
+    got = model(inputs_embeds=embeds.clone().requires_grad_(True)).logits  # the fused path, with grad
+    _close(got.detach(), want, 1e-5)

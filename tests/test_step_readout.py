@@ -74,3 +74,17 @@ def test_an_evaluation_line_comes_after_its_steps_line(tmp_path):
     cb.on_log(None, state, TrainerControl(), logs={"eval_loss": 1.25})
     kinds = [(type(e).__name__, e.step) for e in got if isinstance(e, (ev.StepLogged, ev.EvalLogged))]
     assert kinds == [("StepLogged", 1), ("StepLogged", 2), ("EvalLogged", 2)]
+
+
+def test_the_trainers_own_loggers_get_each_step_as_it_is_read(tmp_path):
+    """With --tensorboard the Trainer's log (and so its TensorBoard callback) gets the values the step line shows."""
+    cb, counter, got = _callback(tmp_path)
+    logged = []
+    cb.log_fn = logged.append
+    state = TrainerState(global_step=0, max_steps=2)
+    cb.on_train_begin(None, state, TrainerControl())
+    _step(cb, counter, state, 2.0, 0.5)
+    _step(cb, counter, state, 1.0, 0.25)
+    cb.on_train_end(None, state, TrainerControl())
+    assert logged == [{"loss": 2.0, "learning_rate": 1e-3, "grad_norm": 0.5},
+                      {"loss": 1.0, "learning_rate": 2e-3, "grad_norm": 0.25}]
