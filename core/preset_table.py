@@ -64,8 +64,8 @@ GPU_KERNELS_REASONS = {
                        "in place (no full-size copy per projection); modern-bf16 54.1k -> 57.1k tokens/s; 8gb at "
                        "2048-token rows 33.5k -> 36.2k (6.3 -> 6.0 GiB peak) and t4-fp16 31.9k -> 33.1k, measured "
                        "together with a RoPE kernel that alone gained nothing (dropped)",
-    "fused_blocks": "q/k/v and gate/up/SwiGLU/down one node each over one base weight (16-bit bases): 2,277 "
-                    "kernel launches a step instead of ~4,000, no full-size input-gradient adds, gate/up's LoRA "
+    "fused_blocks": "q/k/v and gate/up/SwiGLU/down one node each over one base weight (16-bit bases): 3,520 "
+                    "kernel launches a step instead of ~5,200, no full-size input-gradient adds, gate/up's LoRA "
                     "update inside the base product; modern-bf16 54.7k -> 57.1k tokens/s, capped to 22 GiB 42.7k "
                     "-> 43.3k (one more layer kept: the MLP rebuilds SwiGLU's output in backward when memory is "
                     "short), then 54.4k -> 59.7k with gate/up folded and no sync a step (results/h200-issue15-"

@@ -204,8 +204,8 @@ def _profiler(path: Path, start: int, steps: int):
                 trace.unlink()
                 ka = self.prof.key_averages()
                 gpu = sum(e.self_device_time_total for e in ka) / 1e3
-                launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
-                                                                  "cudaLaunchKernelExC"))
+                launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx",
+                                                                  "cudaLaunchKernelExC"))  # (Ex: Triton)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(
                     f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "

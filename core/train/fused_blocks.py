@@ -2,7 +2,7 @@
 gate/up → SwiGLU → down of an MLP (`LoraMLP`). Unquantised (16-bit) bases only; setting `fused_blocks`.
 
 Why: at 16k-32k tokens a step the GPU waits on the CPU (H200 profile, results/h200x2-issue15-2026-11-30/2-profile:
-~4,000 kernel launches a step, ~11% idle, 16k-token steps CPU-bound). Per layer and direction, each projection cost
+~5,200 kernel launches a step, ~11% idle, 16k-token steps CPU-bound). Per layer and direction, each projection cost
 3-5 launches and autograd added the input gradients of q, k and v (and of gate and up) as full-size tensors.
 Here the frozen base weights of a group are one tensor (each base layer's weight is a view of it, so nothing is
 stored twice), so the base product, the LoRA products and the input gradient are one matrix product each:
