@@ -8,7 +8,7 @@ Here the frozen base weights of a group are one tensor (each base layer's weight
 stored twice), so the base product, the LoRA products and the input gradient are one matrix product each:
 - LoRA A of the group is stacked (Σr × in) and LoRA B is block-diagonal (Σout × Σr): x·Aᵀ is one product, and its
   update lands in the whole output with one `addmm_` (q/k/v) or inside the base product itself (gate/up, `folded`:
-  their output is 12× wider than their input); the backward reads the blocks it needs.
+  their output is 12× wider than their input on Qwen2.5-1.5B); the backward reads the blocks it needs.
 - The cast of the fp32 LoRA weights to the compute dtype is made once per optimizer step, not per call.
 - The MLP keeps x and the gate/up output, not SwiGLU's output (down_proj's input, I values a token) when layers are
   recomputed anyway (memory-short runs, `recompute_mlp_output`): one elementwise pass rebuilds it in backward.
