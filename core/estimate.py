@@ -118,7 +118,8 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     act_bytes = 2 if (half or config.autocast != "no") else 4
     embed = a.vocab * a.hidden  # the (tied) embedding stays unquantised
     body = a.params - embed
-    if expected_quantization(config, a, usable_gib) == "nf4":
+    quantization = expected_quantization(config, a, usable_gib)
+    if quantization == "nf4":
         weights = body * 0.5 * 1.07 + embed * weight_bytes(config)  # 4-bit + absmax/double-quant overhead
     else:
         weights = a.params * weight_bytes(config)
@@ -131,7 +132,7 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     checkpointed = max(0, min(checkpointed, a.layers))
     kept = CALIBRATION["per_token_factor"] * a.hidden * act_bytes  # per token, per checkpointed layer
     full = CALIBRATION["full_layer_factor"] * (14 * a.hidden + 3 * a.intermediate) * act_bytes
-    if recomputes_mlp_output(checkpointed) and fused_mlp(config, expected_quantization(config, a, usable_gib)):
+    if recomputes_mlp_output(checkpointed) and fused_mlp(config, quantization):
         full -= a.intermediate * act_bytes  # SwiGLU's output, rebuilt in backward instead of kept
     act = tokens * (checkpointed * kept + (a.layers - checkpointed) * full)
     act += CALIBRATION["quadratic_gib_per_ktok2"] * ktok ** 2 * (a.hidden / 1536) * GIB

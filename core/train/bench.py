@@ -206,7 +206,6 @@ def _profiler(path: Path, start: int, steps: int):
                 gpu = sum(e.self_device_time_total for e in ka) / 1e3
                 launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx",
                                                                   "cudaLaunchKernelExC"))  # (Ex: Triton)
-                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(
                     f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "
                     f"kernel launches {launches / steps:.0f}/step\n\n{idle}\n\n"

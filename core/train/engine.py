@@ -275,10 +275,8 @@ def _worker_record(dirs, callback, checkpointing, config) -> None:
     """Each data-parallel worker's own numbers (worker-RANK.json beside run.json): its micro-batches, tokens, memory
     and recompute plan. Rank 0's events speak for the run; these tell a worker that holds or does more than the
     others (NVML has shown a second GPU at 83 GiB where rank 0 peaked at 35)."""
-    rank = distributed.rank
-
-    counter = callback.counter
-    record = {"rank": rank(), "micro_batches": len(counter.history), "tokens": counter.tokens,
+    rank, counter = distributed.rank(), callback.counter
+    record = {"rank": rank, "micro_batches": len(counter.history), "tokens": counter.tokens,
               "tokens_per_micro_batch_max": max(counter.history, default=0),
               "activation_checkpointing": checkpointing.to_dict()}
     if config.device == "cuda":
@@ -287,7 +285,7 @@ def _worker_record(dirs, callback, checkpointing, config) -> None:
         record.update(torch_peak_gib=round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3),
                       torch_reserved_peak_gib=round(torch.cuda.max_memory_reserved() / 1024 ** 3, 3),
                       device=torch.cuda.current_device())
-    output.write_atomic(dirs.work / f"worker-{rank()}.json", json.dumps(record, indent=1) + "\n")
+    output.write_atomic(dirs.work / f"worker-{rank}.json", json.dumps(record, indent=1) + "\n")
 
 
 def run_record(config, report, model_path, state, callback, stopped, runtime) -> dict:

@@ -111,9 +111,8 @@ def plan_checkpointing(config: TrainConfig, model, emit):
     """Decide which decoder layers recompute in backward (core.estimate.checkpoint_plan, from the memory this
     process may use with the model loaded), apply it to the model, say it in the log, and return it."""
     from core.estimate import arch_of, checkpoint_plan
-    from core.train.memory import usable_gib
-
     from core.train.distributed import is_worker
+    from core.train.memory import usable_gib
 
     usable = usable_gib(config) if config.gradient_checkpointing == "auto" and decoder_layers(model) else None
     # A data-parallel worker's config is its own share already (core.gpus.per_device, applied by the launcher):
