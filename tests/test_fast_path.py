@@ -21,6 +21,20 @@ def run(model_dir, dataset, out, **kw):
     return losses, final, load_file(str(out / "adapter_model.safetensors"))
 
 
+def assert_learned_the_same(ref, got) -> None:
+    """Two runs of `run` (losses, Finished, adapter): the same 12-step loss curve (one that moves, so agreement means
+    something), eval loss and adapter weights, up to float rounding."""
+    (ref_losses, ref_final, ref_w), (losses, final, w) = ref, got
+    assert len(ref_losses) == len(losses) == 12
+    assert max(ref_losses) - min(ref_losses) > 0.1, ref_losses  # lr 1e-2: the curve moves
+    for a, b in zip(ref_losses, losses):
+        assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (ref_losses, losses)
+    assert abs(ref_final.eval_loss - final.eval_loss) <= 1e-3 * ref_final.eval_loss
+    assert ref_w.keys() == w.keys()
+    for k in ref_w:
+        torch.testing.assert_close(w[k], ref_w[k], rtol=1e-3, atol=1e-4)
+
+
 REFERENCE = dict(fast_lora=False, fast_loss=False, mask_padding=True)
 FAST = dict(fast_lora=True, fast_loss=True, mask_padding=False)
 
@@ -29,16 +43,8 @@ FAST = dict(fast_lora=True, fast_loss=True, mask_padding=False)
 @pytest.mark.parametrize("model", ["tiny_qwen_dir", "tiny_model_dir"])
 def test_fast_and_reference_paths_learn_the_same(model, request, small_dataset, tmp_path):
     model_dir = request.getfixturevalue(model)
-    ref_losses, ref_final, ref_w = run(model_dir, small_dataset, tmp_path / "ref", **REFERENCE)
-    fast_losses, fast_final, fast_w = run(model_dir, small_dataset, tmp_path / "fast", **FAST)
-    assert len(ref_losses) == len(fast_losses) == 12
-    assert max(ref_losses) - min(ref_losses) > 0.1, ref_losses  # lr 1e-2: the curve moves, so agreement means something
-    for a, b in zip(ref_losses, fast_losses):
-        assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (ref_losses, fast_losses)
-    assert abs(ref_final.eval_loss - fast_final.eval_loss) <= 1e-3 * ref_final.eval_loss
-    assert ref_w.keys() == fast_w.keys()
-    for k in ref_w:
-        torch.testing.assert_close(fast_w[k], ref_w[k], rtol=1e-3, atol=1e-4)
+    assert_learned_the_same(run(model_dir, small_dataset, tmp_path / "ref", **REFERENCE),
+                            run(model_dir, small_dataset, tmp_path / "fast", **FAST))
 
 
 def test_addmm_forward_matches_peft_forward_with_dropout_and_scaling():

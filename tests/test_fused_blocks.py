@@ -205,22 +205,16 @@ def test_with_activation_checkpointing_as_memory_short_runs_have_it():
 @pytest.mark.slow
 def test_a_training_run_learns_the_same_as_pefts_graph(tiny_qwen_dir, small_dataset, tmp_path, monkeypatch):
     """The real engine, 12 steps on the tiny Qwen2: same loss curve, eval loss and adapter on disk."""
-    from tests.test_fast_path import run
+    from tests.test_fast_path import assert_learned_the_same, run
 
-    ref, ref_final, ref_w = run(tiny_qwen_dir, small_dataset, tmp_path / "ref", fast_lora=False)
+    ref = run(tiny_qwen_dir, small_dataset, tmp_path / "ref", fast_lora=False)
     calls = []
     for node in (LoraQKV, LoraMLP):
         backward = node.backward
         monkeypatch.setattr(node, "backward", staticmethod(lambda ctx, *g, _b=backward: calls.append(1) or _b(ctx, *g)))
-    got, final, w = run(tiny_qwen_dir, small_dataset, tmp_path / "fused", fused_lora_grad=True, fused_blocks=True)
+    got = run(tiny_qwen_dir, small_dataset, tmp_path / "fused", fused_lora_grad=True, fused_blocks=True)
     assert len(calls) == 12 * 2 * 2  # every step, both nodes of both layers
-    assert len(ref) == len(got) == 12 and max(ref) - min(ref) > 0.1, ref  # the curve moves: agreement means something
-    for a, b in zip(ref, got):
-        assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (ref, got)
-    assert abs(final.eval_loss - ref_final.eval_loss) <= 1e-3 * ref_final.eval_loss
-    assert w.keys() == ref_w.keys()
-    for k in ref_w:
-        torch.testing.assert_close(w[k], ref_w[k], rtol=1e-3, atol=1e-4)
+    assert_learned_the_same(ref, got)
 
 
 def test_weights_loaded_into_the_adapter_reach_the_next_forward():

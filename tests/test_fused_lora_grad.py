@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_fast_path import run
+from tests.test_fast_path import assert_learned_the_same, run
 
 
 def _peft_pair(seed: int = 0):
@@ -94,14 +94,8 @@ def test_fused_grad_learns_the_same_as_autograd(quantization, tiny_model_dir, sm
     backward = fast_lora.LoraProjection.backward
     monkeypatch.setattr(fast_lora.LoraProjection, "backward",
                         staticmethod(lambda ctx, grad: calls.append(1) or backward(ctx, grad)))
-    ref, ref_final, ref_w = run(tiny_model_dir, small_dataset, tmp_path / "ref", quantization=quantization)
+    ref = run(tiny_model_dir, small_dataset, tmp_path / "ref", quantization=quantization)
     assert not calls
-    got, final, w = run(tiny_model_dir, small_dataset, tmp_path / "fused", quantization=quantization,
-                        fused_lora_grad=True)
+    got = run(tiny_model_dir, small_dataset, tmp_path / "fused", quantization=quantization, fused_lora_grad=True)
     assert len(calls) >= 12 * 14  # every step, every adapted projection of the 2 layers (7 each)
-    assert len(ref) == len(got) == 12 and max(ref) - min(ref) > 0.1, ref  # the curve moves: agreement means something
-    for a, b in zip(ref, got):
-        assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (ref, got)
-    assert abs(final.eval_loss - ref_final.eval_loss) <= 1e-3 * ref_final.eval_loss
-    for k in ref_w:
-        torch.testing.assert_close(w[k], ref_w[k], rtol=1e-3, atol=1e-4)
+    assert_learned_the_same(ref, got)
