@@ -86,7 +86,7 @@ def test_the_profile_says_where_the_gpu_waited_and_on_what(tmp_path):
     """The bench profiler's idle report: gaps between kernels, each charged to the CPU ops open when it began."""
     import json
 
-    from core.train.bench import _idle_report
+    from core.train.profiling import idle_report
 
     events = [{"cat": "kernel", "ts": ts, "dur": dur} for ts, dur in [(0, 10), (30, 10), (41, 5), (100, 1)]]
     events += [{"cat": "cpu_op", "tid": 1, "ts": ts, "dur": dur, "name": name}
@@ -94,7 +94,22 @@ def test_the_profile_says_where_the_gpu_waited_and_on_what(tmp_path):
     events += [{"cat": "cpu_op", "tid": 2, "ts": 90, "dur": 5, "name": "backward op"}]
     trace = tmp_path / "trace.json"
     trace.write_text(json.dumps({"traceEvents": events}))
-    report = _idle_report(trace, steps=1).splitlines()
+    report = idle_report(trace, steps=1).splitlines()
     assert report[0].startswith("GPU idle 0.1 ms/step of 0.1")  # 20 us after the first kernel, 54 after the third
     assert "       0.05 ms/step  collate" in report and "       0.02 ms/step  aten::item" in report
     assert "       0.07 ms/step  step" in report  # the outermost op open in both gaps
+
+
+@pytest.mark.slow
+def test_a_profiled_run_writes_each_workers_report(tiny_model_dir, small_dataset, tmp_path, monkeypatch):
+    """GENAPTITUDE_TRAINER_PROFILE on a real run: rank0.txt with the step's wall time, launches and the op tables."""
+    from core.train import profiling
+    from tests.tinymodels import train_tiny
+
+    monkeypatch.setenv(profiling.PROFILE_ENV, str(tmp_path / "prof"))
+    monkeypatch.setattr(profiling, "START", 1)
+    monkeypatch.setattr(profiling, "STEPS", 2)
+    train_tiny(tiny_model_dir, small_dataset, tmp_path / "out", max_steps=4)
+    report = (tmp_path / "prof" / "rank0.txt").read_text()
+    assert report.startswith("wall ") and "ms/step" in report.splitlines()[0]
+    assert "aten::mm" in report or "aten::addmm" in report  # the CPU op table of the profiled steps

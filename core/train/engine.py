@@ -182,6 +182,7 @@ def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
     from core.data.tokenize import tokenize_split
     from core.train.model_setup import build_trainer, load_model_and_tokenizer, plan_checkpointing
+    from core.train.profiling import profile_steps
 
     t_start = time.perf_counter()
     quiet_libraries()
@@ -210,6 +211,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     started = dict(config=config.to_dict(), train_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds else 0,
                    device=config.device, output_dir=str(dirs.output))
     trainer, callback = build_trainer(config, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started)
+    profile_steps(trainer, f"rank{distributed.rank()}")  # only with GENAPTITUDE_TRAINER_PROFILE set
     emit(Phase("training", f"{len(train_ds)} rows, {' '.join(batch_description(config))}"))
     trainer.train(resume_from_checkpoint=str(dirs.resume_from) if dirs.resume_from else None)
     stopped = callback.stopped_early

@@ -1,0 +1,122 @@
+"""Where a step's time goes: torch.profiler over a few steady steps of a run or a bench configuration, written as
+a text report (kernel launches a step, the GPU's idle time charged to the CPU op open when each gap began, the
+busiest kernels and CPU ops).
+
+Set GENAPTITUDE_TRAINER_PROFILE=<folder> for `bench` (one report per configuration) or `train` (one per worker:
+rank0.txt, rank1.txt, ...); GENAPTITUDE_TRAINER_PROFILE_STACKS=1 adds the GPU time by Python line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+PROFILE_ENV = "GENAPTITUDE_TRAINER_PROFILE"
+START, STEPS = 8, 3  # after warm-up (Triton compiles, the allocator's first growth), a few steady steps
+
+
+def profile_steps(trainer, name: str) -> bool:
+    """With GENAPTITUDE_TRAINER_PROFILE set, profile steps START..START+STEPS of `trainer` into <folder>/<name>.txt."""
+    folder = os.environ.get(PROFILE_ENV)
+    if not folder:
+        return False
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    trainer.add_callback(step_profiler(Path(folder) / f"{safe[:80]}.txt", start=START, steps=STEPS))
+    return True
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def step_profiler(path: Path, start: int, steps: int):
+    """torch.profiler over `steps` steady steps: the kernels that take the GPU time and the ops that take the CPU
+    (with GENAPTITUDE_TRAINER_PROFILE_STACKS=1, also the GPU time by the Python lines that asked for it)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    stacks = os.environ.get(f"{PROFILE_ENV}_STACKS") == "1"
+
+    class Profile(TrainerCallback):
+        prof = None
+        t0 = 0.0
+
+        def on_step_begin(self, args, state, control, **k):
+            if state.global_step == start:
+                _sync()
+                self.t0 = time.perf_counter()
+                gpu = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+                self.prof = profile(activities=[ProfilerActivity.CPU, *gpu], with_stack=stacks)
+                self.prof.__enter__()
+
+        def on_step_end(self, args, state, control, **k):
+            if self.prof is not None and state.global_step == start + steps:
+                _sync()
+                wall = time.perf_counter() - self.t0
+                self.prof.__exit__(None, None, None)
+                trace = path.with_suffix(".trace.json")  # (one per report: workers profile at once)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.prof.export_chrome_trace(str(trace))
+                idle = idle_report(trace, steps)
+                trace.unlink()
+                ka = self.prof.key_averages()
+                gpu = sum(e.self_device_time_total for e in ka) / 1e3
+                launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx",
+                                                                  "cudaLaunchKernelExC"))  # (Ex: Triton)
+                path.write_text(
+                    f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "
+                    f"kernel launches {launches / steps:.0f}/step\n\n{idle}\n\n"
+                    + ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
+                    + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60)
+                    + ("\n\nby Python stack (5 frames):\n" + self.prof.key_averages(group_by_stack_n=5).table(
+                        sort_by="self_device_time_total", row_limit=40, max_name_column_width=60)
+                       if stacks else ""))
+                self.prof = None
+
+    return Profile()
+
+
+def idle_report(trace: Path, steps: int, top: int = 20) -> str:
+    """Where the GPU waited: the gaps between consecutive kernels, summed by the CPU op running when each gap began
+    (innermost and outermost), on each of the two busiest threads (the main one and autograd's backward one)."""
+    events = json.loads(trace.read_text())["traceEvents"]
+    kernels = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "kernel")
+    ops = [e for e in events if e.get("cat") in ("cpu_op", "user_annotation", "python_function") and "dur" in e]
+    if not kernels or not ops:
+        return "GPU idle: no kernels or CPU ops in the trace"
+    gaps, end = [], kernels[0][1]
+    for start, stop in kernels[1:]:
+        if start - end > 2.0:  # µs: back-to-back kernels leave ~1-2 µs between them
+            gaps.append((end, start - end))
+        end = max(end, stop)
+    span = kernels[-1][1] - kernels[0][0]
+    lines = [f"GPU idle {sum(g for _, g in gaps) / 1e3 / steps:.1f} ms/step of {span / 1e3 / steps:.1f} "
+             "(gaps > 2 us between kernels), by the CPU op open when each gap began:"]
+    count: dict = {}
+    for e in ops:
+        count[e["tid"]] = count.get(e["tid"], 0) + 1
+    for tid in sorted(count, key=lambda t: -count[t])[:2]:
+        mine = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in ops if e["tid"] == tid)
+        tables = ({}, {})  # innermost, outermost
+        stack: list = []  # the ops open at the current time, outermost first (ops on one thread nest)
+        i = 0
+        for at, gap in gaps:  # in time order: one sweep over the ops
+            while i < len(mine) and mine[i][0] <= at:
+                while stack and stack[-1][1] < mine[i][0]:
+                    stack.pop()
+                stack.append(mine[i])
+                i += 1
+            open_ = [op for op in stack if op[1] >= at]
+            for table, op in zip(tables, (open_[-1:], open_[:1])):
+                name = op[0][2] if op else "(none)"
+                table[name] = table.get(name, 0.0) + gap
+        for label, table in zip(("innermost", "outermost"), tables):
+            lines.append(f"  thread {tid} ({count[tid]} ops), {label}:")
+            for name, t in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+                lines.append(f"    {t / 1e3 / steps:7.2f} ms/step  {name[:90]}")
+    return "\n".join(lines)
