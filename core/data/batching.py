@@ -17,24 +17,39 @@ POOL = 2048  # rows sorted together: large enough for little padding, small enou
 
 
 def budget_batches(lengths: list[int], max_tokens: int, max_rows: int, seed: int,
-                   pool: int = POOL) -> list[list[int]]:
+                   pool: int = POOL, workers: int = 1) -> list[list[int]]:
     """Row indices grouped into micro-batches whose rows × longest row ≤ max_tokens (one row at least), of even
-    size: as few batches as greedy packing makes, each carrying about the same padded tokens (`even_split`)."""
+    size: as few batches as greedy packing makes, each carrying about the same padded tokens (`even_split`).
+
+    With `workers` > 1 (data-parallel), each run of `workers` consecutive batches is one step's, one batch a worker
+    (accelerate's sharding: batch i goes to worker i % workers), and they are neighbours in length order: the
+    workers of a step get rows of about the same length, so none waits at the gradient all-reduce for another
+    one's longer rows (attention's cost grows with the row length at the same token count)."""
     order = list(range(len(lengths)))
     rng = random.Random(seed)
     rng.shuffle(order)
-    batches: list[list[int]] = []
+    units: list[list[list[int]]] = []  # one step's batches: `workers` of them
+    spare: list[list[int]] = []  # the last batches of a pool that make no whole step
     starts = list(range(0, len(order), pool))
     if len(starts) > 1 and len(order) - starts[-1] < pool // 2:  # a last pool of a few rows: one with the one before
         starts.pop()
     for start, end in zip(starts, starts[1:] + [len(order)]):
         chunk = sorted(order[start:end], key=lambda i: lengths[i])
-        batches.extend(even_split(chunk, lengths, max_tokens, max_rows))
-    rng.shuffle(batches)
-    if batches:  # the most padded tokens first: a batch that does not fit fails at step 1, not hours later
-        big = max(range(len(batches)), key=lambda b: len(batches[b]) * max(lengths[i] for i in batches[b]))
-        batches.insert(0, batches.pop(big))
-    return batches
+        made = even_split(chunk, lengths, max_tokens, max_rows)  # in length order
+        whole = len(made) - len(made) % workers
+        units.extend(made[k:k + workers] for k in range(0, whole, workers))
+        spare.extend(made[whole:])
+    spare.sort(key=lambda b: max(lengths[i] for i in b))
+    units.extend(spare[k:k + workers] for k in range(0, len(spare) - len(spare) % workers, workers))
+    rest = spare[len(spare) - len(spare) % workers:]  # fewer than `workers`: the last step
+    rng.shuffle(units)
+    if units:  # the most padded tokens first: a batch that does not fit fails at step 1, not hours later
+        def padded(b: list[int]) -> int:
+            return len(b) * max(lengths[i] for i in b)
+
+        big = max(range(len(units)), key=lambda u: max(padded(b) for b in units[u]))
+        units.insert(0, units.pop(big))
+    return [b for unit in units for b in unit] + rest
 
 
 def _pack(chunk: list[int], lengths: list[int], cap: int, max_rows: int) -> list[list[int]]:
@@ -115,19 +130,21 @@ def padded_tokens(lengths: list[int], batches: list[list[int]]) -> tuple[int, in
 class TokenBudgetSampler:
     """A batch sampler for torch's DataLoader (`batch_sampler=`): a new arrangement each epoch."""
 
-    def __init__(self, lengths: list[int], max_tokens: int, max_rows: int, seed: int = 42):
+    def __init__(self, lengths: list[int], max_tokens: int, max_rows: int, seed: int = 42, workers: int = 1):
         self.lengths = list(lengths)
         self.max_tokens = max_tokens
         self.max_rows = max_rows
         self.seed = seed
+        self.workers = workers  # data-parallel processes the batches are dealt to (`budget_batches`)
         self.epoch = 0
-        self._len = len(budget_batches(self.lengths, max_tokens, max_rows, seed))
+        self._len = len(budget_batches(self.lengths, max_tokens, max_rows, seed, workers=workers))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from budget_batches(self.lengths, self.max_tokens, self.max_rows, self.seed + self.epoch)
+        yield from budget_batches(self.lengths, self.max_tokens, self.max_rows, self.seed + self.epoch,
+                                  workers=self.workers)
 
     def __len__(self) -> int:
         # Packing depends on the shuffled pools, so other epochs can differ by a batch or two; the Trainer uses

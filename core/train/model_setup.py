@@ -398,7 +398,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
             from core.data.batching import TokenBudgetSampler
 
             sampler = TokenBudgetSampler([len(r) for r in self.train_dataset["input_ids"]], config.batch_tokens,
-                                         config.batch_size, seed=config.seed)
+                                         config.batch_size, seed=config.seed, workers=workers)
             return self.accelerator.prepare(DataLoader(
                 self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator, num_workers=0,
                 pin_memory=self.args.dataloader_pin_memory))
