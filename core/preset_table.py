@@ -57,7 +57,7 @@ GPU_LEARNING_REASONS = {
 }
 # The LoRA kernel path every mixed-precision GPU preset takes (core/train/fast_lora.py). Measured on an H200, one call,
 # each row of core bench with and without it (Qwen2.5-1.5B shape; results/h200x2-issue15-2026-11-30/3-ablations/).
-GPU_KERNELS = dict(fused_lora_grad=True, fused_blocks=True)
+GPU_KERNELS = dict(fused_lora_grad=True, fused_blocks=True, torch_rms_norm=True)
 GPU_KERNELS_REASONS = {
     "fused_lora_grad": "each LoRA projection one autograd node: the LoRA term of the input gradient accumulated into "
                        "the base's (addmm_) instead of a full-size tensor and an add, and the forward's update added "
@@ -70,6 +70,9 @@ GPU_KERNELS_REASONS = {
                     "-> 43.3k (one more layer kept: the MLP rebuilds SwiGLU's output in backward when memory is "
                     "short), then 54.4k -> 59.7k with gate/up folded and no sync a step (results/h200-issue15-"
                     "session8); NF4 bases keep the per-projection nodes",
+    "torch_rms_norm": "torch's fused RMSNorm (torch >= 2.8) instead of Liger's: the same one kernel each way, "
+                      "but ~270 µs of CPU a call in Liger's Python and Triton's launcher, 26 ms of a 320 ms step "
+                      "where the CPU decides (H200 profile, --gpus 2 split at 16k tokens a GPU)",
 }
 GPU_SCORE = dict(score_rows=24, score_seconds=60.0)
 GPU_SCORE_REASONS = {"score_rows": "24 held-out rows answered by base and adapter after the run (a few seconds on "
@@ -92,8 +95,12 @@ TABLE: tuple[dict[str, Any], ...] = (
             "fast_lora": "LoRA update inside one addmm: no copy/mul/add passes per projection, +19% tokens/s",
             "liger": "fused RMSNorm/SwiGLU (Triton) instead of ~30 elementwise kernels per layer",
             **GPU_KERNELS_REASONS,
-            "fused_ce": "Liger's fused linear cross-entropy: no fp32 logits over the 152k vocabulary, no softmax "
-                        "backward, no recomputed LM head; H100 ABAB 28.7k/28.8k -> 32.7k/33.0k tokens/s",
+            "fused_ce": "fused linear cross-entropy: no fp32 logits over the 152k vocabulary, no softmax "
+                        "backward, no recomputed LM head; H100 ABAB (Liger's then) 28.7k/28.8k -> 32.7k/33.0k "
+                        "tokens/s; ours since session 9 also waits for the GPU no more (Liger's asked it a count "
+                        "at every step)",
+            "fused_ce_chunk": "chunks of up to 4096 tokens: 4 launches' worth of Python at 16k tokens instead of 16; "
+                              "a chunk's bf16 logits are 1.2 GiB, within the 1.5 the estimate keeps for the loss",
             "cudnn_attention": "off: cuDNN's SDPA plans anew for each new batch shape (~3 ms of CPU per call); "
                                "with it a cold run did 25.9k tokens/s, the flash kernel 29.0k whatever ran before",
             "optimizer": "fused AdamW: fewer kernel launches than paged AdamW; the LoRA states are small",
@@ -111,7 +118,7 @@ TABLE: tuple[dict[str, Any], ...] = (
         min_vram_gib=12.0,
         model=DEFAULT_GPU_MODEL, device="cuda", compute_dtype="bfloat16",
         autocast="bf16", batch_size=256, batch_tokens=32768, mask_padding=False, liger=True, fused_ce=True,
-        cudnn_attention=False,
+        fused_ce_chunk=4096, cudnn_attention=False,
         grad_accum=1, optimizer="adamw_torch_fused",
         gradient_checkpointing="auto", max_length=2048, group_by_length=True, **GPU_LEARNING, **GPU_SCORE,
         **GPU_KERNELS,

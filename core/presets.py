@@ -116,8 +116,12 @@ class TrainConfig:
                                         "core/train/fused_blocks.py)", group=SPEED)
     liger: bool = setting(False, "Liger's fused Triton kernels for RMSNorm and SwiGLU (CUDA; needs liger-kernel)",
                           group=SPEED)
-    fused_ce: bool = setting(False, "Liger's fused linear cross-entropy for the answer-only loss (CUDA; needs "
-                                    "liger-kernel)", group=SPEED)
+    fused_ce: bool = setting(False, "fused linear cross-entropy for the answer-only loss: each chunk's gradient "
+                                    "made in the forward pass, no fp32 logits (CUDA, Triton)", group=SPEED)
+    fused_ce_chunk: int = setting(1024, "with fused_ce, the most tokens a chunk of logits holds (its bf16 logits: "
+                                        "vocabulary × this × 2 bytes, 0.3 GiB at 1024 on Qwen2.5)", group=SPEED)
+    torch_rms_norm: bool = setting(False, "RMSNorm through torch's fused kernel (torch >= 2.8, CUDA) instead of "
+                                          "Liger's: the same one kernel for far less CPU a call", group=SPEED)
     fast_loss: bool = setting(True, "LM head only where the loss is (answer tokens), in chunks; off: the library's "
                                     "loss", group=SPEED)
     pad_to_multiple: int = setting(0, "pad each batch's length up to a multiple of this (fewer distinct kernel "
@@ -198,6 +202,8 @@ class TrainConfig:
         need(self.batch_tokens == 0 or self.batch_tokens >= 256, "batch_tokens",
              f"batch tokens must be 0 (off) or ≥ 256 (got {self.batch_tokens})", "e.g. --batch-tokens 16384")
         need(self.pad_to_multiple >= 0, "pad_to_multiple", "pad multiple must be ≥ 0", "use 0 (off) or 64")
+        need(self.fused_ce_chunk >= 1, "fused_ce_chunk",
+             f"fused cross-entropy chunk must be ≥ 1 token (got {self.fused_ce_chunk})", "e.g. --fused-ce-chunk 1024")
         need(self.grad_accum >= 1, "grad_accum", f"gradient accumulation must be ≥ 1 (got {self.grad_accum})",
              "use --grad-accum 1 or more")
         need(0 <= self.lr < 1, "lr", f"learning rate {self.lr} is out of range",

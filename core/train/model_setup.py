@@ -82,8 +82,13 @@ def load_model_from_path(config: TrainConfig, path, emit):
     if config.quantization == "nf4":
         n4 = sum(1 for m in model.modules() if type(m).__name__ == "Linear4bit")
         emit(LogLine(f"{n4} linear layers loaded in 4-bit NF4 (compute {config.compute_dtype})"))
+    native_norm = False
+    if config.torch_rms_norm and config.device == "cuda":
+        from core.train.rms_norm import available, use_torch_rms_norm
+
+        native_norm = available() and use_torch_rms_norm(model) > 0
     if config.liger and config.device == "cuda":
-        _apply_liger(model, emit)
+        _apply_liger(model, emit, rms_norm=not native_norm)
     if config.kbit_prepare:  # the old script's path: upcasts every non-quantised weight to fp32
         from peft import prepare_model_for_kbit_training
 
@@ -189,8 +194,9 @@ def attach_lora(model, config: TrainConfig):
     return model
 
 
-def _apply_liger(model, emit) -> None:
-    """Fused RMSNorm/SwiGLU kernels on the loaded model (our own loss replaces Liger's cross-entropy)."""
+def _apply_liger(model, emit, rms_norm: bool = True) -> None:
+    """Fused RMSNorm (unless torch's fused one runs, `torch_rms_norm`) and SwiGLU kernels on the loaded model (our
+    own loss replaces Liger's cross-entropy)."""
     try:
         from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
     except ImportError as exc:
@@ -199,16 +205,18 @@ def _apply_liger(model, emit) -> None:
         return
     # Not Liger's RoPE: its Triton kernel takes the batch size as a compile-time constant, so every new number of
     # rows per micro-batch (token-budget batches vary) compiled it again: on an H100 every other step paid ~300 ms.
-    _apply_liger_kernel_to_instance(model=model, rope=False, rms_norm=True, swiglu=True, cross_entropy=False,
+    _apply_liger_kernel_to_instance(model=model, rope=False, rms_norm=rms_norm, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
-    emit(LogLine("Liger kernels: fused RMSNorm and SwiGLU"))
+    emit(LogLine("Liger kernels: fused RMSNorm and SwiGLU" if rms_norm else
+                 "Liger kernels: fused SwiGLU (RMSNorm: torch's fused kernel)"))
 
 
-def _liger_available(emit) -> bool:
-    try:
-        import liger_kernel.transformers.fused_linear_cross_entropy  # noqa: F401
-    except ImportError as exc:
-        emit(LogLine(f"Liger's fused cross-entropy not available ({exc}); the chunked LM-head loss runs instead",
+def _fused_ce_available(emit) -> bool:
+    """The fused cross-entropy is a Triton kernel (core/train/cross_entropy.py); torch's CUDA builds bring Triton."""
+    from core.train import cross_entropy
+
+    if cross_entropy.triton is None:
+        emit(LogLine("Triton not available: the chunked LM-head loss runs instead of the fused cross-entropy",
                      "warning"))
         return False
     return True
@@ -326,7 +334,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
     from core.train.distributed import world_size
 
     workers = world_size()
-    fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _liger_available(emit)
+    fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _fused_ce_available(emit)
 
     class Trainer(SFTTrainer):
         # answer_only_loss divides by num_items_in_batch itself. The library's loss (fast_loss off) is scaled as
@@ -381,7 +389,8 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
             from core.train.loss import answer_only_loss
 
             with self.accelerator.autocast():
-                loss = answer_only_loss(model, inputs, num_items_in_batch, fused=fused_ce)
+                loss = answer_only_loss(model, inputs, num_items_in_batch, fused=fused_ce,
+                                        fused_chunk=config.fused_ce_chunk)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 # The count is summed over all workers and DDP averages their gradients: scale back, as
                 # Trainer.compute_loss does, so N workers step exactly as one process with N× accumulation.
