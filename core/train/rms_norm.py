@@ -1,8 +1,8 @@
 """RMSNorm through torch's fused kernel (`torch.rms_norm`: one kernel forward, one backward, on CUDA from torch 2.8).
 
-Why: Liger's Triton RMSNorm is one kernel too, but its Python wrapper and Triton's launcher cost ~270 µs of CPU a
-call forward and ~190 backward (H200 profile at 16k tokens a GPU, the `--gpus 2` split: 57 norms a step, ~26 ms of
-a ~320 ms step that the CPU, not the GPU, decides). torch's is one dispatcher call.
+Why: Liger's Triton RMSNorm is one kernel each way too, but on an H200 the forward and backward of a 16k-token
+norm took 560-586 µs of GPU against 161-190 for torch's, and 57 norms run each step (benchmarks/cpu_cost.py). Its
+Python wrapper and Triton's launcher also cost more CPU a call than one dispatcher call.
 
 Same result as transformers' Llama/Qwen2 RMSNorm up to bf16 rounding: those normalise in fp32, round, then multiply
 by the weight; the fused kernel multiplies before it rounds. Only modules whose weight has the input's dtype take
