@@ -12,6 +12,7 @@ source benchmarks/device_env.sh || exit 1
 export NCCL_NVLS_ENABLE=0
 START=$(date +%s)
 say() { echo "== [$(( $(date +%s) - START ))s] $*"; }
+python3 benchmarks/cpu_cost.py --nvml  # what a memory reading costs a run at each logged step
 CORE_PRESETS=${CORE_PRESETS:-modern-bf16,modern-bf16:gpu_memory_fraction=0.1567}
 CUDA_VISIBLE_DEVICES=0 ORDER="bench padded" CORE_PRESETS="$CORE_PRESETS" STEPS=${STEPS:-20} BUDGET=${BUDGET:-400} \
   OUT=/tmp/peer bash .peer/unsloth/run_gpu.sh > /tmp/peer-console.txt 2>&1 &

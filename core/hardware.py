@@ -234,8 +234,14 @@ def _sample_one(nv, i: int) -> GpuSample:
 
 
 def nvml_used_gib(index: int = 0) -> tuple[float | None, float | None]:
-    """(used, total) GiB of one GPU, or (None, None)."""
-    for s in sample():
-        if s.index == index:
-            return s.used_gib, s.total_gib
-    return None, None
+    """(used, total) GiB of one GPU, or (None, None): its memory only. A run reads it at every logged step, so
+    not through `sample()`, which asks every GPU of the box for its name, load and temperature too (~40 NVML
+    calls on an 8-GPU box: tens of ms a step, in the worker that sets the pace of a data-parallel run)."""
+    nv = _nvml()
+    if nv is None:
+        return None, None
+    try:
+        mem = nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(index))
+    except nv.NVMLError:
+        return None, None
+    return mem.used / GIB, mem.total / GIB

@@ -203,3 +203,16 @@ def test_the_tui_pinned_for_evaluate_still_lets_its_next_run_choose_afresh(monke
         ProcessEngine().train(config_for("cpu"), "d.jsonl", str(tmp_path / "out"), on_event=lambda e: None,
                               stop_event=None)
     assert "CUDA_VISIBLE_DEVICES" not in seen[0] and "CUDA_DEVICE_ORDER" not in seen[0]
+
+
+def test_a_runs_memory_reading_asks_only_its_own_gpu(fake_nvml):
+    """Read at every logged step (core/train/memory.py): one GPU's memory, not every GPU's name, load and
+    temperature; a lost GPU elsewhere on the box does not matter, an index NVML lacks gives nothing."""
+    gpus = [{"total_gib": H200, "used_gib": 10.0}, {"total_gib": H200, "used_gib": 1.0, "lost": True},
+            {"total_gib": H200, "used_gib": 30.5}]
+    fake_nvml(gpus)
+    used, total = hardware.nvml_used_gib(2)
+    assert used == pytest.approx(30.5) and total == pytest.approx(H200)
+    assert [g.get("handles", 0) for g in gpus] == [0, 0, 1]
+    assert hardware.nvml_used_gib(1) == (None, None)
+    assert hardware.nvml_used_gib(7) == (None, None)

@@ -131,7 +131,8 @@ class EventCallback(TrainerCallback):
             step=step, total_steps=c.meta["max_steps"], epoch=c.meta["epoch"], loss=loss, lr=c.meta["lr"],
             grad_norm=c.grad_norm, tokens_per_s=(tokens - n_a) / span, elapsed_s=now - self.t0,
             eta_s=remaining * step_time if step > s_a else None))
-        self._record(MemorySample(step=step, **memory_sample(self.device, self.workers)))
+        if self.main:  # (another worker's events go nowhere: no NVML reads for them)
+            self._record(MemorySample(step=step, **memory_sample(self.device, self.workers)))
         if self.log_fn is not None:  # the Trainer's own log (TensorBoard), with the values just read
             self.log_fn({"loss": loss, "learning_rate": c.meta["lr"],
                          **({} if c.grad_norm is None else {"grad_norm": c.grad_norm})})

@@ -43,6 +43,9 @@ class FakeNvml:
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, i: int) -> dict:
+        if not 0 <= i < len(self.gpus):
+            raise NVMLError("Invalid Argument")  # (what NVML answers for an index it does not have)
+        self.gpus[i]["handles"] = self.gpus[i].get("handles", 0) + 1
         return self.gpus[i]
 
     def nvmlDeviceGetMemoryInfo(self, g: dict):
