@@ -36,7 +36,7 @@ def _fused_ce(head, h: torch.Tensor, y: torch.Tensor, chunk_tokens: int) -> torc
 
 
 def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK,
-                     fused: bool = False, fused_chunk: int = CHUNK) -> torch.Tensor:
+                     fused: bool = False, fused_chunk: int = 256) -> torch.Tensor:
     """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count).
     `fused`: the fused linear cross-entropy while training on CUDA (same bf16 logits, fp32 softmax), in chunks of
     at most `fused_chunk` tokens."""
