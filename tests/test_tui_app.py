@@ -264,6 +264,28 @@ async def test_startup_time_is_measured_and_shown(tmp_path, monkeypatch):
         assert "start-up: first screen painted" in log_text(app)  # also written to the log
 
 
+async def test_the_first_paint_holds_only_the_overview_and_the_other_tabs_follow(tmp_path):
+    """First paint under half a second: tabs 2-4 get their panels once the first screen is painted (composing and
+    styling them was a third of the start-up); the hardware probe and the dataset's check start after that."""
+    seen = {}
+
+    class Watched(TrainerApp):
+        async def on_ready(self) -> None:
+            seen["at first paint"] = [p.is_mounted for p in (self.presets, self.dataset, self.training)]
+            seen["probed"] = self.hardware is not None
+            await super().on_ready()
+
+    app = Watched(FakeEngine(NO_GPU), output=str(tmp_path / "a"), refresh_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert seen == {"at first paint": [False, False, False], "probed": False}
+        assert all(p.is_mounted for p in (app.presets, app.dataset, app.training))
+        await pilot.press("2")
+        assert "suggested: cpu" in screen_text(app)
+        await pilot.press("3")
+        assert "rows" in screen_text(app)
+
+
 async def test_real_engine_missing_dataset_is_explained(tmp_path):
     """The real seam, without torch: NVML probe and the real dataset reader on a file that is not there."""
     app = make_app(RealEngine(), tmp_path, dataset=str(tmp_path / "nope.jsonl"))

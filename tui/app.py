@@ -87,23 +87,17 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
         self.training = TrainingPanel()
         self.tabs = TabbedContent(initial="overview")
         yield Header(show_clock=False, icon="≡")
-        with self.tabs:
+        with self.tabs:  # tabs 2-4 get their panels after the first paint (`on_ready`): a third of the start-up
             with TabPane("1 Overview", id="overview"):
                 yield self.overview
-            with TabPane("2 Preset", id="preset"):
-                yield self.presets
-            with TabPane("3 Dataset", id="dataset"):
-                yield self.dataset
-            with TabPane("4 Training", id="training"):
-                yield self.training
+            yield TabPane("2 Preset", id="preset")
+            yield TabPane("3 Dataset", id="dataset")
+            yield TabPane("4 Training", id="training")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self._probe()
         self.overview.show_reading(self.dataset_path)
-        self.dataset.load(self.dataset_path)
         self.overview.focus()
-        self._find_live_runs()
         if self.is_headless:  # (tests) the test's own process keeps its signals
             return
         try:  # the terminal hung up (SSH dropped, tmux session killed): leave the run going, exit
@@ -111,9 +105,16 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
         except (NotImplementedError, RuntimeError, ValueError):
             pass
 
-    def on_ready(self) -> None:
+    async def on_ready(self) -> None:
+        """The first screen is painted: now the other tabs' panels, then the work that drives them (the hardware
+        probe, the dataset's check, a live run to attach to)."""
         self.startup_seconds = seconds_since_start()
         self.log.info(f"first paint {self.startup_seconds:.3f} s after process start")
+        for pane, panel in (("preset", self.presets), ("dataset", self.dataset), ("training", self.training)):
+            await self.query_one(f"#{pane}", TabPane).mount(panel)
+        self._probe()
+        self.dataset.load(self.dataset_path)
+        self._find_live_runs()
         if self.show_startup_time:
             self.sub_title = self.idle_sub_title = f"ready in {self.startup_seconds:.2f} s"
             self.training.log_line(f"start-up: first screen painted {self.startup_seconds:.2f} s after launch", "dim")
