@@ -266,19 +266,22 @@ async def test_startup_time_is_measured_and_shown(tmp_path, monkeypatch):
 
 async def test_the_first_paint_holds_only_the_overview_and_the_other_tabs_follow(tmp_path):
     """First paint under half a second: tabs 2-4 get their panels once the first screen is painted (composing and
-    styling them was a third of the start-up); the hardware probe and the dataset's check start after that."""
+    styling them was a third of the start-up); the hardware probe and the dataset's check start after that, and
+    keys other than quit wait for the panels."""
     seen = {}
 
     class Watched(TrainerApp):
         async def on_ready(self) -> None:
             seen["at first paint"] = [p.is_mounted for p in (self.presets, self.dataset, self.training)]
             seen["probed"] = self.hardware is not None
+            seen["keys"] = [self.check_action(a, ()) for a in ("show_tab", "train", "quit")]
             await super().on_ready()
 
     app = Watched(FakeEngine(NO_GPU), output=str(tmp_path / "a"), refresh_interval=None)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        assert seen == {"at first paint": [False, False, False], "probed": False}
+        # a key typed ahead of the panels (only quit works until they are there)
+        assert seen == {"at first paint": [False, False, False], "probed": False, "keys": [False, False, True]}
         assert all(p.is_mounted for p in (app.presets, app.dataset, app.training))
         await pilot.press("2")
         assert "suggested: cpu" in screen_text(app)

@@ -291,8 +291,10 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         training: TrainingPanel | None = getattr(self, "training", None)
-        if training is None:  # not mounted yet
+        if training is None:  # not composed yet
             return True
+        if not training.is_mounted:  # the first paint is up, the other tabs' panels not yet (on_ready): only quit
+            return action == "quit"
         state = training.state
         if any(isinstance(s, (ChoiceScreen, PreviewScreen, EvaluateScreen, ChatScreen, InstallScreen))
                for s in self.screen_stack):
