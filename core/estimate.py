@@ -138,6 +138,9 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
     act += CALIBRATION["quadratic_gib_per_ktok2"] * ktok ** 2 * (a.hidden / 1536) * GIB
     trained = tokens if not config.fast_loss else min(tokens, LOGITS_CHUNK)
     logits = trained * a.vocab * (act_bytes + 4 + 4)  # logits, fp32 upcast, its gradient
+    if config.fast_loss and config.fused_ce and config.device == "cuda":  # one chunk of 16-bit logits (its gradient
+        # in place) and the input gradient: counted when a large --fused-ce-chunk needs more than the above
+        logits = max(logits, min(tokens, config.fused_ce_chunk) * a.vocab * act_bytes + tokens * a.hidden * act_bytes)
     parts = {"weights": weights / GIB, "lora+optimizer": lora / GIB, "activations": act / GIB,
              "logits": logits / GIB}
     if config.device == "cuda":

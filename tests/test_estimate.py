@@ -29,3 +29,13 @@ def test_estimate_grows_with_batch_and_length_and_cpu_has_no_cuda_part():
         estimate_vram(replace(base, batch_tokens=0, batch_size=16)).total_gib
     assert estimate_vram(replace(base, max_length=65536)).total_gib > estimate_vram(base).total_gib  # one row > budget
     assert "cuda workspace" not in estimate_vram(config_for("cpu")).parts
+
+
+def test_a_large_fused_loss_chunk_is_counted_and_the_presets_chunks_change_nothing():
+    """The fused cross-entropy holds one chunk of 16-bit logits: the presets' chunks (256, 4096) fit in what the
+    estimate kept for the loss before; a chunk of 16k tokens does not, and is counted."""
+    modern = config_for("modern-bf16")
+    base = estimate_vram(modern).parts["logits"]
+    assert estimate_vram(replace(modern, fused_ce_chunk=256)).parts["logits"] == base
+    assert estimate_vram(replace(modern, fused_ce_chunk=16384)).parts["logits"] > 3 * base
+    assert estimate_vram(replace(modern, fused_ce_chunk=16384, fused_ce=False)).parts["logits"] == base
