@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
@@ -88,3 +89,34 @@ def test_the_trainers_own_loggers_get_each_step_as_it_is_read(tmp_path):
     cb.on_train_end(None, state, TrainerControl())
     assert logged == [{"loss": 2.0, "learning_rate": 1e-3, "grad_norm": 0.5},
                       {"loss": 1.0, "learning_rate": 2e-3, "grad_norm": 0.25}]
+
+
+def test_a_workers_values_and_a_plain_norm_travel_with_the_loss():
+    """Data-parallel extras (tokens, stop and save votes) and a gradient norm the clipping gave as a number: one
+    vector with the loss, read back as the mean over workers (no process group here: nothing to sum)."""
+    readout = StepReadout("cpu", workers=2, lag=0)
+    readout.add_loss(torch.tensor(3.0))
+    readout.grad_norm = 0.5
+    readout.close(1, (100.0, 0.0, 1.0))
+    readout.add_loss(torch.tensor(1.0))
+    readout.close(2, (50.0, 1.0, 0.0))  # no clipping: no norm
+    (one, two) = readout.ready(2)
+    assert (one.step, one.loss, one.grad_norm, one.extra) == (1, 1.5, 0.25, [100.0, 0.0, 1.0])
+    assert (two.step, two.loss, two.grad_norm, two.extra) == (2, 0.5, None, [50.0, 1.0, 0.0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_closing_a_step_on_the_gpu_never_waits_for_it():
+    """torch's sync debug mode raises on any operation that makes the CPU wait for the GPU."""
+    readout = StepReadout("cuda", workers=2)
+    loss = torch.randn((), device="cuda")
+    torch.cuda._sleep(100_000_000)  # the GPU busy: a wait would be long, and is an error here
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        readout.add_loss(loss)
+        readout.grad_norm = torch.ones((), device="cuda")
+        readout.close(1, (1000.0, 0.0, 0.0))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    (closed,) = readout.ready(flush=True)
+    assert closed.extra == [1000.0, 0.0, 0.0] and closed.grad_norm == 0.5

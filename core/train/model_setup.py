@@ -278,6 +278,9 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         save_total_limit=2,
         report_to=["tensorboard"] if config.tensorboard else "none",
         dataloader_num_workers=0,  # tokenised up front; worker processes hang on WSL (trl#1964)
+        # Batches go to the GPU from pinned memory without waiting: a blocking copy (accelerate's default) waits for
+        # the GPU to finish the step before, so the CPU could not prepare the next step while the GPU worked.
+        accelerator_config={"non_blocking": config.device == "cuda"},
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient each step: no graph walk
         ddp_backend="gloo" if rehearsal() else None,  # (NCCL for GPUs, gloo for CPU processes: accelerate's pick)
         disable_tqdm=True,
