@@ -80,9 +80,9 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
     import torch
 
     from core.runs.output import RunDirs
-    from core.train.profiling import profile_steps
     from core.train.model_setup import (build_trainer, decoder_layers, load_model_from_path, plan_checkpointing,
                                        resolve_quantization)
+    from core.train.profiling import profile_steps
 
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     if torch.cuda.is_available():
