@@ -165,3 +165,17 @@ async def test_a_config_sent_before_the_overview_is_composed_is_painted_once_it_
         await pilot.pause()
         text = str(panel.query_one("#overview-preset", Static).render())
         assert "Preset cpu" in text and "RAM ≈ 2.2 GiB" in text
+
+
+def test_a_token_length_request_reaching_a_panel_without_children_is_dropped():
+    """The stats timer can fire as the app closes (seen in CI: the test ended before its 0.5 s delay): the dataset
+    panel, its children gone, neither fails nor starts measuring."""
+    from types import SimpleNamespace
+
+    from tests.tui_fakes import FakeEngine
+    from tui.widgets.dataset import DatasetPanel
+
+    panel = DatasetPanel(FakeEngine(NO_GPU), "dataset.jsonl")
+    panel.report = SimpleNamespace(sha256="abc", examples=[])
+    panel.measure("smollm2-135m-instruct", 512)
+    assert panel.stats_key is None and panel.max_length == 512

@@ -8,6 +8,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
@@ -170,18 +171,25 @@ class DatasetPanel(Vertical):
         every truncation does, so a new `truncation` only repaints."""
         self.model, self.max_length = model, max_length
         changed, self.truncation = truncation != self.truncation, truncation
-        if self.report is None or not model:
+        line = self._stats_line()
+        if self.report is None or not model or line is None:
             return
         key = (self.report.sha256, model, max_length)
         if key == self.stats_key:
             if changed and self.stats is not None:
-                self.query_one("#dataset-stats", Static).update(stats_text(self.stats, model, max_length, truncation))
+                line.update(stats_text(self.stats, model, max_length, truncation))
                 self.post_message(LengthStatsReady(key, self.stats))  # the overview and preset tab repaint too
             return
         self.stats_key = key
-        self.query_one("#dataset-stats", Static).update(
-            Text(f"measuring token lengths with {model}'s tokenizer (max length {max_length})…", style="dim"))
+        line.update(Text(f"measuring token lengths with {model}'s tokenizer (max length {max_length})…", style="dim"))
         self._measure(key, self.report.examples)
+
+    def _stats_line(self) -> Static | None:
+        """The token-length line; None while the panel has no children (the app closing as a timer fires)."""
+        try:
+            return self.query_one("#dataset-stats", Static)
+        except NoMatches:
+            return None
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="length-stats")
     def _measure(self, key: tuple, examples: list) -> None:
@@ -194,9 +202,9 @@ class DatasetPanel(Vertical):
                 self.post_message(LengthStatsReady(key, stats))
 
     def on_length_stats_ready(self, message: LengthStatsReady) -> None:
-        if message.key != self.stats_key:
-            return  # stats for a model or max length that is no longer chosen
-        widget = self.query_one("#dataset-stats", Static)
+        widget = self._stats_line()
+        if message.key != self.stats_key or widget is None:
+            return  # stats for a model or max length that is no longer chosen (or the app is closing)
         if message.stats is None:
             widget.update(Text(f"token lengths unavailable: {message.error}", style="yellow"))
             return
