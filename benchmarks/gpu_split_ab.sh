@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Code A/B of real headless runs on a 2-GPU box (nvidia-h200-x2), the older core/ in .ab/ (see gpu_ab.sh), carried
-# with .whl: benchmarks/cpu_cost.py and the CUDA tests of the fused loss first, then STEPS-step runs
+# with .whl: benchmarks/cpu_cost.py and the CUDA tests (no host sync a step, the fused loss) first, then STEPS-step runs
 # (benchmarks/multi_gpu.py): one GPU new, split new/old/new/old, one GPU old.
 set -uo pipefail
 source benchmarks/device_env.sh || exit 1
@@ -9,7 +9,8 @@ STEPS=${STEPS:-20}
 START=$(date +%s)
 say() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 python3 benchmarks/cpu_cost.py > "$OUT/cpu-cost.json" 2> /tmp/cpu.err; cat "$OUT/cpu-cost.json"; tail -3 /tmp/cpu.err
-python3 -m pytest -q -p no:cacheprovider tests/test_fused_ce.py tests/test_rms_norm.py 2>&1 | tail -3
+python3 -m pytest -q -p no:cacheprovider tests/test_no_sync.py tests/test_step_readout.py tests/test_fused_ce.py \
+  tests/test_rms_norm.py 2>&1 | tail -8
 say "checks done"
 python3 benchmarks/random_model.py --arch qwen2.5-1.5b --out /tmp/qwen-random > /dev/null 2>&1
 python3 tests/genexport.py --seed 7 --rows "${ROWS:-20000}" --out /tmp/export.jsonl
