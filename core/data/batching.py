@@ -35,13 +35,12 @@ def budget_batches(lengths: list[int], max_tokens: int, max_rows: int, seed: int
         starts.pop()
     for start, end in zip(starts, starts[1:] + [len(order)]):
         chunk = sorted(order[start:end], key=lambda i: lengths[i])
-        made = even_split(chunk, lengths, max_tokens, max_rows)  # in length order
-        whole = len(made) - len(made) % workers
-        units.extend(made[k:k + workers] for k in range(0, whole, workers))
-        spare.extend(made[whole:])
+        steps, left = _in_steps(even_split(chunk, lengths, max_tokens, max_rows), workers)  # in length order
+        units += steps
+        spare += left
     spare.sort(key=lambda b: max(lengths[i] for i in b))
-    units.extend(spare[k:k + workers] for k in range(0, len(spare) - len(spare) % workers, workers))
-    rest = spare[len(spare) - len(spare) % workers:]  # fewer than `workers`: the last step
+    steps, rest = _in_steps(spare, workers)  # rest: fewer than `workers`, the last step
+    units += steps
     rng.shuffle(units)
     if units:  # the most padded tokens first: a batch that does not fit fails at step 1, not hours later
         def padded(b: list[int]) -> int:
@@ -50,6 +49,12 @@ def budget_batches(lengths: list[int], max_tokens: int, max_rows: int, seed: int
         big = max(range(len(units)), key=lambda u: max(padded(b) for b in units[u]))
         units.insert(0, units.pop(big))
     return [b for unit in units for b in unit] + rest
+
+
+def _in_steps(batches: list[list[int]], workers: int) -> tuple[list[list[list[int]]], list[list[int]]]:
+    """Consecutive batches grouped `workers` to a step, and those left over (fewer than `workers`)."""
+    whole = len(batches) - len(batches) % workers
+    return [batches[k:k + workers] for k in range(0, whole, workers)], batches[whole:]
 
 
 def _pack(chunk: list[int], lengths: list[int], cap: int, max_rows: int) -> list[list[int]]:
