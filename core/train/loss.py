@@ -26,20 +26,12 @@ def loss_positions(labels: torch.Tensor) -> torch.Tensor:
     return (nxt.reshape(-1) != -100).nonzero().squeeze(1)
 
 
-def _fused_ce(head, h: torch.Tensor, y: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
-    """The fused linear cross-entropy (core/train/cross_entropy.py): logits in chunks of `chunk_tokens`, each
-    chunk's gradient computed in the forward pass, so no fp32 logits, no softmax backward, no recomputed LM head
-    and no wait for the GPU."""
-    from core.train.cross_entropy import linear_cross_entropy
-
-    return linear_cross_entropy(h, head.weight, y, chunk_tokens)
-
-
 def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK,
-                     fused: bool = False, fused_chunk: int = 256) -> torch.Tensor:
+                     fused_chunk: int = 0) -> torch.Tensor:
     """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count).
-    `fused`: the fused linear cross-entropy while training on CUDA (same bf16 logits, fp32 softmax), in chunks of
-    at most `fused_chunk` tokens."""
+    `fused_chunk` > 0: while training on CUDA, the fused linear cross-entropy (core/train/cross_entropy.py: same
+    bf16 logits, fp32 softmax, each chunk's gradient made in the forward pass, no wait for the GPU) in chunks of at
+    most that many tokens."""
     labels = inputs["labels"]
     ddp = model if hasattr(model, "module") and hasattr(model, "no_sync") else None  # DistributedDataParallel
     inner = ddp.module if ddp is not None else model
@@ -56,9 +48,11 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
     y = labels.reshape(-1).index_select(0, index + 1)
     head = causal_lm.get_output_embeddings()
-    if fused and h.requires_grad and h.is_cuda and getattr(head, "bias", None) is None \
+    if fused_chunk > 0 and h.requires_grad and h.is_cuda and getattr(head, "bias", None) is None \
             and not head.weight.requires_grad:
-        total = _fused_ce(head, h, y, fused_chunk)
+        from core.train.cross_entropy import linear_cross_entropy
+
+        total = linear_cross_entropy(h, head.weight, y, fused_chunk)
     else:
         total = _chunked_ce(head, h, y, chunk)
     count = num_items_in_batch if num_items_in_batch is not None else max(int(index.numel()), 1)

@@ -392,8 +392,8 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
             from core.train.loss import answer_only_loss
 
             with self.accelerator.autocast():
-                loss = answer_only_loss(model, inputs, num_items_in_batch, fused=fused_ce,
-                                        fused_chunk=config.fused_ce_chunk)
+                loss = answer_only_loss(model, inputs, num_items_in_batch,
+                                        fused_chunk=config.fused_ce_chunk if fused_ce else 0)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 # The count is summed over all workers and DDP averages their gradients: scale back, as
                 # Trainer.compute_loss does, so N workers step exactly as one process with N× accumulation.
