@@ -51,17 +51,15 @@ class StepReadout:
 
         device = self._loss.device if self._loss is not None else torch.device(worker_device(self.device))
         norm = self.grad_norm
-        on_device = [self._loss.float().reshape(()) if self._loss is not None else torch.zeros((), device=device),
-                     norm.float().reshape(()).to(device) if isinstance(norm, torch.Tensor) else None]
-        host = [float("nan") if norm is None or isinstance(norm, torch.Tensor) else float(norm),
-                *(float(v) for v in extra)]
+        loss = self._loss.float().reshape(()) if self._loss is not None else torch.zeros((), device=device)
+        on_device = isinstance(norm, torch.Tensor)
         # The host's values travel in one non-blocking copy from pinned memory: torch.tensor(x, device="cuda")
         # waits for the GPU to finish all it was given (a synchronous copy), which made each step's end a sync.
-        sent = torch.tensor(host, dtype=torch.float32)
+        sent = torch.tensor([float("nan") if norm is None or on_device else float(norm), *(float(v) for v in extra)],
+                            dtype=torch.float32)
         sent = sent.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else sent.to(device)
-        if on_device[1] is None:
-            on_device[1] = sent[0]
-        vec = torch.cat([torch.stack(on_device), sent[1:]])
+        norm = norm.float().reshape(()).to(device) if on_device else sent[0]
+        vec = torch.cat([torch.stack([loss, norm]), sent[1:]])
         if self.workers > 1:
             import torch.distributed as dist
 
