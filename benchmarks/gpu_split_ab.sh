@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Code A/B of real headless runs on a 2-GPU box (nvidia-h200-x2), the older core/ in .ab/ (see gpu_ab.sh), carried
 # with .whl: benchmarks/cpu_cost.py and the CUDA tests (no host sync a step, the fused loss) first, then STEPS-step runs
-# (benchmarks/multi_gpu.py): one GPU new, split new/old/new/old, one GPU old.
+# (benchmarks/multi_gpu.py): one GPU new, split new/old/new/old, one GPU old; PROFILE=1 then profiles a split run of
+# the new code with Python stacks (prof/rank0.txt, rank1.txt: idle time, host waits by line, launches by op).
 set -uo pipefail
 source benchmarks/device_env.sh || exit 1
 export NCCL_NVLS_ENABLE=0
@@ -22,4 +23,10 @@ m() {  # m DIR GPUS NAME
   grep -q '"error"' "$OUT/$3.json" && grep -v "it/s\]" "/tmp/$3.err" | tail -5 | cut -c1-300
 }
 m . 1 one-new; m . 2 split-new1; m .ab 2 split-old1; m . 2 split-new2; m .ab 2 split-old2; m .ab 1 one-old
+if [ "${PROFILE:-0}" = 1 ]; then
+  GENAPTITUDE_TRAINER_PROFILE=$OUT/prof GENAPTITUDE_TRAINER_PROFILE_STACKS=1 python3 benchmarks/multi_gpu.py \
+    --model /tmp/qwen-random --dataset /tmp/export.jsonl --gpus 2 --gpu-batch split --steps 12 \
+    --train-args "--score-rows 0" > "$OUT/split-profiled.json" 2> /tmp/prof.err; tail -2 /tmp/prof.err | cut -c1-300
+  for r in 0 1; do head -3 "$OUT/prof/rank$r.txt"; sed -n '/host waits/,/^$/p' "$OUT/prof/rank$r.txt" | cut -c1-220; done
+fi
 say done

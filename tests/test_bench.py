@@ -100,6 +100,27 @@ def test_the_profile_says_where_the_gpu_waited_and_on_what(tmp_path):
     assert "       0.07 ms/step  step" in report  # the outermost op open in both gaps
 
 
+def test_the_profile_names_what_made_the_cpu_wait_for_the_gpu(tmp_path):
+    """The sync report: each cudaStreamSynchronize charged to the innermost op and Python line open around it."""
+    import json
+
+    from core.train.profiling import sync_report
+
+    events = [{"cat": "cpu_op", "tid": 1, "ts": ts, "dur": dur, "name": name}
+              for ts, dur, name in [(0, 200, "step"), (5, 20, "aten::item"), (45, 50, "aten::copy_")]]
+    events += [{"cat": "python_function", "tid": 1, "ts": 0, "dur": 200, "name": "trainer.py(9): train"},
+               {"cat": "python_function", "tid": 1, "ts": 4, "dur": 30, "name": "readout.py(40): close"}]
+    events += [{"cat": "cuda_runtime", "tid": 1, "ts": ts, "dur": 1000, "name": "cudaStreamSynchronize"}
+               for ts in (7, 50, 60)]
+    events += [{"cat": "cuda_runtime", "tid": 1, "ts": 8, "dur": 1, "name": "cudaLaunchKernel"}]
+    trace = tmp_path / "trace.json"
+    trace.write_text(json.dumps({"traceEvents": events}))
+    report = sync_report(trace, steps=1).splitlines()
+    assert report[0].startswith("host waits for the GPU: 3.0 a step, 3.0 ms/step")
+    assert report[1:] == ["      2.0/step    2.00 ms/step  aten::copy_ <- trainer.py(9): train",
+                          "      1.0/step    1.00 ms/step  aten::item <- readout.py(40): close"]
+
+
 @pytest.mark.slow
 def test_a_profiled_run_writes_each_workers_report(tiny_model_dir, small_dataset, tmp_path, monkeypatch):
     """GENAPTITUDE_TRAINER_PROFILE on a real run: rank0.txt with the step's wall time, launches and the op tables."""

@@ -9,6 +9,7 @@ compilation, the allocator's growth) must report none.
 from __future__ import annotations
 
 import threading
+import traceback
 import warnings
 from dataclasses import replace
 
@@ -39,23 +40,29 @@ def test_steady_training_steps_never_wait_for_the_gpu(tmp_path):
                                                                    "eval_rows": 0, "device": "cuda"})
     seen: list[str] = []
 
+    def record(message, category, filename, lineno, file=None, line=None):  # warnings.showwarning's signature
+        if "synchroniz" in str(message):  # the op, then our Python frames that led to it (torch's own left out)
+            frames = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_stack()[:-2]
+                      if "/torch/" not in f.filename and "warnings" not in f.filename]
+            seen.append(f"{str(message).splitlines()[0]} at " + " <- ".join(reversed(frames[-6:])))
+
     class Watch(TrainerCallback):
         caught = None
 
         def on_step_begin(self, args, state, control, **kw):
             if state.global_step == 2:
-                self.caught = warnings.catch_warnings(record=True)
-                self.log = self.caught.__enter__()
+                self.caught = warnings.catch_warnings()
+                self.caught.__enter__()
                 warnings.simplefilter("always")
+                warnings.showwarning = record
                 torch.cuda.set_sync_debug_mode("warn")
 
         def on_step_end(self, args, state, control, **kw):
             if self.caught is not None and state.global_step == 5:
                 torch.cuda.set_sync_debug_mode("default")
                 self.caught.__exit__(None, None, None)
-                seen.extend(str(w.message).splitlines()[0] for w in self.log if "synchroniz" in str(w.message))
                 self.caught = None
 
     trainer.add_callback(Watch())
     trainer.train()
-    assert seen == []
+    assert seen == [], "\n".join(seen)

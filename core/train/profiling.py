@@ -62,7 +62,7 @@ def step_profiler(path: Path, start: int, steps: int):
                 trace = path.with_suffix(".trace.json")  # (one per report: workers profile at once)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.prof.export_chrome_trace(str(trace))
-                idle = idle_report(trace, steps)
+                idle = idle_report(trace, steps) + "\n\n" + sync_report(trace, steps)
                 trace.unlink()
                 ka = self.prof.key_averages()
                 gpu = sum(e.self_device_time_total for e in ka) / 1e3
@@ -72,13 +72,54 @@ def step_profiler(path: Path, start: int, steps: int):
                     f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "
                     f"kernel launches {launches / steps:.0f}/step\n\n{idle}\n\n"
                     + ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
-                    + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60)
+                    + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
+                    + ka.table(sort_by="count", row_limit=30, max_name_column_width=60)
                     + ("\n\nby Python stack (5 frames):\n" + self.prof.key_averages(group_by_stack_n=5).table(
                         sort_by="self_device_time_total", row_limit=40, max_name_column_width=60)
                        if stacks else ""))
                 self.prof = None
 
     return Profile()
+
+
+def _open_at(spans: list, at: float) -> tuple | None:
+    """The innermost of `spans` ((start, end, name), sorted by start, nested as one thread's ops are) open at `at`."""
+    best = None
+    for span in spans:
+        if span[0] > at:
+            break
+        if span[1] >= at:
+            best = span  # a later start that is still open lies inside the earlier ones
+    return best
+
+
+def sync_report(trace: Path, steps: int, top: int = 15) -> str:
+    """Where the CPU waited for the GPU (cudaStreamSynchronize and the like): how often a step and how long, by the
+    innermost op open on that thread, and with stacks on by the innermost Python function too. A step that waits
+    cannot queue the next one's kernels while the GPU works."""
+    events = json.loads(trace.read_text())["traceEvents"]
+    waits = [e for e in events if "Synchronize" in e.get("name", "") and "dur" in e]
+    lines = [f"host waits for the GPU: {len(waits) / steps:.1f} a step, "
+             f"{sum(e['dur'] for e in waits) / 1e3 / steps:.1f} ms/step, by the op (and Python line) that asked:"]
+    spans: dict = {}
+    for e in events:
+        if e.get("cat") in ("cpu_op", "python_function") and "dur" in e:
+            spans.setdefault((e["tid"], e["cat"]), []).append((e["ts"], e["ts"] + e["dur"], e["name"]))
+    for v in spans.values():
+        v.sort()
+    table: dict = {}
+    for e in waits:
+        names = []
+        for cat in ("cpu_op", "python_function"):
+            span = _open_at(spans.get((e["tid"], cat), []), e["ts"])
+            if span:
+                names.append(span[2])
+        key = " <- ".join(names) or e["name"]
+        n, t = table.get(key, (0, 0.0))
+        table[key] = (n + 1, t + e["dur"])
+    for key, (n, t) in sorted(table.items(), key=lambda kv: -kv[1][0])[:top]:
+        lines.append(f"    {n / steps:5.1f}/step {t / 1e3 / steps:7.2f} ms/step  {key[:150]}")
+    return "\n".join(lines)
 
 
 def idle_report(trace: Path, steps: int, top: int = 20) -> str:
