@@ -7,6 +7,9 @@ logits is alive at a time whatever the batch: memory no longer grows with vocabu
 """
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -38,10 +41,11 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     causal_lm = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     decoder = causal_lm.get_decoder()
     kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "loss_index")}  # padding-free: cu_seq_lens…
-    if ddp is None:
-        hidden = decoder(**kwargs, use_cache=False).last_hidden_state
-    else:
-        hidden = _through_ddp(ddp, decoder, kwargs)
+    with rows_not_packed("attention_mask" not in kwargs and "position_ids" not in kwargs):
+        if ddp is None:
+            hidden = decoder(**kwargs, use_cache=False).last_hidden_state
+        else:
+            hidden = _through_ddp(ddp, decoder, kwargs)
     index = inputs.get("loss_index")
     if index is None:
         index = loss_positions(labels)  # on the GPU: one sync, fine outside the training loop
@@ -59,6 +63,47 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     if isinstance(count, torch.Tensor):
         count = count.to(total.device)
     return total / count
+
+
+_UNPACKED = contextvars.ContextVar("genaptitude_rows_not_packed", default=False)
+
+
+@contextmanager
+def rows_not_packed(known: bool):
+    """While `known`, transformers' check for several sequences packed into one row answers "none" without asking
+    the GPU. Without an attention mask, transformers 5.x builds the row positions itself (0, 1, 2, ... in every row:
+    never packed) and then, at every forward, compares them on the GPU and reads the answer back: a host sync that
+    makes the CPU wait for the whole previous step (the optimizer, and in a `--gpus` run the gradient all-reduce
+    waiting for the slower worker) before it can queue this step's first kernel. Found by the profile's sync report
+    (core/train/profiling.py) of a `--gpus 2` run on two H200s: 22.7 ms a step waited there on rank 0."""
+    if not known:
+        yield
+        return
+    _skip_packing_check()
+    token = _UNPACKED.set(True)
+    try:
+        yield
+    finally:
+        _UNPACKED.reset(token)
+
+
+def _skip_packing_check() -> None:
+    """Wrap transformers.masking_utils.find_packed_sequence_indices (once) so that it answers None (one sequence a
+    row) inside `rows_not_packed`, and asks the GPU as before anywhere else. Without that function (another
+    transformers) nothing changes."""
+    try:
+        from transformers import masking_utils
+    except ImportError:
+        return
+    original = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if original is None or getattr(original, "skips_when_unpacked", False):
+        return
+
+    def find_packed_sequence_indices(position_ids):
+        return None if _UNPACKED.get() else original(position_ids)
+
+    find_packed_sequence_indices.skips_when_unpacked = True
+    masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
 
 
 def _through_ddp(ddp, decoder, kwargs: dict) -> torch.Tensor:
