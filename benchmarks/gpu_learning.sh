@@ -10,7 +10,7 @@ python3 -m core train $common --output /tmp/fast > $OUT/learning-fast.jsonl 2> $
 python3 -c "
 import json, sys
 from core.presets import config_for
-c = config_for('modern-bf16', fast_lora=False, fused_lora_grad=False, fused_blocks=False, torch_rms_norm=False,
+c = config_for('modern-bf16', fast_lora=False, fused_lora_grad=False, fused_blocks=False, torch_rms_norm=False, fused_rope=False,
                lora_dtype='float32', liger=False,
                fused_ce=False, fast_loss=False, mask_padding=True, cudnn_attention=True)
 json.dump(c.to_dict(), open('/tmp/reference.json', 'w'))"

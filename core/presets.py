@@ -123,6 +123,8 @@ class TrainConfig:
                                        "loss made at 16k tokens, with which 8gb's peak was measured)", group=SPEED)
     torch_rms_norm: bool = setting(False, "RMSNorm through torch's fused kernel (torch >= 2.8, CUDA) instead of "
                                           "Liger's: the same one kernel for far less CPU a call", group=SPEED)
+    fused_rope: bool = setting(False, "RoPE on q and k in one Triton kernel each way (CUDA) instead of transformers' "
+                                      "~30 elementwise kernels a layer", group=SPEED)
     fast_loss: bool = setting(True, "LM head only where the loss is (answer tokens), in chunks; off: the library's "
                                     "loss", group=SPEED)
     pad_to_multiple: int = setting(0, "pad each batch's length up to a multiple of this (fewer distinct kernel "

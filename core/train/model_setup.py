@@ -89,6 +89,12 @@ def load_model_from_path(config: TrainConfig, path, emit):
         native_norm = available() and use_torch_rms_norm(model) > 0
     if config.liger and config.device == "cuda":
         _apply_liger(model, emit, rms_norm=not native_norm)
+    if config.fused_rope and config.device == "cuda":
+        from core.train.rope import use_fused_rope
+
+        if not use_fused_rope(model):
+            emit(LogLine("fused RoPE not available for this model (or no Triton): transformers' RoPE runs",
+                         "warning"))
     if config.kbit_prepare:  # the old script's path: upcasts every non-quantised weight to fp32
         from peft import prepare_model_for_kbit_training
 
