@@ -13,7 +13,7 @@ START=$(date +%s)
 say() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 RES=/tmp/res; mkdir -p $RES
 [ "${CPU_COST:-1}" = 1 ] && { python3 benchmarks/cpu_cost.py > "$RES/cpu-cost.json" 2> /tmp/cpu.err; tail -3 /tmp/cpu.err; }
-python3 -m pytest -q -p no:cacheprovider tests/test_no_sync.py tests/test_step_readout.py tests/test_fused_ce.py \
+CUDA_VISIBLE_DEVICES=0 python3 -m pytest -q -p no:cacheprovider tests/test_no_sync.py tests/test_step_readout.py tests/test_fused_ce.py \
   tests/test_rms_norm.py tests/test_rope.py > $RES/cuda-tests.txt 2>&1; grep -v "^  \|Warning\|^$" $RES/cuda-tests.txt | tail -25 | cut -c1-400
 say "checks done"
 python3 benchmarks/random_model.py --arch qwen2.5-1.5b --out /tmp/qwen-random > /dev/null 2>&1

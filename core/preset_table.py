@@ -57,7 +57,7 @@ GPU_LEARNING_REASONS = {
 }
 # The LoRA kernel path every mixed-precision GPU preset takes (core/train/fast_lora.py). Measured on an H200, one call,
 # each row of core bench with and without it (Qwen2.5-1.5B shape; results/h200x2-issue15-2026-11-30/3-ablations/).
-GPU_KERNELS = dict(fused_lora_grad=True, fused_blocks=True, torch_rms_norm=True)
+GPU_KERNELS = dict(fused_lora_grad=True, fused_blocks=True, torch_rms_norm=True, fused_rope=True)
 GPU_KERNELS_REASONS = {
     "fused_lora_grad": "each LoRA projection one autograd node: the LoRA term of the input gradient accumulated into "
                        "the base's (addmm_) instead of a full-size tensor and an add, and the forward's update added "
@@ -73,6 +73,10 @@ GPU_KERNELS_REASONS = {
     "torch_rms_norm": "torch's fused RMSNorm (torch >= 2.8) instead of Liger's: forward and backward of a 16k-token "
                       "norm took 161-190 µs of GPU against 560-586 for Liger's (benchmarks/cpu_cost.py, H200), 57 "
                       "norms a step; with the fused cross-entropy, real runs 62.8k -> 66.0k tokens/s on one GPU",
+    "fused_rope": "RoPE in one Triton kernel each way instead of ~30 elementwise kernels a layer: --gpus 2 split "
+                  "(16k tokens a GPU, bound by the CPU's launches) 122.3k/118.8k -> 136.5k/127.8k tokens/s on two "
+                  "H200s (results/h200-issue15-session10); one GPU at 32k, where the GPU is the bound, gained "
+                  "nothing in session 7",
 }
 GPU_SCORE = dict(score_rows=24, score_seconds=60.0)
 GPU_SCORE_REASONS = {"score_rows": "24 held-out rows answered by base and adapter after the run (a few seconds on "
