@@ -20,6 +20,7 @@ for i in $(seq 1 "${PAIRS:-3}"); do
     timeout 150 python3 benchmarks/multi_gpu.py --model /tmp/qwen-random --dataset /tmp/export.jsonl --gpus $g \
       --gpu-batch split --steps "$STEPS" --train-args "--score-rows 0" > "$RES/pair$i-gpus$g.json" 2> "/tmp/e$i$g"
     say "pair $i, $g GPU(s): $(grep -o '"tokens_per_s": [0-9.]*' "$RES/pair$i-gpus$g.json" | tr '\n' ' ')"
+    tar -czf "$OUT/results.tar.gz" -C $RES .  # (after each run: a call cut short keeps what it measured)
   done
 done
 python3 - "$RES" <<'PY' | tee "$RES/summary.txt"
