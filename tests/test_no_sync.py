@@ -40,7 +40,8 @@ def test_steady_training_steps_never_wait_for_the_gpu(tmp_path):
     plan_checkpointing(cfg, model, lambda e: None)
     trainer, _ = build_trainer(cfg, model, _id_tokenizer(), ds, None, RunDirs(tmp_path / "out", tmp_path, None),
                                lambda e: None, threading.Event(), {"config": cfg.to_dict(), "train_rows": len(ds),
-                                                                   "eval_rows": 0, "device": "cuda"})
+                                                                   "eval_rows": 0, "device": "cuda",
+                                                                   "output_dir": str(tmp_path / "out")})
     seen: list[str] = []
 
     def record(message, category, filename, lineno, file=None, line=None):  # warnings.showwarning's signature
