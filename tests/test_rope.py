@@ -96,3 +96,24 @@ def test_the_model_module_gets_the_wrapper_once_and_only_with_triton(monkeypatch
     wrapped = modeling_qwen2.apply_rotary_pos_emb
     assert wrapped is not HF_ROPE and wrapped.fused_rope
     assert rope.use_fused_rope(model) and modeling_qwen2.apply_rotary_pos_emb is wrapped  # not wrapped twice
+
+
+def test_only_the_half_split_rope_is_replaced(monkeypatch):
+    """Models that pair neighbouring dimensions (Cohere, GPT-J) or otherwise compute another RoPE keep their own
+    function: the kernel computes the half-split one of Llama/Qwen2/Mistral/Gemma."""
+    import sys
+    import types
+
+    from transformers.models.cohere import modeling_cohere
+    from transformers.models.llama import modeling_llama
+
+    assert rope.computes_half_split_rope(HF_ROPE) and rope.computes_half_split_rope(modeling_llama.apply_rotary_pos_emb)
+    assert not rope.computes_half_split_rope(modeling_cohere.apply_rotary_pos_emb)  # interleaved pairs
+
+    fake = types.ModuleType("fake_interleaved_model")
+    fake.apply_rotary_pos_emb = modeling_cohere.apply_rotary_pos_emb
+    FakeAttention = type("FakeAttention", (torch.nn.Module,), {"__module__": fake.__name__})
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setattr(rope, "triton", object())
+    assert not rope.use_fused_rope(torch.nn.Sequential(FakeAttention()))
+    assert fake.apply_rotary_pos_emb is modeling_cohere.apply_rotary_pos_emb

@@ -124,10 +124,34 @@ def fused_rope(original):
     return apply_rotary_pos_emb
 
 
+def reference(q, k, cos, sin):
+    """What the kernel computes, in PyTorch: x·cos + rotate_half(x)·sin with rotate_half(x) = [−x₂, x₁]."""
+    def rotate(x):
+        half = x.shape[-1] // 2
+        return x * cos.unsqueeze(1) + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin.unsqueeze(1)
+    return rotate(q), rotate(k)
+
+
+def computes_half_split_rope(function) -> bool:
+    """Whether a model module's apply_rotary_pos_emb is the half-split RoPE the kernel computes, asked once on a
+    small CPU input: some models pair neighbouring dimensions instead (interleaved, e.g. Cohere), or rotate part of
+    the head; those keep their own."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 5, 8, generator=g), torch.randn(2, 1, 5, 8, generator=g)
+    cos, sin = torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    try:
+        got = function(q, k, cos, sin)
+    except Exception:  # noqa: BLE001 - another signature or layout: not ours to replace
+        return False
+    want = reference(q, k, cos, sin)
+    return (isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)
+            and all(a.shape == b.shape and torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want)))
+
+
 def use_fused_rope(model) -> bool:
     """Give the modules that define `model`'s attention layers the fused RoPE (their module-level
-    apply_rotary_pos_emb, which transformers' attention forwards call). False when none has one or Triton is
-    missing (the layers keep transformers' RoPE)."""
+    apply_rotary_pos_emb, which transformers' attention forwards call), where that function computes the
+    half-split RoPE the kernel does. False when none does or Triton is missing (the layers keep their RoPE)."""
     if triton is None:
         return False
     done = False
@@ -137,6 +161,8 @@ def use_fused_rope(model) -> bool:
         if original is None:
             continue
         if not getattr(original, "fused_rope", False):
+            if not computes_half_split_rope(original):
+                continue
             namespace.apply_rotary_pos_emb = fused_rope(original)
         done = True
     return done
