@@ -134,3 +134,21 @@ def test_a_profiled_run_writes_each_workers_report(tiny_model_dir, small_dataset
     report = (tmp_path / "prof" / "rank0.txt").read_text()
     assert report.startswith("wall ") and "ms/step" in report.splitlines()[0]
     assert "aten::mm" in report or "aten::addmm" in report  # the CPU op table of the profiled steps
+
+
+@pytest.mark.slow
+def test_a_python_profile_says_where_the_cpu_time_goes(tiny_model_dir, small_dataset, tmp_path, monkeypatch):
+    """GENAPTITUDE_TRAINER_PROFILE_PYTHON=1: cProfile over the same steps, time by package and the costliest functions."""
+    from core.train import profiling
+    from tests.tinymodels import train_tiny
+
+    monkeypatch.setenv(profiling.PROFILE_ENV, str(tmp_path / "prof"))
+    monkeypatch.setenv(f"{profiling.PROFILE_ENV}_PYTHON", "1")
+    monkeypatch.setattr(profiling, "START", 1)
+    monkeypatch.setattr(profiling, "STEPS", 2)
+    train_tiny(tiny_model_dir, small_dataset, tmp_path / "out", max_steps=4)
+    report = (tmp_path / "prof" / "rank0.txt").read_text().splitlines()
+    assert report[0].startswith("wall ") and "own time by package" in report[0]
+    packages = {line.split()[-1] for line in report[1:report.index("")]}
+    assert {"torch", "transformers", "builtin"} <= packages  # the step's own Python, by whose code it is
+    assert any(" core: " in line and "calls" not in line for line in report)  # our functions are named

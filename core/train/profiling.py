@@ -3,7 +3,9 @@ a text report (kernel launches a step, the GPU's idle time charged to the CPU op
 busiest kernels and CPU ops).
 
 Set GENAPTITUDE_TRAINER_PROFILE=<folder> for `bench` (one report per configuration) or `train` (one per worker:
-rank0.txt, rank1.txt, ...); GENAPTITUDE_TRAINER_PROFILE_STACKS=1 adds the GPU time by Python line.
+rank0.txt, rank1.txt, ...); GENAPTITUDE_TRAINER_PROFILE_STACKS=1 adds the GPU time by Python line;
+GENAPTITUDE_TRAINER_PROFILE_PYTHON=1 profiles the same steps with cProfile instead (the CPU's Python time by function
+and by package: where a step bound by the CPU spends it).
 """
 from __future__ import annotations
 
@@ -22,8 +24,65 @@ def profile_steps(trainer, name: str) -> bool:
     if not folder:
         return False
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    trainer.add_callback(step_profiler(Path(folder) / f"{safe[:80]}.txt", start=START, steps=STEPS))
+    make = python_profiler if os.environ.get(f"{PROFILE_ENV}_PYTHON") == "1" else step_profiler
+    trainer.add_callback(make(Path(folder) / f"{safe[:80]}.txt", start=START, steps=STEPS))
     return True
+
+
+def python_profiler(path: Path, start: int, steps: int):
+    """cProfile over `steps` steady steps: Python time a step by package and the functions that take most."""
+    import cProfile
+    import pstats
+
+    from transformers import TrainerCallback
+
+    class Profile(TrainerCallback):
+        prof = None
+        t0 = 0.0
+
+        def on_step_begin(self, args, state, control, **k):
+            if state.global_step == start:
+                _sync()
+                self.t0 = time.perf_counter()
+                self.prof = cProfile.Profile()
+                self.prof.enable()
+
+        def on_step_end(self, args, state, control, **k):
+            if self.prof is not None and state.global_step == start + steps:
+                self.prof.disable()
+                _sync()
+                wall = time.perf_counter() - self.t0
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(python_report(pstats.Stats(self.prof), steps, wall))
+                self.prof = None
+
+    return Profile()
+
+
+def _package(filename: str) -> str:
+    """'core', a site-packages top folder (torch, transformers, peft...), or 'builtin' (C functions and methods)."""
+    if not filename.endswith(".py"):
+        return "builtin"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/")[-1].split("/")[0]
+    parts = Path(filename).parts
+    return "core" if "core" in parts else Path(filename).stem
+
+
+def python_report(stats, steps: int, wall: float, top: int = 40) -> str:
+    """A cProfile run as text: time a step by package (own time: each function's body, not what it calls) and the
+    functions with most own time."""
+    by: dict = {}
+    rows = []
+    for (filename, line, func), (_, calls, own, _cum, _) in stats.stats.items():
+        package = _package(filename)
+        by[package] = by.get(package, 0.0) + own
+        rows.append((own, calls, f"{package}: {Path(filename).name}:{line} {func}"))
+    lines = [f"wall {1e3 * wall / steps:.1f} ms/step under cProfile; own time by package (ms/step):"]
+    lines += [f"  {t / steps * 1e3:8.2f}  {p}" for p, t in sorted(by.items(), key=lambda kv: -kv[1])[:12]]
+    lines.append("\nfunctions by own time (ms/step, calls/step):")
+    lines += [f"  {own / steps * 1e3:8.2f} {calls / steps:8.1f}  {name}" for own, calls, name in sorted(rows, reverse=True)[:top]]
+    return "\n".join(lines) + "\n"
 
 
 def _sync() -> None:
