@@ -96,6 +96,9 @@ class _Rope(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gq, gk):
         cos, sin = ctx.saved_tensors  # (gq, gk: zeros rather than None for an unused output, autograd's default)
+        # the kernel reads the head dimension with unit stride; attention's backward gives that, anything else is
+        # made so here
+        gq, gk = (g if g.stride(3) == 1 else g.contiguous() for g in (gq, gk))
         dq, dk = _launch(gq, gk, cos, sin, backward=True)
         return dq, dk, None, None
 
