@@ -19,7 +19,7 @@ python3 benchmarks/random_model.py --arch qwen2.5-1.5b --out /tmp/qwen-random > 
 python3 tests/genexport.py --seed 7 --rows 20000 --out /tmp/export.jsonl
 for kind in python torch; do
   extra=(); [ $kind = python ] && extra=(GENAPTITUDE_TRAINER_PROFILE_PYTHON=1)
-  env "${extra[@]}" GENAPTITUDE_TRAINER_PROFILE=$RES/$kind timeout 200 python3 benchmarks/multi_gpu.py \
+  env ${extra[@]+"${extra[@]}"} GENAPTITUDE_TRAINER_PROFILE=$RES/$kind timeout 200 python3 benchmarks/multi_gpu.py \
     --model /tmp/qwen-random --dataset /tmp/export.jsonl --gpus 2 --gpu-batch split --steps 12 \
     --train-args "--score-rows 0" > "$RES/split-$kind.json" 2> /tmp/$kind.err
   say "$kind profile: $(ls $RES/$kind 2>/dev/null | tr '\n' ' ')"; tail -2 /tmp/$kind.err | cut -c1-300
