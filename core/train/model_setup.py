@@ -288,6 +288,10 @@ def training_args(config: TrainConfig, dirs, has_eval: bool):
         # the GPU to finish the step before, so the CPU could not prepare the next step while the GPU worked.
         accelerator_config={"non_blocking": config.device == "cuda"},
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient each step: no graph walk
+        # No broadcast of the model's buffers from rank 0 before each forward: they are constants (RoPE's
+        # frequencies) the same on every worker, and DDP walked every module to list them at each step (a third of
+        # the module walks left in a 2-worker step's profile, core/train/module_walks.py has the others).
+        ddp_broadcast_buffers=False,
         ddp_backend="gloo" if rehearsal() else None,  # (NCCL for GPUs, gloo for CPU processes: accelerate's pick)
         disable_tqdm=True,
         seed=config.seed,
@@ -345,6 +349,10 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
     workers = world_size()
     fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _fused_ce_available(emit)
 
+    from core.train.module_walks import ModuleWalks
+
+    walks = ModuleWalks()
+
     class Trainer(SFTTrainer):
         # answer_only_loss divides by num_items_in_batch itself. The library's loss (fast_loss off) is scaled as
         # trl and transformers decide: saying True for it broke it on transformers < 5.19, where trl records True by
@@ -358,7 +366,8 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
             from core.train.oom import free_memory, injected_oom, restore_grads, save_grads, split_inputs
 
             rows = inputs["input_ids"].shape[0]
-            params = [p for p in model.parameters() if p.requires_grad]
+            params = walks.trainable(model)
+            walks.zero_grad_listed(model)  # (core/train/module_walks.py; undone when train() returns)
             saved = save_grads(params) if any(p.grad is not None for p in params) else None
             while True:
                 try:
@@ -366,7 +375,8 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                     loss = None
                     for piece in pieces:
                         injected_oom(piece["input_ids"].shape[0])
-                        piece_loss = super().training_step(model, piece, num_items_in_batch)
+                        with walks.train_walk_skipped(model):  # (its model.train(), see core/train/module_walks)
+                            piece_loss = super().training_step(model, piece, num_items_in_batch)
                         loss = piece_loss if loss is None else loss + piece_loss
                     callback.readout.add_loss(loss)  # read a step later, without a sync (core/train/step_readout)
                     return loss
@@ -391,6 +401,14 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                                       new_batch_size=-(-rows // self.splits),
                                       old_grad_accum=config.grad_accum * old,
                                       new_grad_accum=config.grad_accum * self.splits))
+
+        def floating_point_ops(self, inputs):
+            """The Trainer's estimate (6 × input tokens × parameters without embeddings, for its total_flos), with
+            the parameters counted once instead of at every micro-batch."""
+            main = getattr(self.model, "main_input_name", "input_ids")
+            if main not in inputs or not hasattr(self.model, "num_parameters"):
+                return 0
+            return 6 * inputs[main].numel() * walks.parameter_count(self.model)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not config.fast_loss:  # the library's loss: logits for every position
@@ -421,6 +439,12 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
                 self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator, num_workers=0,
                 pin_memory=self.args.dataloader_pin_memory))
 
+        def train(self, *args, **kwargs):
+            try:
+                return super().train(*args, **kwargs)
+            finally:
+                walks.restore()
+
         def evaluate(self, *args, **kwargs):
             counter.paused = True  # eval batches are not training throughput
             try:
@@ -433,8 +457,10 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
     trainable_to(trainer.model, config.lora_dtype)
     clip = trainer.accelerator.clip_grad_norm_
 
-    def clip_and_keep(*args, **kwargs):  # the step's gradient norm, for the readout (the Trainer's own log is off)
-        callback.readout.grad_norm = norm = clip(*args, **kwargs)
+    def clip_and_keep(parameters, *args, **kwargs):  # the step's gradient norm, for the readout (the Trainer's own
+        # log is off); the trainable parameters listed once rather than a walk over all of them (module_walks)
+        listed = walks.gradients_of_listed()
+        callback.readout.grad_norm = norm = clip(parameters if listed is None else listed, *args, **kwargs)
         return norm
 
     trainer.accelerator.clip_grad_norm_ = clip_and_keep
