@@ -3,12 +3,14 @@ under a pseudo-terminal and killed with signals, a new app and the CLI attaching
 for resume. The folder's lock and following its events on their own are tests/test_runs.py's."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -84,6 +86,69 @@ def test_the_run_outlives_the_app(sig, tiny_model_dir, small_dataset, tmp_path):
     assert kinds[-1] == "finished", kinds[-5:]
     assert output.is_adapter(out) and (out / "run.json").is_file() and (out / output.LOG).is_file()
     assert json.loads((out / "run.json").read_text())["stopped_early"] is False
+
+
+def test_a_hang_up_ends_the_app_even_when_its_loop_is_stuck_on_a_dead_terminal(tmp_path):
+    """The app's main thread blocked for good, as a dead terminal leaves it (Textual's writer thread died on the
+    first failed write, and the next write waits on its full queue): SIGHUP still leaves the run and ends the
+    process within the grace time. With the event loop's signal handler it stayed behind, spinning a core."""
+    marker = tmp_path / "left"
+    script = (
+        "import queue, sys\n"
+        "from tui.run_control import exit_on_hangup\n"
+        f"exit_on_hangup(lambda: open({str(marker)!r}, 'w').close(), lambda: None, grace_s=0.5)\n"
+        "full = queue.Queue(1)\n"
+        "full.put('a')\n"
+        "print('blocked', flush=True)\n"
+        "full.put('b')  # no reader: blocks forever, as the app's last write did\n"
+        "sys.exit(3)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=PY_ENV)
+    try:
+        assert proc.stdout.readline().strip() == "blocked"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=10) == 0  # the grace deadline's exit, not the script's
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert marker.exists()  # it left the run before anything else
+
+
+def test_a_terminal_closed_without_a_hang_up_signal_ends_the_app_too(tmp_path):
+    """No SIGHUP reaches the app when it is not the terminal session's leader (`make app` in tmux: the kernel hangs
+    up make only). The app's terminal watch sees the terminal gone and ends it, its main thread blocked as before."""
+    marker = tmp_path / "left"
+    script = (
+        "import queue, sys\n"
+        "from tui.run_control import exit_on_hangup\n"
+        f"exit_on_hangup(lambda: open({str(marker)!r}, 'w').close(), lambda: None, terminal_fd=1, grace_s=0.5,\n"
+        "               poll_s=0.2)\n"
+        "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as if no hang-up signal came\n"
+        "full = queue.Queue(1)\n"
+        "full.put('a')\n"
+        "print('blocked', flush=True)\n"
+        "full.put('b')\n"
+        "sys.exit(3)\n")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=slave, stdout=slave, stderr=slave, env=PY_ENV,
+                            start_new_session=True,  # the terminal its controlling one, as a tmux pane's is
+                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"blocked" not in seen and time.monotonic() < deadline:
+            seen += os.read(master, 1024)
+        assert b"blocked" in seen and proc.poll() is None
+        os.close(master)  # the terminal is gone
+        master = None
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if master is not None:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    assert marker.exists()
 
 
 @pytest.mark.slow

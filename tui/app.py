@@ -13,8 +13,6 @@ from __future__ import annotations
 from ._start_time import seconds_since_start  # noqa: I001  (first: the start-up clock)
 
 import argparse
-import asyncio
-import signal
 import threading
 from pathlib import Path
 from typing import Any, Iterable
@@ -101,8 +99,8 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
         if self.is_headless:  # (tests) the test's own process keeps its signals
             return
         try:  # the terminal hung up (SSH dropped, tmux session killed): leave the run going, exit
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
-        except (NotImplementedError, RuntimeError, ValueError):
+            self.watch_hangup()
+        except (AttributeError, ValueError):  # no SIGHUP (Windows), or not the main thread
             pass
 
     async def on_ready(self) -> None:

@@ -6,11 +6,13 @@ to one that is going (`Engine.attach`), draw its events, stop it, or leave it ru
 """
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import work
@@ -41,17 +43,62 @@ def live_owner(output: str):
     return owner if owner is not None and owner.live else None
 
 
+def exit_on_hangup(leave: Callable[[], None], exit_gracefully: Callable[[], None], terminal_fd: int | None = None,
+                   grace_s: float = 3.0, poll_s: float = 1.0) -> None:
+    """When the terminal is gone (SSH dropped, tmux session killed): `leave()` at once, then `exit_gracefully()`,
+    and end the process after `grace_s` seconds whatever happens.
+
+    Two ways to learn it, neither through the event loop, which a dead terminal can block: Textual's writer thread
+    dies on the first write to a closed terminal, its queue (30 writes) fills, and the next write blocks the loop for
+    good (asyncio's `add_signal_handler` then never ran its callback: the app stayed behind, its input thread
+    spinning a core on end-of-file reads).
+    - SIGHUP, by a plain signal handler: Python runs it in the main thread even while that waits on the queue.
+    - The terminal itself, asked every `poll_s` seconds by a daemon thread (`terminal_fd`): no SIGHUP comes when the
+      app is not the session's leader (`make app` in tmux: the kernel hangs up make only), but the terminal's
+      foreground group can no longer be read once it is hung up."""
+    done = threading.Event()
+
+    def hang_up() -> None:
+        if done.is_set():
+            return
+        done.set()
+        leave()
+        deadline = threading.Timer(grace_s, os._exit, args=(0,))
+        deadline.daemon = True
+        deadline.start()
+        try:
+            exit_gracefully()
+        except Exception:  # noqa: BLE001 - the deadline ends the process anyway
+            pass
+
+    signal.signal(signal.SIGHUP, lambda signum, frame: hang_up())
+    if terminal_fd is None:
+        return
+    try:
+        os.tcgetpgrp(terminal_fd)
+    except OSError:
+        return  # not a terminal (piped): nothing to watch
+
+    def watch() -> None:
+        while not done.wait(poll_s):
+            try:
+                os.tcgetpgrp(terminal_fd)
+            except OSError:  # EIO: hung up
+                hang_up()
+
+    threading.Thread(target=watch, name="terminal-watch", daemon=True).start()
+
+
 class RunControl:
     """The run's keys (t, s, q) and its lifecycle, for `TrainerApp`."""
 
-    def hang_up(self) -> None:
-        """The terminal is gone: stop following the run (it goes on in its own session) and exit at once; a
-        blocked write to the dead terminal must not keep the app alive, burning a core."""
-        self.leave_event.set()
-        deadline = threading.Timer(3.0, os._exit, args=(0,))
-        deadline.daemon = True
-        deadline.start()
-        self.exit()
+    def watch_hangup(self) -> None:
+        """A hang-up stops following the run (it goes on in its own session) and exits at once (exit_on_hangup)."""
+        import sys
+
+        loop = asyncio.get_running_loop()
+        exit_on_hangup(self.leave_event.set, lambda: loop.call_soon_threadsafe(self.exit),
+                       terminal_fd=sys.__stdout__.fileno() if sys.__stdout__ is not None else None)
 
     # -- live runs ---------------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="live-runs")
