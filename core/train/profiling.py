@@ -29,34 +29,43 @@ def profile_steps(trainer, name: str) -> bool:
     return True
 
 
-def python_profiler(path: Path, start: int, steps: int):
-    """cProfile over `steps` steady steps: Python time a step by package and the functions that take most."""
-    import cProfile
-    import pstats
-
+def _window(path: Path, start: int, steps: int, begin, end):
+    """A callback that calls `begin()` as step `start` begins and `end(wall)` (returning the report's text, written
+    to `path`) as step start + steps ends, the GPU synchronised at both edges; what both profilers share."""
     from transformers import TrainerCallback
 
-    class Profile(TrainerCallback):
-        prof = None
-        t0 = 0.0
+    class Window(TrainerCallback):
+        t0 = None
 
         def on_step_begin(self, args, state, control, **k):
             if state.global_step == start:
                 _sync()
                 self.t0 = time.perf_counter()
-                self.prof = cProfile.Profile()
-                self.prof.enable()
+                begin()
 
         def on_step_end(self, args, state, control, **k):
-            if self.prof is not None and state.global_step == start + steps:
-                self.prof.disable()
+            if self.t0 is not None and state.global_step == start + steps:
                 _sync()
                 wall = time.perf_counter() - self.t0
+                self.t0 = None
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(python_report(pstats.Stats(self.prof), steps, wall))
-                self.prof = None
+                path.write_text(end(wall))
 
-    return Profile()
+    return Window()
+
+
+def python_profiler(path: Path, start: int, steps: int):
+    """cProfile over `steps` steady steps: Python time a step by package and the functions that take most."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+
+    def end(wall: float) -> str:
+        prof.disable()
+        return python_report(pstats.Stats(prof), steps, wall)
+
+    return _window(path, start, steps, prof.enable, end)
 
 
 def _package(filename: str) -> str:
@@ -97,48 +106,31 @@ def step_profiler(path: Path, start: int, steps: int):
     (with GENAPTITUDE_TRAINER_PROFILE_STACKS=1, also the GPU time by the Python lines that asked for it)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from transformers import TrainerCallback
 
     stacks = os.environ.get(f"{PROFILE_ENV}_STACKS") == "1"
+    gpu = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+    prof = profile(activities=[ProfilerActivity.CPU, *gpu], with_stack=stacks)
 
-    class Profile(TrainerCallback):
-        prof = None
-        t0 = 0.0
+    def end(wall: float) -> str:
+        prof.__exit__(None, None, None)
+        trace = path.with_suffix(".trace.json")  # (one per report: workers profile at once)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(trace))
+        idle = idle_report(trace, steps) + "\n\n" + sync_report(trace, steps)
+        trace.unlink()
+        ka = prof.key_averages()
+        gpu_ms = sum(e.self_device_time_total for e in ka) / 1e3
+        launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx",
+                                                          "cudaLaunchKernelExC"))  # (Ex: Triton)
+        return (f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu_ms / steps:.1f} ms/step, "
+                f"kernel launches {launches / steps:.0f}/step\n\n{idle}\n\n"
+                + ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
+                + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
+                + ka.table(sort_by="count", row_limit=30, max_name_column_width=60)
+                + ("\n\nby Python stack (5 frames):\n" + prof.key_averages(group_by_stack_n=5).table(
+                    sort_by="self_device_time_total", row_limit=40, max_name_column_width=60) if stacks else ""))
 
-        def on_step_begin(self, args, state, control, **k):
-            if state.global_step == start:
-                _sync()
-                self.t0 = time.perf_counter()
-                gpu = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
-                self.prof = profile(activities=[ProfilerActivity.CPU, *gpu], with_stack=stacks)
-                self.prof.__enter__()
-
-        def on_step_end(self, args, state, control, **k):
-            if self.prof is not None and state.global_step == start + steps:
-                _sync()
-                wall = time.perf_counter() - self.t0
-                self.prof.__exit__(None, None, None)
-                trace = path.with_suffix(".trace.json")  # (one per report: workers profile at once)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.prof.export_chrome_trace(str(trace))
-                idle = idle_report(trace, steps) + "\n\n" + sync_report(trace, steps)
-                trace.unlink()
-                ka = self.prof.key_averages()
-                gpu = sum(e.self_device_time_total for e in ka) / 1e3
-                launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx",
-                                                                  "cudaLaunchKernelExC"))  # (Ex: Triton)
-                path.write_text(
-                    f"wall {1e3 * wall / steps:.1f} ms/step, GPU kernel time {gpu / steps:.1f} ms/step, "
-                    f"kernel launches {launches / steps:.0f}/step\n\n{idle}\n\n"
-                    + ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
-                    + ka.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60) + "\n\n"
-                    + ka.table(sort_by="count", row_limit=30, max_name_column_width=60)
-                    + ("\n\nby Python stack (5 frames):\n" + self.prof.key_averages(group_by_stack_n=5).table(
-                        sort_by="self_device_time_total", row_limit=40, max_name_column_width=60)
-                       if stacks else ""))
-                self.prof = None
-
-    return Profile()
+    return _window(path, start, steps, prof.__enter__, end)
 
 
 def _open_at(spans: list, at: float) -> tuple | None:
