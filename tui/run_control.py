@@ -97,7 +97,8 @@ class RunControl:
         import sys
 
         loop = asyncio.get_running_loop()
-        exit_on_hangup(self.leave_event.set, lambda: loop.call_soon_threadsafe(self.exit),
+        # the run's leave_event is asked for when the hang-up comes: each run started or attached gets a new one
+        exit_on_hangup(lambda: self.leave_event.set(), lambda: loop.call_soon_threadsafe(self.exit),
                        terminal_fd=sys.__stdout__.fileno() if sys.__stdout__ is not None else None)
 
     # -- live runs ---------------------------------------------------------------------------------------------
