@@ -123,10 +123,10 @@ def test_a_terminal_closed_without_a_hang_up_signal_ends_the_app_too(tmp_path):
         "from tui.run_control import exit_on_hangup\n"
         f"exit_on_hangup(lambda: open({str(marker)!r}, 'w').close(), lambda: None, terminal_fd=1, grace_s=0.5,\n"
         "               poll_s=0.2)\n"
-        "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as if no hang-up signal came\n"
+        "import os, signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as if no hang-up signal came\n"
         "full = queue.Queue(1)\n"
         "full.put('a')\n"
-        "print('blocked', flush=True)\n"
+        "os.write(1, b'blocked\\n')  # one write: print's two could meet the closed terminal (EIO, exit 1)\n"
         "full.put('b')\n"
         "sys.exit(3)\n")
     master, slave = pty.openpty()
