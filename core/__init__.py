@@ -1,4 +1,6 @@
 """genaptitude-trainer engine: dataset checks, presets, GPU probing, QLoRA training, evaluation. No UI here."""
+from core import startup as _startup  # noqa: F401,I001 - first: the start-up clock (core/startup.py)
+
 import logging as _logging
 
 __version__ = "0.1.0"

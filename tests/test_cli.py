@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,13 +112,25 @@ def test_presets_list_gives_a_reason_for_values():
 
 @pytest.mark.slow
 def test_train_json_stream_is_one_event_per_line(tiny_model_dir, small_dataset, tmp_path):
+    began = time.time()
     r = cli("train", "--dataset", str(small_dataset), "--preset", "cpu", "--model", str(tiny_model_dir),
             "--max-steps", "2", "--output", str(tmp_path / "out"), "--json")
+    took = time.time() - began
     assert r.returncode == 0, r.stderr
     events = [json.loads(l) for l in r.stdout.splitlines()]  # every stdout line is an event
     kinds = [e["event"] for e in events]
     assert kinds[-1] == "finished" and kinds.count("step") == 2 and "run_started" in kinds
     assert events[-1]["output_dir"] == str((tmp_path / "out").resolve())
+
+    # the start-up, said once and kept: from the command's start (its imports too) to training, to the first step
+    said = [e["message"] for e in events if e["event"] == "log" and e["message"].startswith("start-up:")]
+    startup = json.loads((tmp_path / "out" / "run.json").read_text())["startup"]
+    assert said == [f"start-up: first step done {startup['to_first_step_s']:.1f} s after the command began "
+                    f"(imports, model and data {startup['to_training_s']:.1f} s, the first step "
+                    f"{startup['to_first_step_s'] - startup['to_training_s']:.1f} s)"]
+    assert 1.0 < startup["to_training_s"] < startup["to_first_step_s"] < took  # importing torch alone takes >1 s
+    steps = [i for i, e in enumerate(events) if e["event"] == "step"]
+    assert steps[0] < events.index(next(e for e in events if e.get("message", "").startswith("start-up:")))
 
 
 @pytest.mark.slow

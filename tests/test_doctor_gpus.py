@@ -99,6 +99,9 @@ def test_each_worker_of_a_two_gpu_run_sees_the_run_gpus_and_takes_its_own():
                                                                                         ("1,3", "1", "1")]
     assert all(e["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" for e in envs)
     assert [gpus.nvml_index(int(e["LOCAL_RANK"]), e) for e in envs] == [1, 3]  # rank 1 runs on NVML's GPU 3
+    from core import startup  # the workers' start-up began with the launcher's command, not when they were spawned
+
+    assert [float(e[startup.ENV]) for e in envs] == [startup.started_at()] * 2
 
 
 def test_the_notice_is_dropped_wherever_bitsandbytes_logs_it_and_other_warnings_stay():

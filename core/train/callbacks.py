@@ -9,8 +9,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from core.events import CheckpointSaved, EvalLogged, MemorySample, RunStarted, StepLogged
+from core.events import CheckpointSaved, EvalLogged, LogLine, MemorySample, RunStarted, StepLogged
 from core.runs.output import write_atomic
+from core.startup import seconds_since_start
 from core.train import distributed
 from core.train.memory import memory_sample
 from core.train.step_readout import StepReadout
@@ -60,6 +61,7 @@ class EventCallback(TrainerCallback):
         self.logging_steps = max(1, int((started.get("config") or {}).get("logging_steps") or 1))
         self._loss_sum, self._loss_steps = 0.0, 0  # steps read since the last line (logging_steps > 1)
         self.log_fn = None  # the Trainer's log, for its own loggers (TensorBoard): set by build_trainer
+        self.startup: dict[str, float] = {}  # seconds from the start-up clock (core/startup.py): run.json's "startup"
 
     def _record(self, event) -> None:
         self.emit(event)
@@ -69,6 +71,7 @@ class EventCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         self.t0 = self.last_save = time.perf_counter()
+        self.startup = {"to_training_s": round(seconds_since_start(), 2)}
         self.first_step = state.global_step
         self.marks.append((self.t0, state.global_step, self.counter.tokens * self.workers))  # (all start alike)
         self.emit(RunStarted(total_steps=state.max_steps, resumed_from_step=state.global_step, **self.started))
@@ -103,6 +106,9 @@ class EventCallback(TrainerCallback):
             self._report(self.readout.ready(flush=True), control)  # this step's line before its save or eval
 
     def _report(self, closed: list, control) -> None:
+        first = bool(closed) and "to_first_step_s" not in self.startup
+        if first:
+            self.startup["to_first_step_s"] = round(seconds_since_start(), 2)
         for c in closed:
             if self.workers > 1:
                 tokens, stop, save = c.extra
@@ -118,6 +124,18 @@ class EventCallback(TrainerCallback):
                 continue
             self._log_step(c, tokens, self._loss_sum / self._loss_steps)
             self._loss_sum, self._loss_steps = 0.0, 0
+        if first:
+            self._say_startup()
+
+    def _say_startup(self) -> None:
+        """How long the start-up took, said once, after the first step's line. Its end is when the first step's
+        loss was read (on a GPU one step late: the step is done, not only queued). Imports, model loading,
+        tokenizing and the Trainer's set-up come before training begins; the first step adds kernel compilation
+        (Triton) and the allocator's first requests."""
+        total = self.startup["to_first_step_s"]
+        before = self.startup.get("to_training_s", total)
+        self.emit(LogLine(f"start-up: first step done {total:.1f} s after the command began (imports, model and "
+                          f"data {before:.1f} s, the first step {total - before:.1f} s)"))
 
     def _log_step(self, c, tokens: float, loss: float) -> None:
         now, step = c.meta["time"], c.step

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from core import startup
 from core.events import Event, Failed, LogLine
 from core.presets import TrainConfig
 from core.runs.output import RunDirs
@@ -73,7 +74,7 @@ def worker_envs(n: int, port: str, folders: str, gpu_env: dict[str, str]) -> lis
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     return [child_env({**gpu_env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(n),
                        "LOCAL_WORLD_SIZE": str(n), "RANK": str(r), "LOCAL_RANK": "0" if rehearsal() else str(r),
-                       DIRS_ENV: folders, "OMP_NUM_THREADS": threads})
+                       DIRS_ENV: folders, "OMP_NUM_THREADS": threads, startup.ENV: repr(startup.started_at())})
             for r in range(n)]
 
 

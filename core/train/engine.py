@@ -302,5 +302,6 @@ def run_record(config, report, model_path, state, callback, stopped, runtime) ->
         "total_steps": state.max_steps,
         "stopped_early": stopped,
         "final": {"train_loss": callback.last_loss, "eval_loss": callback.last_eval, "runtime_s": round(runtime, 2)},
+        "startup": callback.startup,  # seconds from the command's start to training and to the first step done
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
