@@ -31,6 +31,8 @@ two = [rate(f) for f in sorted(glob.glob(f"{sys.argv[1]}/pair*-gpus2.json"))]
 print(f"one GPU {one}\nsplit   {two}\npairs   {[round(b / a, 3) for a, b in zip(one, two)]}")
 print(f"median split / median one = {statistics.median(two):,.0f} / {statistics.median(one):,.0f} = "
       f"{statistics.median(two) / statistics.median(one):.3f}")
+for f in sorted(glob.glob(f"{sys.argv[1]}/pair*-gpus*.json")):  # issue 15: under 10 s to the first step
+    print(f.rsplit("/", 1)[-1], "start-up", json.load(open(f))["results"][0].get("startup"))
 PY
 tar -czf "$OUT/results.tar.gz" -C $RES .
 say done

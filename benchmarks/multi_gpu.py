@@ -43,6 +43,7 @@ def run(model: str, dataset: str, preset: str, gpus: int, gpu_batch: str, steps:
             "per_gpu_batch_tokens": start["config"]["batch_tokens"], "grad_accum": start["config"]["grad_accum"],
             "peak_vram_gib": max((m["torch_peak_gib"] or 0) for m in memory) if memory else None,
             "gpus_used_gib": memory[-1].get("gpus_used_gib") if memory else None,
+            "startup": json.loads((out / "run.json").read_text()).get("startup"),  # to training, to the first step
             "processes_max_mib": held}
 
 
