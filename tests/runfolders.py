@@ -44,7 +44,8 @@ def write_run(folder: Path, losses: list[float], *, total: int | None = None, ev
         report = SimpleNamespace(path="dataset.jsonl", sha256="0" * 64, format="alpaca", examples=[None] * 40,
                                  problems=[])
         state = SimpleNamespace(global_step=len(losses), max_steps=total)
-        callback = SimpleNamespace(last_loss=losses[-1], last_eval=evals[max(evals)] if evals else None)
+        callback = SimpleNamespace(last_loss=losses[-1], last_eval=evals[max(evals)] if evals else None,
+                                   startup={"to_training_s": 7.5, "to_first_step_s": 11.8})
         record = run_record(config, report, config.model, state, callback, stopped, runtime)
         record["finished_at"] = finished_at  # fixed, for the snapshots
         (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
