@@ -180,6 +180,25 @@ def _check_torch(report: HardwareReport) -> None:
     report.bnb_cuda, report.bnb_message = bnb_status(report.torch_cuda)
 
 
+def cpu_amx_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in AMX tiles (Intel Xeon 4th generation, Sapphire Rapids, and
+    newer), read from /proc/cpuinfo's flags (Linux, WSL); False elsewhere, or where oneDNN is told to stop below AMX
+    (ONEDNN_MAX_CPU_ISA). Only AMX pays: a LoRA step of SmolLM2-135M at 2×512 tokens ran 1.5-1.9x faster in bf16
+    than in fp32 with AMX, and 1.5x slower with AVX-512 BF16 alone (AMX turned off through ONEDNN_MAX_CPU_ISA,
+    benchmarks/results/cpu-bf16-2026-12-01.md)."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    if limit and "AMX" not in limit.upper() and limit.upper() != "ALL":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
 def bnb_status(torch_cuda: bool) -> tuple[bool, str]:
     """Whether bitsandbytes can run 4-bit layers on CUDA here (the WSL/CPU-only-install trap)."""
     try:

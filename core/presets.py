@@ -67,6 +67,9 @@ class TrainConfig:
                                  group=MODEL, choices=("float32", "float16", "bfloat16"))
     autocast: str = setting("no", "mixed precision: no, fp16 (with a grad scaler) or bf16", group=MODEL,
                             choices=("no", "fp16", "bf16"))
+    cpu_bf16: bool = setting(False, "on a CPU with AMX bf16 units (Xeon 4th generation and newer): base weights in "
+                                    "bf16 and bf16 autocast, LoRA weights in fp32; fp32 on other CPUs",
+                             group=MODEL)
     trust_remote_code: bool = setting(False, "allow the model's own Python code to run", group=MODEL)
     epochs: float = setting(1.0, "passes over the training rows", group=LENGTH, label="epochs")
     max_steps: int = setting(-1, "optimizer steps to run; > 0 overrides --epochs", group=LENGTH, label="max steps")
@@ -234,8 +237,8 @@ class TrainConfig:
         need(self.save_every_minutes >= 0, "save_every_minutes", "save interval in minutes must be ≥ 0",
              "0 turns timed checkpoints off")
         if self.device == "cpu":
-            need(self.autocast == "no", "autocast", f"{self.autocast} autocast needs a GPU",
-                 "use --preset cpu (fp32) or run on a GPU")
+            need(self.autocast != "fp16", "autocast", "fp16 autocast needs a GPU",
+                 "use --autocast no (fp32), or bf16 on a CPU with AMX units (--cpu-bf16 picks it where they are)")
             need(self.compute_dtype != "float16", "compute_dtype", "float16 compute is not supported on CPU",
                  "use float32 on CPU")
         if self.autocast == "fp16":

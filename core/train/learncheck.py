@@ -80,13 +80,13 @@ def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float,
 
 
 def _autocast(model, mode: str):
-    """The run's mixed precision around generation (a no-op for "no" and on the CPU)."""
+    """The run's mixed precision around generation (a no-op for "no"; bf16 only on a CPU)."""
     import torch
 
     device = next(model.parameters()).device
-    if mode == "no" or device.type != "cuda":
+    if mode == "no" or (device.type == "cpu" and mode != "bf16") or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.float16 if mode == "fp16" else torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16 if mode == "fp16" else torch.bfloat16)
 
 
 def describe(s: HeldOutScored) -> str:

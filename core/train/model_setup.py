@@ -19,8 +19,23 @@ def load_model_and_tokenizer(config: TrainConfig, emit, stop_event=None):
     path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), emit=emit,
                    trust_remote_code=config.trust_remote_code, stop_event=stop_event)
     tok = tokenizer_from(path, config.trust_remote_code)
-    config = resolve_quantization(config, path, emit)
+    config = resolve_quantization(resolve_cpu_precision(config, emit), path, emit)
     return tok, load_model_from_path(config, path, emit), path, config
+
+
+def resolve_cpu_precision(config: TrainConfig, emit) -> TrainConfig:
+    """`cpu_bf16` on a CPU run: bf16 base weights and bf16 autocast where the CPU has AMX bf16 units
+    (core.hardware.cpu_amx_bf16), said in the log; fp32 as set elsewhere. LoRA weights stay in `lora_dtype` (fp32):
+    AdamW's small late updates are not rounded away."""
+    if config.device != "cpu" or not config.cpu_bf16 or config.autocast != "no":
+        return config
+    from core.hardware import cpu_amx_bf16
+
+    if not cpu_amx_bf16():
+        return config
+    emit(LogLine("bf16 on this CPU's AMX units: base weights in bf16, bf16 autocast, LoRA weights in fp32 "
+                 "(--no-cpu-bf16: fp32 throughout)"))
+    return replace(config, compute_dtype="bfloat16", autocast="bf16")
 
 
 def resolve_quantization(config: TrainConfig, path, emit) -> TrainConfig:
