@@ -98,8 +98,12 @@ def test_doctor_without_gpu_suggests_cpu():
     r = cli("doctor")
     assert r.returncode == 0, r.stderr
     assert "no GPU" in r.stdout and "suggested preset: cpu" in r.stdout
+    from core.hardware import cpu_amx_bf16  # (this machine's answer: the line says what its runs will do)
+
+    assert ("CPU: AMX bf16 units: the cpu preset trains in bf16 (--no-cpu-bf16: fp32)" if cpu_amx_bf16() else
+            "CPU: no AMX bf16 units: the cpu preset trains in fp32 (bf16 would be slower here)") in r.stdout
     r = cli("doctor", "--json")
-    assert json.loads(r.stdout)["suggested_preset"] == "cpu"
+    assert json.loads(r.stdout)["suggested_preset"] == "cpu" and json.loads(r.stdout)["cpu_amx_bf16"] == cpu_amx_bf16()
 
 
 def test_presets_list_gives_a_reason_for_values():

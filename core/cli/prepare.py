@@ -20,7 +20,7 @@ def cmd_check(args) -> int:
 
 def cmd_doctor(args) -> int:
     from core.gpus import describe
-    from core.hardware import probe
+    from core.hardware import cpu_amx_bf16, probe
     from core.suggest import suggest
 
     plan = use_gpus(args.gpus or 1, args.gpu_ids)  # before torch: its CUDA check then sees what a run would
@@ -29,7 +29,7 @@ def cmd_doctor(args) -> int:
     if args.json:
         print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason,
                           "suggested_gpus": s.gpus, "run_gpus": list(plan.ids), "run_gpus_reason": plan.reason,
-                          "gpu_warnings": plan.warnings}, indent=2))
+                          "gpu_warnings": plan.warnings, "cpu_amx_bf16": cpu_amx_bf16()}, indent=2))
         return 0
     if report.gpus:
         for g in report.gpus:
@@ -56,6 +56,9 @@ def cmd_doctor(args) -> int:
         print(f"torch {report.torch_version}: CUDA {'available' if report.torch_cuda else 'not available'}")
         print(f"bitsandbytes: {report.bnb_message}")
     print(f"suggested preset: {s.preset} ({s.reason})")
+    if s.preset == "cpu":
+        print("CPU: AMX bf16 units: the cpu preset trains in bf16 (--no-cpu-bf16: fp32)" if cpu_amx_bf16() else
+              "CPU: no AMX bf16 units: the cpu preset trains in fp32 (bf16 would be slower here)")
     if s.gpus > 1:
         print(f"train on all of them with: genaptitude-trainer train --preset {s.preset} --gpus {s.gpus}")
     return 0
