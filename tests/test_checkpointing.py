@@ -183,7 +183,8 @@ def test_a_run_on_auto_says_what_it_chose_and_records_it(tiny_qwen_dir, small_da
     from core.estimate import arch_of
     from core.train.engine import train
 
-    cfg = config_for("cpu", model=str(tiny_qwen_dir), gradient_checkpointing="auto", max_steps=2, score_rows=0)
+    cfg = config_for("cpu", model=str(tiny_qwen_dir), gradient_checkpointing="auto", max_steps=2, score_rows=0,
+                     cpu_bf16=False)  # the estimate below is the fp32 run's
     arch = arch_of(AutoConfig.from_pretrained(str(tiny_qwen_dir)))
     one = estimate_vram(cfg, arch, checkpointed=1).total_gib  # room for 1 of the 2 layers kept, not both
     monkeypatch.setattr(memory, "usable_gib", lambda config: one / (1 - HEADROOM) + 1e-6)

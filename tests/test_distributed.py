@@ -26,7 +26,7 @@ from tests.test_reliability import _cli, _wait_for
 def _train(tiny_model_dir, small_dataset, out, *extra):
     r = subprocess.run([sys.executable, "-m", "core", "train", "--dataset", str(small_dataset), "--preset", "cpu",
                         "--model", str(tiny_model_dir), "--max-steps", "6", "--batch-size", "2", "--grad-accum", "4",
-                        "--eval-fraction", "0.1", "--output", str(out), "--json", *extra],
+                        "--eval-fraction", "0.1", "--output", str(out), "--json", "--no-cpu-bf16", *extra],
                        capture_output=True, text=True, timeout=300,
                        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-3000:]

@@ -14,7 +14,8 @@ from core.train.engine import train
 
 def run(model_dir, dataset, out, **kw):
     events = []
-    cfg = config_for("cpu", model=str(model_dir), max_steps=12, lr=1e-2, eval_fraction=0.1, **kw)
+    cfg = config_for("cpu", model=str(model_dir), max_steps=12, lr=1e-2, eval_fraction=0.1,
+                     **{"cpu_bf16": False, **kw})  # fp32 on any CPU: both paths are compared to float rounding
     train(cfg, str(dataset), str(out), on_event=events.append)
     losses = [e.loss for e in events if isinstance(e, ev.StepLogged)]
     final = next(e for e in events if isinstance(e, ev.Finished))

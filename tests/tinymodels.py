@@ -69,6 +69,7 @@ def train_tiny(model_dir, dataset, out, *, stop_at: int | None = None, resume: b
         if stop_at is not None and isinstance(e, ev.StepLogged) and e.step >= stop_at:
             stop.set()
 
-    cfg = config_for("cpu", model=str(model_dir), **{"max_steps": 4, "batch_size": 4, **overrides})
+    # fp32 on any CPU (cpu_bf16 off): the tests compare losses and weights across runs to float rounding
+    cfg = config_for("cpu", model=str(model_dir), **{"max_steps": 4, "batch_size": 4, "cpu_bf16": False, **overrides})
     path = train(cfg, str(dataset), str(out), on_event=on_event, stop_event=stop, resume=resume)
     return path, got

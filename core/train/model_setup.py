@@ -12,14 +12,16 @@ DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def load_model_and_tokenizer(config: TrainConfig, emit, stop_event=None):
-    """(tokenizer, model with LoRA, local model folder, config with quantization "auto" resolved for this model)."""
+    """(tokenizer, model with LoRA, local model folder, config with quantization "auto" resolved for this model and
+    `cpu_bf16` for this CPU)."""
     from core.models import resolve, tokenizer_from
 
+    config = resolve_cpu_precision(config, emit)  # the CPU's, not the model's: said before the model is fetched
     emit(Phase("resolving model", config.model))
     path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), emit=emit,
                    trust_remote_code=config.trust_remote_code, stop_event=stop_event)
     tok = tokenizer_from(path, config.trust_remote_code)
-    config = resolve_quantization(resolve_cpu_precision(config, emit), path, emit)
+    config = resolve_quantization(config, path, emit)
     return tok, load_model_from_path(config, path, emit), path, config
 
 
