@@ -23,5 +23,5 @@ def started_at() -> float:
         return _IMPORTED_AT
 
 
-def seconds_since_start() -> float:
-    return time.time() - started_at()
+def seconds_since_start(now: float | None = None) -> float:
+    return (time.time() if now is None else now) - started_at()

@@ -132,7 +132,8 @@ class EventCallback(TrainerCallback):
         loss was read (on a GPU one step late: the step is done, not only queued). Imports, model loading,
         tokenizing and the Trainer's set-up come before training begins; the first step adds kernel compilation
         (Triton) and the allocator's first requests."""
-        total, before = self.startup["to_first_step_s"], self.startup["to_training_s"]  # (set in on_train_begin)
+        total = self.startup["to_first_step_s"]
+        before = self.startup.get("to_training_s", total)
         self.emit(LogLine(f"start-up: first step done {total:.1f} s after the command began (imports, model and "
                           f"data {before:.1f} s, the first step {total - before:.1f} s)"))
 

@@ -80,15 +80,13 @@ def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float,
 
 
 def _autocast(model, mode: str):
-    """The run's mixed precision around generation: bf16 on a GPU or a CPU, fp16 on a GPU only; else none."""
+    """The run's mixed precision around generation (a no-op for "no"; bf16 only on a CPU)."""
     import torch
 
-    device = next(model.parameters()).device.type
-    if mode == "bf16" and device in ("cuda", "cpu"):
-        return torch.autocast(device, dtype=torch.bfloat16)
-    if mode == "fp16" and device == "cuda":
-        return torch.autocast(device, dtype=torch.float16)
-    return contextlib.nullcontext()
+    device = next(model.parameters()).device
+    if mode == "no" or (device.type == "cpu" and mode != "bf16") or device.type not in ("cuda", "cpu"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if mode == "fp16" else torch.bfloat16)
 
 
 def describe(s: HeldOutScored) -> str:
