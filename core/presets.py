@@ -272,6 +272,33 @@ class Setting:
     def words(self) -> str:
         return self.name.replace("_", " ")
 
+    def parse(self, text: str) -> Any:
+        """The value `text` stands for, in this field's type: the one reading of a setting typed as text (a `train`
+        flag, a TUI field, a bench override such as `lora_targets=q_proj,v_proj`). Booleans take true/false, yes/no,
+        on/off or 1/0; lists are comma-separated; gradient_checkpointing also takes true/false (all/none).
+        ValueError says what the text should be, in a few words a field can show beside it."""
+        text = text.strip()
+        if self.kind is bool:
+            word = text.lower()
+            if word in _TRUE or word in _FALSE:
+                return word in _TRUE
+            raise ValueError("must be true or false")
+        if self.kind is tuple:
+            try:
+                return tuple(self.item(x.strip()) for x in text.split(",") if x.strip())
+            except ValueError:
+                raise ValueError("must be whole numbers separated by commas") from None
+        if self.name == "gradient_checkpointing":
+            return checkpoint_mode(text)
+        try:
+            return self.kind(text)
+        except ValueError:
+            raise ValueError("must be a whole number" if self.kind is int else
+                             "must be a number (e.g. 2e-4)" if self.kind is float else "invalid") from None
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
 
 def _setting(f) -> Setting:
     meta = f.metadata

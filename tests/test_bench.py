@@ -152,3 +152,33 @@ def test_a_python_profile_says_where_the_cpu_time_goes(tiny_model_dir, small_dat
     packages = {line.split()[-1] for line in report[1:report.index("")]}
     assert {"torch", "transformers", "builtin"} <= packages  # the step's own Python, by whose code it is
     assert any(" core: " in line and "calls" not in line for line in report)  # our functions are named
+
+
+def test_bench_overrides_read_each_setting_as_its_flag_does():
+    """A list setting is a tuple of names, not of letters (lora_targets=q_proj once trained on ('q','_','p',...));
+    a comma inside a preset's overrides belongs to its list, a comma before a preset's name starts the next one."""
+    from core.cli.bench import preset_specs
+    from core.errors import InputError
+    from core.train.bench import parse_overrides
+
+    assert parse_overrides("lora_targets=q_proj") == {"lora_targets": ("q_proj",)}
+    assert parse_overrides("batch_tokens=512+mask_padding=false+lora_targets=q_proj,v_proj+lr=2e-4") == {
+        "batch_tokens": 512, "mask_padding": False, "lora_targets": ("q_proj", "v_proj"), "lr": 2e-4}
+    assert parse_overrides("gradient_checkpointing=true") == {"gradient_checkpointing": "all"}
+    assert preset_specs("cpu,cpu:lora_targets=q_proj,v_proj,old-settings") == [
+        "cpu", "cpu:lora_targets=q_proj,v_proj", "old-settings"]
+    with pytest.raises(InputError, match="batch_tokens must be a whole number"):
+        parse_overrides("batch_tokens=lots")
+    with pytest.raises(InputError, match="unknown setting 'lora_target'"):
+        parse_overrides("lora_target=q_proj")
+
+
+def test_cli_flags_and_bench_overrides_read_text_the_same_way():
+    from core.cli import build_parser
+    from core.train.bench import parse_overrides
+
+    args = build_parser().parse_args(["train", "--lora-targets", "q_proj,v_proj", "--no-mask-padding",
+                                      "--batch-tokens", "512"])
+    assert (args.lora_targets, args.mask_padding, args.batch_tokens) == (("q_proj", "v_proj"), False, 512)
+    assert parse_overrides("lora_targets=q_proj,v_proj+mask_padding=no+batch_tokens=512") == {
+        "lora_targets": args.lora_targets, "mask_padding": False, "batch_tokens": 512}

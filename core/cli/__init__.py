@@ -48,7 +48,18 @@ def _gpu_id_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-_PARSE = {"gpus": _gpus, "gpu_ids": _gpu_id_list}  # settings whose text needs more than int()/float()
+_PARSE = {"gpus": _gpus, "gpu_ids": _gpu_id_list}  # settings whose text needs more than Setting.parse
+
+
+def _typed(s: Setting):
+    """argparse's `type` for a setting: its one reading of text (Setting.parse), its complaint as argparse's."""
+    def parse(text: str):
+        try:
+            return s.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    parse.__name__ = s.name
+    return parse
 
 
 def _add_setting(p, s: Setting, **kw) -> None:
@@ -58,7 +69,7 @@ def _add_setting(p, s: Setting, **kw) -> None:
     if s.kind is bool:
         kw["action"] = argparse.BooleanOptionalAction
     else:
-        kw.setdefault("type", _PARSE.get(s.name) or (str if s.kind is tuple else s.kind))
+        kw.setdefault("type", _PARSE.get(s.name) or _typed(s))
         kw.setdefault("choices", s.choices)
         if s.kind is tuple:
             kw.setdefault("metavar", "IDS" if s.item is int else "A,B")

@@ -10,13 +10,26 @@ from core.errors import InputError
 from core.presets import PRESETS
 
 
+def preset_specs(text: str) -> list[str]:
+    """`cpu,cpu:lora_targets=q_proj,v_proj` -> ["cpu", "cpu:lora_targets=q_proj,v_proj"]: a comma starts the next
+    preset only where a preset's name follows it; otherwise it belongs to a list setting's value."""
+    names = ("old-settings", *PRESETS)
+    specs: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if specs and piece.split(":")[0] not in names and ":" in specs[-1]:
+            specs[-1] += "," + piece
+        elif piece:
+            specs.append(piece)
+    return specs
+
+
 def cmd_bench(args) -> int:
     if not args.smoke:  # a CPU harness test needs no GPU
         use_gpus(1, args.gpu_ids, say=say_stderr)
     from core.train.bench import run_bench
 
     lo, _, hi = args.seq_len.partition("-")
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    presets = preset_specs(args.presets)
     unknown = [p for p in presets if p.split(":")[0] not in ("old-settings", *PRESETS)]
     if unknown:
         raise InputError(f"unknown preset(s): {', '.join(unknown)}", hint=f"choose from old-settings, {', '.join(PRESETS)}")

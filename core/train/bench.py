@@ -17,6 +17,7 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
+from core.errors import InputError
 from core.presets import TrainConfig, config_for
 
 ARCH_CONFIGS = {
@@ -194,17 +195,22 @@ def matmul_tflops() -> float | None:
     return 10 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e12
 
 
-def parse_overrides(text: str, cfg: TrainConfig) -> dict:
-    """Overrides such as batch_tokens=32768+mask_padding=false (commas separate the presets), typed as cfg's
-    fields are; gradient_checkpointing takes all, none or auto (true/false mean all/none)."""
+def parse_overrides(text: str) -> dict:
+    """Overrides such as batch_tokens=32768+mask_padding=false+lora_targets=q_proj,v_proj, each read by its
+    setting (core.presets.Setting.parse, as the flags are); an unknown name or a value that does not fit its type
+    is an InputError naming it."""
+    from core.presets import SETTINGS
+
     out = {}
     for item in text.split("+"):
-        key, _, value = item.partition("=")
-        current = getattr(cfg, key.strip())
-        if isinstance(current, bool):
-            out[key.strip()] = value.strip().lower() in ("1", "true", "yes")
-        else:
-            out[key.strip()] = type(current)(value.strip())
+        key, _, value = (part.strip() for part in item.partition("="))
+        if key not in SETTINGS:
+            raise InputError(f"unknown setting {key!r} in the bench override {item!r}",
+                             hint="`genaptitude-trainer train --help` lists the settings")
+        try:
+            out[key] = SETTINGS[key].parse(value)
+        except ValueError as exc:
+            raise InputError(f"bench override {item!r}: {key} {exc}") from None
     return out
 
 
@@ -235,7 +241,7 @@ def _run_presets(presets: list[str], folder: Path, *, arch: str, steps: int, min
         name, _, extra = spec.partition(":")  # e.g. "modern-bf16:batch_size=32+lora_dtype=bfloat16"
         cfg = old_settings() if name == "old-settings" else config_for(name)
         if extra:
-            cfg = replace(cfg, **parse_overrides(extra, cfg))
+            cfg = replace(cfg, **parse_overrides(extra))
         if smoke:
             cfg = replace(cfg, device="cpu", quantization="none", compute_dtype="float32", autocast="no",
                           optimizer="adamw_torch", batch_size=2, grad_accum=1, padding_free=False)

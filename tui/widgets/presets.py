@@ -30,7 +30,8 @@ def shown(name: str, value: Any) -> str:
 
 
 def parse(name: str, kind: type, text: str) -> tuple[Any, str]:
-    """The typed value and an error message ('' when fine)."""
+    """The typed value and an error message ('' when fine): the setting's own reading (Setting.parse, as the
+    flags'), after the panel's blanks (max steps empty: by epochs; learning rate auto)."""
     text = text.strip()
     if name == "max_steps" and text in ("", "0"):
         return -1, ""
@@ -39,10 +40,9 @@ def parse(name: str, kind: type, text: str) -> tuple[Any, str]:
     if not text:
         return None, "required"
     try:
-        return kind(text), ""
-    except ValueError:
-        return None, "must be a whole number" if kind is int else "must be a number (e.g. 2e-4)" if kind is float \
-            else "invalid"
+        return SETTINGS[name].parse(text), ""
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def run_plan(config: TrainConfig, report: Any | None) -> tuple[Any | None, str]:
