@@ -31,6 +31,23 @@ def test_chart_draws_a_falling_line_with_its_axis():
     assert all(row[len(row) // 2 + 1:].strip() == "" for row in plot)
 
 
+@pytest.mark.parametrize("scale", [1e-4, 1e-7, 1.0, 3e5])
+def test_chart_labels_fit_their_gutter_at_any_scale(scale):
+    """A run on a small export ends near 1e-4: the label 0.0005185 was wider than the gutter and pushed that row of
+    the plot one column right. Every row keeps the axis in the same column and the plot its width."""
+    train = [(s, scale * (5.2 - 0.04 * s)) for s in range(1, 101)]
+    evals = [(s, scale * (5.19 - 0.04 * s)) for s in range(10, 101, 10)]
+    lines = render_chart([(train, "cyan"), (evals, "yellow")], width=60, height=9, x_max=100)
+    rows = [line.plain for line in lines[:-1]]
+    assert all(len(line.plain) == 60 for line in lines)
+    assert all(row[AXIS_WIDTH - 1] in "┤│" for row in rows)
+    labels = [float(row[:AXIS_WIDTH - 2]) for row in rows if row[AXIS_WIDTH - 1] == "┤"]
+    assert len(labels) == 3 and labels[0] > labels[1] > labels[2]  # top, middle, bottom, still readable
+    span = scale * (5.16 - 1.2)  # the losses' range, padded 5% each side
+    assert labels[0] == pytest.approx(scale * 5.16 + span / 20, rel=0.02)
+    assert labels[2] == pytest.approx(scale * 1.2 - span / 20, rel=0.02)  # (near 1e-4: not squashed to 1e-3)
+
+
 def test_chart_without_points_says_so():
     lines = render_chart([([], "cyan")], width=40, height=5)
     assert "no loss yet" in "".join(line.plain for line in lines)

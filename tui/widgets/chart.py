@@ -6,7 +6,19 @@ from textual.widget import Widget
 
 # Bit of each dot in a braille cell, indexed [row][column].
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
-AXIS_WIDTH = 8
+AXIS_WIDTH = 8  # the y axis's gutter: a label of at most AXIS_WIDTH - 2 characters, a space, the axis
+
+
+def axis_label(value: float, width: int = AXIS_WIDTH - 2) -> str:
+    """`value` in at most `width` characters, with as many significant digits as fit: 2.31, 0.0123, then 5.2e-4
+    (a loss near 1e-4 as 0.0005185 would push its row of the plot sideways)."""
+    for digits in range(4, 0, -1):
+        plain = f"{value:.{digits}g}"
+        mantissa, _, exponent = f"{value:.{digits - 1}e}".partition("e")
+        for text in (plain, f"{mantissa}e{int(exponent)}"):
+            if len(text) <= width:
+                return text
+    return f"{value:.0e}"[:width]
 
 
 def _plot(grid: list[list[int]], owner: list[list[int]], points: list[tuple[float, float]], series: int,
@@ -44,7 +56,7 @@ def render_chart(series: list[tuple[list[tuple[float, float]], str]], width: int
         blank[plot_h // 2] = Text("no loss yet".center(width), style="dim")
         return blank + [Text(" " * width)]
     y0, y1 = min(values), max(values)
-    min_span = max(abs(y1), 0.01) * 0.1  # two nearly equal losses must not fill the whole height
+    min_span = abs(y1) * 0.1 or 0.001  # two nearly equal losses must not fill the whole height (at any scale)
     if y1 - y0 < min_span:
         mid = (y0 + y1) / 2
         y0, y1 = mid - min_span / 2, mid + min_span / 2
@@ -64,7 +76,7 @@ def render_chart(series: list[tuple[list[tuple[float, float]], str]], width: int
         labels[(plot_h - 1) // 2] = (y0 + y1) / 2
     lines = []
     for r in range(plot_h):
-        line = Text(f"{labels[r]:>{AXIS_WIDTH - 2}.4g} ┤" if r in labels else " " * (AXIS_WIDTH - 1) + "│",
+        line = Text(f"{axis_label(labels[r]):>{AXIS_WIDTH - 2}} ┤" if r in labels else " " * (AXIS_WIDTH - 1) + "│",
                     style="dim")
         for c in range(plot_w):
             bits = grid[r][c]
