@@ -58,7 +58,7 @@ def main() -> None:
 
     from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
 
-    from core.train.cross_entropy import linear_cross_entropy
+    from core.train.kernels.cross_entropy import linear_cross_entropy
 
     out = {"torch": torch.__version__}
     x0 = torch.randn(8, 2048, 1536, device="cuda", dtype=torch.bfloat16)

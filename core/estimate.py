@@ -100,7 +100,7 @@ CALIBRATION = {  # fitted on H100 peaks (benchmarks/results/h100-bench*.json), Q
     "quadratic_gib_per_ktok2": 0.0018,  # allocator growth seen at very large micro-batches (64 × 1024 tokens)
     "workspace_gib": 0.25,  # cuBLAS workspace, CUDA graphs of the optimizer, fragmentation
 }
-LOGITS_CHUNK = 1024  # core.train.loss.CHUNK
+LOGITS_CHUNK = 1024  # core.train.kernels.loss.CHUNK
 
 
 def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: int | None = None,
@@ -149,7 +149,7 @@ def estimate_vram(config: TrainConfig, arch: Arch | None = None, checkpointed: i
 
 
 def fused_mlp(config: TrainConfig, quantization: str) -> bool:
-    """Whether a run's MLPs are one fused node (core/train/fused_blocks.py): 16-bit base, LoRA on all three."""
+    """Whether a run's MLPs are one fused node (core/train/kernels/fused_blocks.py): 16-bit base, LoRA on all three."""
     return (config.fast_lora and config.fused_blocks and quantization == "none"
             and all(t in config.lora_targets for t in ("gate_proj", "up_proj", "down_proj")))
 

@@ -55,8 +55,9 @@ GPU_LEARNING_REASONS = {
                    "(one epoch, SmolLM2, H200) 100 steps scored 0.875-0.975 held-out exact match (mean 0.95, 5 "
                    "runs), 200 steps 0.925-1.00 (mean 0.975, 10 runs over the GPU presets and two seeds)",
 }
-# The LoRA kernel path every mixed-precision GPU preset takes (core/train/fast_lora.py). Measured on an H200, one call,
-# each row of core bench with and without it (Qwen2.5-1.5B shape; results/h200x2-issue15-2026-11-30/3-ablations/).
+# The LoRA kernel path every mixed-precision GPU preset takes (core/train/kernels/fast_lora.py). Measured on an
+# H200, one call, each row of core bench with and without it (Qwen2.5-1.5B shape;
+# results/h200x2-issue15-2026-11-30/3-ablations/).
 GPU_KERNELS = dict(fused_lora_grad=True, fused_blocks=True, torch_rms_norm=True, fused_rope=True)
 GPU_KERNELS_REASONS = {
     "fused_lora_grad": "each LoRA projection one autograd node: the LoRA term of the input gradient accumulated into "

@@ -109,14 +109,14 @@ class TrainConfig:
                                             "one", group=LORA)
     kbit_prepare: bool = setting(False, "peft.prepare_model_for_kbit_training (fp32 upcast), as the old script did",
                                  group=LORA)
-    fast_lora: bool = setting(True, "LoRA update added inside one addmm (core/train/fast_lora.py) instead of PEFT's "
-                                    "copy+mul+add", group=SPEED)
+    fast_lora: bool = setting(True, "LoRA update added inside one addmm (core/train/kernels/fast_lora.py) instead "
+                                    "of PEFT's copy+mul+add", group=SPEED)
     fused_lora_grad: bool = setting(False, "with fast_lora, each LoRA projection is one node in backward too: its "
                                            "input gradient is accumulated into the base layer's (addmm_), not added "
                                            "as a tensor of its own", group=SPEED)
     fused_blocks: bool = setting(False, "with fast_lora, q/k/v of each attention and gate/up/SwiGLU/down of each MLP "
                                         "are one node each over one base weight (16-bit bases; "
-                                        "core/train/fused_blocks.py)", group=SPEED)
+                                        "core/train/kernels/fused_blocks.py)", group=SPEED)
     liger: bool = setting(False, "Liger's fused Triton kernels for RMSNorm and SwiGLU (CUDA; needs liger-kernel)",
                           group=SPEED)
     fused_ce: bool = setting(False, "fused linear cross-entropy for the answer-only loss: each chunk's gradient "

@@ -51,7 +51,7 @@ def test_fast_and_reference_paths_learn_the_same(model, request, small_dataset, 
 def test_addmm_forward_matches_peft_forward_with_dropout_and_scaling():
     from peft import LoraConfig, get_peft_model
 
-    from core.train.fast_lora import fuse_lora_forward
+    from core.train.kernels.fast_lora import fuse_lora_forward
 
     torch.manual_seed(0)
     base = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.ReLU(), torch.nn.Linear(48, 16))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.train.fast_lora import fuse_lora_forward
-from core.train.fused_blocks import LoraMLP, LoraQKV, fuse_blocks, recompute_mlp_output
-from core.train.swiglu import swiglu, swiglu_backward_
+from core.train.kernels.fast_lora import fuse_lora_forward
+from core.train.kernels.fused_blocks import LoraMLP, LoraQKV, fuse_blocks, recompute_mlp_output
+from core.train.kernels.swiglu import swiglu, swiglu_backward_
 
 
 def _model(arch: str, seed: int = 0):

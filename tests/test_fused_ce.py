@@ -1,4 +1,4 @@
-"""The fused linear cross-entropy (core/train/cross_entropy.py) against the chunked LM-head loss: same loss, same
+"""The fused linear cross-entropy (core.train.kernels.cross_entropy) against the chunked LM-head loss: same loss, same
 gradients. On the CPU its PyTorch arithmetic (CI); on a GPU box its Triton kernel too
 (`python -m pytest tests/test_fused_ce.py`)."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.train.cross_entropy import linear_cross_entropy
-from core.train.loss import _chunked_ce
+from core.train.kernels.cross_entropy import linear_cross_entropy
+from core.train.kernels.loss import _chunked_ce
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (Triton kernels)")
 
@@ -56,7 +56,7 @@ def test_fused_matches_chunked_loss_and_gradient(n, chunk):
 
 @cuda
 def test_the_kernel_skips_ignored_targets():
-    from core.train.cross_entropy import rows_
+    from core.train.kernels.cross_entropy import rows_
 
     logits = torch.randn(3, 70_000, device="cuda", dtype=torch.bfloat16)
     y = torch.tensor([5, -100, 69_999], device="cuda")

@@ -30,7 +30,7 @@ def _grads(model, x):
 
 
 def test_one_node_backward_gives_autograds_gradients():
-    from core.train.fast_lora import fuse_lora_forward
+    from core.train.kernels.fast_lora import fuse_lora_forward
 
     model = _peft_pair()
     x = torch.randn(3, 7, 32)
@@ -56,7 +56,7 @@ def test_under_bf16_autocast_with_fp32_lora_weights_as_the_gpu_presets_run_it():
     """The GPU presets' case on the CPU: bf16 autocast, fp32 LoRA weights (AdamW's master copy). The one-node path
     casts A and B once and keeps them for backward; its gradients are autograd's within bf16 rounding, and A's and
     B's come back in fp32."""
-    from core.train.fast_lora import fuse_lora_forward
+    from core.train.kernels.fast_lora import fuse_lora_forward
 
     model = _peft_pair(2)
     x = torch.randn(4, 9, 32)
@@ -75,7 +75,7 @@ def test_under_bf16_autocast_with_fp32_lora_weights_as_the_gpu_presets_run_it():
 
 
 def test_input_without_grad_skips_its_gradient_and_still_trains_lora():
-    from core.train.fast_lora import fuse_lora_forward
+    from core.train.kernels.fast_lora import fuse_lora_forward
 
     model = _peft_pair(1)
     fuse_lora_forward(model, grad=True)
@@ -88,7 +88,7 @@ def test_input_without_grad_skips_its_gradient_and_still_trains_lora():
 @pytest.mark.parametrize("quantization", ["none", "nf4"])
 def test_fused_grad_learns_the_same_as_autograd(quantization, tiny_model_dir, small_dataset, tmp_path,
                                                 monkeypatch):
-    from core.train import fast_lora
+    from core.train.kernels import fast_lora
 
     calls = []
     backward = fast_lora.LoraProjection.backward

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.train.loss import answer_only_loss, loss_positions
+from core.train.kernels.loss import answer_only_loss, loss_positions
 
 
 @pytest.fixture

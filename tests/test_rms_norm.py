@@ -1,9 +1,9 @@
-"""torch's fused RMSNorm (core/train/rms_norm.py) in place of transformers' own: same outputs and gradients."""
+"""torch's fused RMSNorm (core/train/kernels/rms_norm.py) in place of transformers' own: same outputs and gradients."""
 from __future__ import annotations
 
 import torch
 
-from core.train.rms_norm import use_torch_rms_norm
+from core.train.kernels.rms_norm import use_torch_rms_norm
 
 
 def test_the_patched_norms_give_the_models_outputs_and_gradients(tiny_qwen_dir):

@@ -1,4 +1,4 @@
-"""The fused RoPE (core/train/rope.py) against transformers' own: outputs and gradients on CUDA (run on a GPU box:
+"""The fused RoPE (core.train.kernels.rope) against transformers' own: outputs and gradients on CUDA (run on a GPU box:
 `python -m pytest tests/test_rope.py`), and transformers' own path wherever the kernel does not apply."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.models.qwen2 import modeling_qwen2
 
-from core.train import rope
+from core.train.kernels import rope
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available() or rope.triton is None, reason="needs CUDA and Triton")
 HF_ROPE = modeling_qwen2.apply_rotary_pos_emb

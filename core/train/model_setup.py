@@ -101,13 +101,13 @@ def load_model_from_path(config: TrainConfig, path, emit):
         emit(LogLine(f"{n4} linear layers loaded in 4-bit NF4 (compute {config.compute_dtype})"))
     native_norm = False
     if config.torch_rms_norm and config.device == "cuda":
-        from core.train.rms_norm import available, use_torch_rms_norm
+        from core.train.kernels.rms_norm import available, use_torch_rms_norm
 
         native_norm = available() and use_torch_rms_norm(model) > 0
     if config.liger and config.device == "cuda":
         _apply_liger(model, emit, rms_norm=not native_norm)
     if config.fused_rope and config.device == "cuda":
-        from core.train.rope import use_fused_rope
+        from core.train.kernels.rope import use_fused_rope
 
         if not use_fused_rope(model):
             emit(LogLine("fused RoPE not available for this model (or no Triton): transformers' RoPE runs",
@@ -170,7 +170,7 @@ def apply_checkpoint_plan(model, layers: int) -> int:
     for i, block in enumerate(blocks):
         block.gradient_checkpointing = i < layers
     from core.estimate import recomputes_mlp_output
-    from core.train.fused_blocks import recompute_mlp_output
+    from core.train.kernels.fused_blocks import recompute_mlp_output
 
     recompute_mlp_output(model, recomputes_mlp_output(layers))
     return sum(1 for b in blocks if b.gradient_checkpointing)
@@ -207,11 +207,11 @@ def attach_lora(model, config: TrainConfig):
     # grad scaler needs ("Attempting to unscale FP16 gradients" otherwise).
     model = trainable_to(get_peft_model(model, lora, autocast_adapter_dtype=True), config.lora_dtype)
     if config.fast_lora:
-        from core.train.fast_lora import fuse_lora_forward
+        from core.train.kernels.fast_lora import fuse_lora_forward
 
         fuse_lora_forward(model, grad=config.fused_lora_grad)
         if config.fused_blocks:
-            from core.train.fused_blocks import fuse_blocks
+            from core.train.kernels.fused_blocks import fuse_blocks
 
             fuse_blocks(model)
     return model
@@ -235,8 +235,8 @@ def _apply_liger(model, emit, rms_norm: bool = True) -> None:
 
 
 def _fused_ce_available(emit) -> bool:
-    """The fused cross-entropy is a Triton kernel (core/train/cross_entropy.py); torch's CUDA builds bring Triton."""
-    from core.train import cross_entropy
+    """The fused cross-entropy is a Triton kernel (kernels/cross_entropy.py); torch's CUDA builds bring Triton."""
+    from core.train.kernels import cross_entropy
 
     if cross_entropy.triton is None:
         emit(LogLine("Triton not available: the chunked LM-head loss runs instead of the fused cross-entropy",
@@ -330,9 +330,9 @@ def _collate_for(config: TrainConfig, collator, pad_id: int):
     - Without `mask_padding`, right-padded batches drop the attention mask: under causal attention a real token
       only sees tokens before it, never the padding after it, and padded positions carry no loss. SDPA then runs
       its causal flash kernel instead of a masked one (+45% tokens/s on an H100, same batches).
-    - With the answer-only loss, `loss_index` lists the trained positions (core.train.loss.loss_positions).
+    - With the answer-only loss, `loss_index` lists the trained positions (core.train.kernels.loss.loss_positions).
     """
-    from core.train.loss import loss_positions
+    from core.train.kernels.loss import loss_positions
 
     from core.data.collate import pad_batch
 
@@ -430,7 +430,7 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not config.fast_loss:  # the library's loss: logits for every position
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            from core.train.loss import answer_only_loss
+            from core.train.kernels.loss import answer_only_loss
 
             with self.accelerator.autocast():
                 loss = answer_only_loss(model, inputs, num_items_in_batch,

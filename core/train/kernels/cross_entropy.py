@@ -4,7 +4,7 @@
 Why not Liger's (which this replaces): it asks the GPU how many targets are not ignored (`.item()`) at every call,
 so each step's CPU waited for the GPU at the loss and started the backward's launches from an idle GPU; and it cuts
 the tokens into chunks of ~256 at Qwen2.5-1.5B's vocabulary (64 chunks at 16k tokens, each its own launches and
-Python). Here the targets are the trained positions already (core/train/loss.py), the loss is a sum, and a chunk
+Python). Here the targets are the trained positions already (core/train/kernels/loss.py), the loss is a sum, and a chunk
 holds up to `chunk` tokens (`fused_ce_chunk`): three launches a chunk (the logits product, one Triton kernel that
 writes the row's loss and turns its logits into their gradient in place, the input-gradient product).
 

@@ -15,7 +15,7 @@ stored twice), so the base product, the LoRA products and the input gradient are
 
 q_proj's forward runs the whole q/k/v node and hands k and v to the k_proj and v_proj calls that follow with the
 same input (transformers' Llama/Qwen2/Mistral attention calls them in that order); any other call runs that
-projection's own path (core/train/fast_lora.py). The fused paths run only with gradients on (training); evaluation
+projection's own path (kernels/fast_lora.py). The fused paths run only with gradients on (training); evaluation
 and generation take the per-projection path. Same weights and adapter on disk; tests/test_fused_blocks.py compares
 outputs and every gradient with PEFT's own graph.
 """
@@ -25,8 +25,8 @@ import types
 
 import torch
 
-from core.train.fast_lora import plain_adapter
-from core.train.swiglu import swiglu, swiglu_backward_
+from core.train.kernels.fast_lora import plain_adapter
+from core.train.kernels.swiglu import swiglu, swiglu_backward_
 
 _STEPS = [0]  # optimizer steps taken in this process: the cast LoRA weights are kept for one step
 _HOOK: list = []

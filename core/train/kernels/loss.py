@@ -32,7 +32,7 @@ def loss_positions(labels: torch.Tensor) -> torch.Tensor:
 def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK,
                      fused_chunk: int = 0) -> torch.Tensor:
     """Sum of token cross-entropies over trained positions, divided by `num_items_in_batch` (or their count).
-    `fused_chunk` > 0: while training on CUDA, the fused linear cross-entropy (core/train/cross_entropy.py: same
+    `fused_chunk` > 0: while training on CUDA, the fused linear cross-entropy (core/train/kernels/cross_entropy.py: same
     bf16 logits, fp32 softmax, each chunk's gradient made in the forward pass, no wait for the GPU) in chunks of at
     most that many tokens."""
     labels = inputs["labels"]
@@ -54,7 +54,7 @@ def answer_only_loss(model, inputs: dict, num_items_in_batch=None, chunk: int = 
     head = causal_lm.get_output_embeddings()
     if fused_chunk > 0 and h.requires_grad and h.is_cuda and getattr(head, "bias", None) is None \
             and not head.weight.requires_grad:
-        from core.train.cross_entropy import linear_cross_entropy
+        from core.train.kernels.cross_entropy import linear_cross_entropy
 
         total = linear_cross_entropy(h, head.weight, y, fused_chunk)
     else:

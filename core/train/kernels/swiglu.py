@@ -1,5 +1,5 @@
 """SwiGLU on a fused gate/up output: `gu` is (rows × 2I), gate in its first I columns and up in the last I, as the
-one gate/up product of core/train/fused_blocks.py writes it. h = silu(gate) · up, computed in fp32.
+one gate/up product of core/train/kernels/fused_blocks.py writes it. h = silu(gate) · up, computed in fp32.
 
 On CUDA one Triton kernel each way; the backward writes d(gate) and d(up) over `gu` in place, so the gradient is
 laid out as the fused product's input gradient needs it, without another (rows × 2I) tensor. Elsewhere (CPU tests)
