@@ -189,7 +189,7 @@ def write_tables(a, gpu: str, results: list[dict]) -> str:
             continue
         batch = f"≤{r['batch_tokens']:,} tok × {r['grad_accum']}" if r["batch_tokens"] else f"rows × {r['grad_accum']}"
         lines.append(f"| {r['tag']} | {r['preset']} | {r['rows']} | {r['steps']} | {batch} | {r['lr']:g} | {r['lora']} | "
-                     f"{r['train_s']:.0f} | {r['base_exact']:.2f} → **{r['exact']:.2f}** ({r['held_out_rows']} rows, "
+                     f"{r['train_s']:.0f} | {r['base_exact']:.3f} → **{r['exact']:.3f}** ({r['held_out_rows']} rows, "
                      f"{r['held_out_copies']} copies) | "
                      f"{r['base_similarity']:.2f} → {r['similarity']:.2f} | "
                      f"{r['base_eval_loss']:.3f} → {r['eval_loss']:.3f} | {check(r['after_run_check'])} |")
