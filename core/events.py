@@ -55,6 +55,17 @@ class DownloadProgress(Progress):
 
 
 @dataclass(frozen=True)
+class TensorWritten(Progress):
+    """One tensor of a GGUF export written (`done` of `total`): its GGUF name, the type it was stored in (Q8_0,
+    F16, F32…) and its shape as GGUF lists it (columns first)."""
+
+    kind: ClassVar[str] = "tensor_written"
+    tensor: str = ""
+    ggml_type: str = ""
+    shape: tuple = ()
+
+
+@dataclass(frozen=True)
 class LogLine(Event):
     kind: ClassVar[str] = "log"
     message: str
@@ -166,8 +177,8 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Phase, Progress, DownloadProgress, LogLine, RunStarted, StepLogged, EvalLogged, MemorySample,
-                CheckpointSaved, OomRecovered, HeldOutScored, Finished, Failed)
+    for cls in (Phase, Progress, DownloadProgress, TensorWritten, LogLine, RunStarted, StepLogged, EvalLogged,
+                MemorySample, CheckpointSaved, OomRecovered, HeldOutScored, Finished, Failed)
 }
 
 EventSink = Callable[[Event], None]

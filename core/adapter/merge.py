@@ -4,8 +4,9 @@ GenAptitude itself loads the adapter (RAISE_LORA_PATH); a merged folder is for e
 after GGUF conversion, plain `AutoModelForCausalLM`). It is written into `<out>.partial`, then renamed into
 place, so a crash never leaves a half-written model. The merge runs on the CPU: no GPU memory is needed.
 
-GGUF: this tool does not write GGUF. The `gguf` package reads and edits GGUF files but cannot convert a Hugging
-Face model; llama.cpp's `convert_hf_to_gguf.py` can. `gguf_instructions` says whether one is installed here.
+GGUF: `export --gguf` writes one itself (core/adapter/gguf_export.py, from `merged_model` below) for the qwen2 and
+llama architectures; for other architectures, llama.cpp's `convert_hf_to_gguf.py` converts this merged folder, and
+`gguf_instructions` says whether one is installed here.
 """
 from __future__ import annotations
 
@@ -59,36 +60,10 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
           trust_remote_code: bool = False, say: Callable[[str], None] = lambda line: None) -> Path:
     """Load the base in bf16, apply the adapter, `merge_and_unload()`, save safetensors + tokenizer into `out_dir`."""
     adapter, out = _check_paths(adapter_dir, out_dir, overwrite)
-    trained_on, trusted = base_model_of(adapter)
-    model = model or trained_on
-    if not model:
-        raise InputError(f"{adapter} does not say which base model it was trained on (no run.json)",
-                         hint="pass --model with that base (Hub id, local folder or .gguf)")
-    trust_remote_code = trust_remote_code or trusted
-
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from core.libraries import quiet_libraries
-    from core.models import resolve, tokenizer_from
-
-    quiet_libraries()
-    path = resolve(model, trust_remote_code=trust_remote_code,
-                   on_phase=lambda name, detail: say(f"[{name}] {detail}"))
-    say(f"[loading] base {model} in bf16 on the CPU")
-    base = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
-    from peft import PeftModel
-
-    try:
-        tuned = PeftModel.from_pretrained(base, str(adapter))
-    except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatch, missing modules: the wrong base
-        raise InputError(f"the adapter in {adapter} does not fit base model {model}: {str(exc).splitlines()[0]}",
-                         hint="pass --model with the base it was trained on (run.json's config.model)") from None
-    say("[merging] folding the LoRA weights into the base weights")
-    merged = tuned.merge_and_unload()
-    merged.to(torch.bfloat16)
-    tok = tokenizer_from(adapter if (adapter / "tokenizer_config.json").is_file() else path, trust_remote_code)
-    _stop_at_end_of_turn(merged, tok)
+    merged, tok, _ = merged_model(adapter, model=model, trust_remote_code=trust_remote_code, dtype=torch.bfloat16,
+                                  say=say)
 
     work = work_of(out)
     if work.exists():
@@ -106,6 +81,50 @@ def merge(adapter_dir: str, out_dir: str, *, model: str | None = None, overwrite
                                hint="check free disk space (about 2 bytes per parameter)") from exc
         raise  # a bug, or ^C: its own traceback
     return swap_into_place(work, out)
+
+
+def base_of(adapter: Path, model: str | None = None, trust_remote_code: bool = False) -> tuple[str, bool]:
+    """The base to merge into (`model`, else the one the adapter says it was trained on) and its trust_remote_code;
+    refused in one sentence when neither says."""
+    trained_on, trusted = base_model_of(adapter)
+    model = model or trained_on
+    if not model:
+        raise InputError(f"{adapter} does not say which base model it was trained on (no run.json)",
+                         hint="pass --model with that base (Hub id, local folder or .gguf)")
+    return model, trust_remote_code or trusted
+
+
+def merged_model(adapter: Path, *, model: str | None = None, trust_remote_code: bool = False, dtype=None,
+                 say: Callable[[str], None] = lambda line: None):
+    """The base with the adapter folded in, on the CPU, and the tokenizer to ship with it: (model, tokenizer, base
+    folder). The one merge `merge` and the GGUF export share. The base loads unquantized in `dtype` (bf16 by
+    default): an adapter trained on an NF4 base merges into the full-precision weights it was quantized from."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.libraries import quiet_libraries
+    from core.models import resolve, tokenizer_from
+
+    model, trust_remote_code = base_of(adapter, model, trust_remote_code)
+    dtype = dtype or torch.bfloat16
+    quiet_libraries()
+    path = resolve(model, trust_remote_code=trust_remote_code,
+                   on_phase=lambda name, detail: say(f"[{name}] {detail}"))
+    say(f"[loading] base {model} in {str(dtype).removeprefix('torch.')} on the CPU")
+    base = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
+    from peft import PeftModel
+
+    try:
+        tuned = PeftModel.from_pretrained(base, str(adapter))
+    except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatch, missing modules: the wrong base
+        raise InputError(f"the adapter in {adapter} does not fit base model {model}: {str(exc).splitlines()[0]}",
+                         hint="pass --model with the base it was trained on (run.json's config.model)") from None
+    say("[merging] folding the LoRA weights into the base weights")
+    merged = tuned.merge_and_unload()
+    merged.to(dtype)
+    tok = tokenizer_from(adapter if (adapter / "tokenizer_config.json").is_file() else path, trust_remote_code)
+    _stop_at_end_of_turn(merged, tok)
+    return merged, tok, path
 
 
 def _stop_at_end_of_turn(model, tok) -> None:

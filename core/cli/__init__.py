@@ -141,12 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--json", action="store_true")
     _add_gpu_ids(p)
-    p = sub.add_parser("export", help="zip the adapter (Colab download) or install it for GenAptitude")
+    p = sub.add_parser("export", help="zip the adapter (Colab download), install it, or write a GGUF for "
+                                      "RAISE / llama.cpp / Ollama")
     p.add_argument("--adapter", default=DEFAULT_OUTPUT)
     p.add_argument("--zip", dest="zip_path", default=None, help="write the adapter into this zip file")
     p.add_argument("--install", action="store_true", help="copy into --lora-root and set RAISE_LORA_PATH")
     p.add_argument("--lora-root", default="~/genaptitude-llm/ai-assets/lora")
     p.add_argument("--env-file", default=None, help="GenAptitude's .env to update (backed up first)")
+    from core.adapter.gguf_export import DEFAULT_TYPE, TYPES  # names only: no torch, no gguf
+
+    g = p.add_argument_group("GGUF (llama.cpp, Ollama, RAISE): the adapter merged into its base, one file")
+    g.add_argument("--gguf", nargs="?", const=DEFAULT_TYPE, default=None, choices=list(TYPES), metavar="TYPE",
+                   help=f"write a GGUF file of this type ({', '.join(TYPES)}; default {DEFAULT_TYPE}) and "
+                        "NAME.tokenizer.json beside it, with the gguf package alone (no llama.cpp). The K-quants "
+                        "(Q4_K_M...) need llama.cpp's llama-quantize, run on a q8_0 or f16 file written here")
+    g.add_argument("--out", default=None, help="the GGUF file, NAME.gguf (default: <adapter>-<TYPE>.gguf beside "
+                                               "the adapter)")
+    g.add_argument("--raise-env", default=None, metavar="PATH/TO/RAISE/.env",
+                   help="also copy both files into that RAISE's models folder (PATH_RAISE_ASSET/models) and print "
+                        "its ai_llm settings; Qwen2 bases only")
+    g.add_argument("--model", default=None, help="base model (default: the one the adapter was trained on)")
+    g.add_argument("--overwrite", action="store_true", help="replace files of the same name (--out, RAISE's models)")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
 
     p = sub.add_parser("report", help="draw a run's loss and memory curves into a PNG")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a train --output folder (finished, stopped or .partial)")

@@ -1,5 +1,5 @@
-"""The commands on a trained adapter: `evaluate` (held-out answers and scores), `export` (zip or install for
-GenAptitude), `report` (a run's curves as a PNG), `merge` (base model with the adapter merged in)."""
+"""The commands on a trained adapter: `evaluate` (held-out answers and scores), `export` (zip, install, or a GGUF
+for RAISE / llama.cpp), `report` (a run's curves as a PNG), `merge` (base model with the adapter merged in)."""
 from __future__ import annotations
 
 import json
@@ -32,8 +32,18 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from core.adapter.export import export_zip, install
 
-    if not args.zip_path and not args.install:
-        raise InputError("nothing to do", hint="give --zip FILE and/or --install [--env-file PATH]")
+    if args.raise_env and not args.gguf:
+        raise InputError("--raise-env installs a GGUF file", hint="add --gguf (q8_0 by default)")
+    if not args.zip_path and not args.install and not args.gguf:
+        raise InputError("nothing to do", hint="give --zip FILE, --install [--env-file PATH] and/or --gguf [TYPE]")
+    if args.gguf:
+        use_gpus(1)  # the merge works on the CPU; pinned anyway, as for merge
+        from core.adapter.gguf_export import write_gguf
+
+        written = write_gguf(args.adapter, args.out, qtype=args.gguf, model=args.model, overwrite=args.overwrite,
+                             trust_remote_code=args.trust_remote_code, raise_env=args.raise_env,
+                             emit=_print_export_event)
+        print("\n".join(written.lines()))
     if args.zip_path:
         print(f"wrote {export_zip(args.adapter, args.zip_path)}")
     if args.install:
@@ -44,6 +54,18 @@ def cmd_export(args) -> int:
         else:
             print(f"set in GenAptitude's .env: RAISE_LORA_PATH={dest}")
     return 0
+
+
+def _print_export_event(event) -> None:
+    from core.events import LogLine, Phase, TensorWritten
+
+    if isinstance(event, TensorWritten):
+        shape = "x".join(map(str, event.shape))
+        print(f"[gguf {event.done}/{event.total}] {event.tensor} {event.ggml_type} {shape}", flush=True)
+    elif isinstance(event, Phase):
+        print(f"[{event.name}] {event.detail}", flush=True)
+    elif isinstance(event, LogLine):
+        print(event.message, flush=True)
 
 
 def cmd_report(args) -> int:
