@@ -63,6 +63,7 @@ class HardwareReport:
     torch_version: str | None = None
     bnb_cuda: bool | None = None
     bnb_message: str | None = None
+    cpu_amx_bf16: bool = False  # the CPU multiplies bf16 in AMX tiles: the cpu preset trains bf16 (cpu_amx_bf16())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,7 +142,7 @@ def _processes(nv, handle) -> list[GpuProcess]:
 
 def probe(check_torch: bool = False) -> HardwareReport:
     """List GPUs through NVML. With `check_torch`, also ask torch and bitsandbytes (slow: imports torch)."""
-    report = HardwareReport()
+    report = HardwareReport(cpu_amx_bf16=cpu_amx_bf16())
     nv = _nvml()
     if nv is None:
         report.nvml_error = _state["error"]

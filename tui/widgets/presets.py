@@ -207,8 +207,6 @@ class PresetPanel(Horizontal):
         if self.gpu_ids:  # GPUs ticked in the list stay chosen: their number is the run's
             self.query_one("#field-gpus", Input).value = str(len(self.gpu_ids))
         self._show_gpu_list()
-        preset = PRESETS[name]
-        self.query_one("#preset-about", Static).update(Text(f"{name}: {preset.summary}"))
         self.revalidate()
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -308,8 +306,29 @@ class PresetPanel(Horizontal):
             self.query_one(f"#field-{name}", Input).set_class(name in errors, "-invalid")
         self.query_one("#general", Static).update(Text("\n".join(general)))
         self._show_plan()
+        self._show_about()
         self._show_estimate()
         self.post_message(ConfigChanged(self.config))
+
+    def resolved(self, usable_gib: float | None = None):
+        """What the run of these values will choose before it loads the model (core.train.resolve.before_load:
+        the precision this CPU trains in, quantization "auto"), or None while a value is invalid."""
+        from core.train.resolve import before_load
+
+        if self.config is None:
+            return None
+        return before_load(self.config, amx=bool(getattr(self.report, "cpu_amx_bf16", False)), usable_gib=usable_gib)
+
+    def _show_about(self) -> None:
+        """The preset's summary, then how a run of it computes here (the cpu preset trains bf16 on an AMX CPU)."""
+        text = Text(f"{self.preset}: {PRESETS[self.preset].summary}")
+        resolved = self.resolved()
+        if resolved is not None:
+            from core.train.resolve import precision_words
+
+            said = [c.said for c in resolved.choices if c.setting == "precision"]
+            text.append("\nhere: ", style="bold").append(said[0] if said else precision_words(resolved.config))
+        self.query_one("#preset-about", Static).update(text)
 
     def set_data(self, rows: int | None, typical_tokens: int | None) -> None:
         """The dataset the run will train on (rows, a typical row's tokens): the tab shows the optimizer steps."""
@@ -386,8 +405,9 @@ class PresetPanel(Horizontal):
                 text.append("  (smaller batches for this small export, so it learns)", style="dim")
         gpu_plan, _ = run_plan(c, self.report)
         usable = usable_on(c, gpu_plan)
+        resolved = self.resolved(usable)  # the precision and base the run will take (core/train/resolve.py)
         try:
-            est = self.engine.estimate(c, usable)
+            est = self.engine.estimate(resolved.config, usable)
         except Exception as exc:  # the estimate is a help, never a reason to fail
             text.append(f"\nmemory estimate unavailable: {exc}", style="dim")
         else:
@@ -395,11 +415,9 @@ class PresetPanel(Horizontal):
             where = "VRAM" if c.device == "cuda" else "RAM"
             each = f" per GPU ({c.gpus} GPUs, data-parallel)" if c.gpus > 1 else ""
             text.append(f"\n{where} estimate ≈ {est.total_gib:.1f} GiB{each}", style="bold")
-            if c.quantization == "auto":  # which base the run will load, by the same rule (core.presets)
-                from core.estimate import expected_quantization
-
-                text.append(", base in 4-bit NF4" if expected_quantization(c, usable_gib=usable) == "nf4"
-                            else ", base unquantised", style="bold")
+            if c.quantization == "auto":  # which base the run will load, by the run's own rule
+                text.append(", base in 4-bit NF4" if resolved.config.quantization == "nf4" else ", base unquantised",
+                            style="bold")
             parts = " · ".join(f"{k} {v:.1f}" for k, v in est.parts.items())
             if parts:
                 text.append(f"  ({parts})", style="dim")
