@@ -105,19 +105,27 @@ def cmd_train(args) -> int:
 
 def _detached_output():
     """A detached run (core/workers.start_run) prints JSON events to its launch log until it owns its run folder
-    (the launcher reads why it failed there), then human lines, tracebacks included, into <run>/train.log."""
+    (the launcher reads why it failed there), then human lines, tracebacks included, into <run>/train.log; a failure
+    goes to the launch log as well."""
     from core.runs.journal import redirect_output
     from core.runs.output import LOG
 
+    import os
+
+    from core.events import Failed
+
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; a stray hangup must not end the run
-    owned: list[bool] = []
+    owned: list[int] = []  # the launch log's descriptor, kept once the output goes to train.log
 
     def printer(event) -> None:
         (human_printer if owned else json_printer)(event)
+        if owned and isinstance(event, Failed):  # also in the launch log: a run refused before it trained takes
+            os.write(owned[0], (event.to_json() + "\n").encode())  # its folder (train.log too) away as it ends
 
     def on_owned(dirs) -> None:
+        launch_log = os.dup(1)
         redirect_output(dirs.work / LOG)
-        owned.append(True)
+        owned.append(launch_log)
 
     return printer, on_owned
 

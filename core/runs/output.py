@@ -15,7 +15,8 @@ going, whatever the owner record says (a run killed with -9 drops its lock with 
 Every question about a run folder is answered here: is this an adapter (`is_adapter`), can it resume
 (`resume_point`, also what the TUI offers), what is in it (`existing`), its run.json (`read_run_json`, one error
 policy), writing a file or a folder into place (`write_atomic`, `atomic_path`, `swap_into_place`), and the lock
-(`prepare` takes it, `inspect` reads it). What a run says while it holds the folder (events.jsonl, train.log) is
+(`prepare` takes it, `inspect` reads it, `leave` lets it go, and takes away all a run refused before it trained had
+made). What a run says while it holds the folder (events.jsonl, train.log) is
 written by core/runs/journal.py.
 """
 from __future__ import annotations
@@ -49,6 +50,9 @@ class RunDirs:
     work: Path  # <output>.partial while running
     resume_from: Path | None  # checkpoint folder to resume from
     lock: "RunLock | None" = None  # held by the process that prepared the folders (None in data-parallel workers)
+    # What `prepare` made where nothing of this output was (lock, owner record, work folder, and the outermost
+    # folder of the path it created), for `leave` to take away after a refusal; None: something was there before.
+    made: "Made | None" = None
 
     @property
     def checkpoints(self) -> Path:
@@ -245,6 +249,58 @@ def finalize(dirs: RunDirs) -> Path:
     return swap_into_place(dirs.work, dirs.output)
 
 
+# -- a refused run leaves nothing ------------------------------------------------------------------------------
+@dataclass
+class Made:
+    """What a run's `prepare` created where nothing of its output was before."""
+
+    parents: Path | None  # the outermost folder above the output it created (None: they all existed)
+
+
+def _outermost_missing(folder: Path) -> Path | None:
+    missing = None
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def trained_nothing(work: Path) -> bool:
+    """Whether the work folder holds only what a run says before it trains: its events and (detached) its log. A
+    step logged (metrics.jsonl), a checkpoint, an adapter or a run.json is something to keep."""
+    try:
+        return {p.name for p in work.iterdir()} <= {EVENTS, LOG}
+    except OSError:
+        return False
+
+
+def leave(dirs: RunDirs, *, refused: bool) -> None:
+    """Release the run's lock. A run `refused` (bad data or settings, a model not found, no room) in a folder it
+    made, before it trained anything, first takes away all it made: the work folder, the owner record, the lock
+    file (unlinked while held: a waiter that gets the old file sees it unlinked and retries, filelock checks) and
+    the folders of the path it created. The user's folder is left as it was, and `runs` lists no unfinished run."""
+    made, lock = dirs.made, dirs.lock
+    try:
+        if refused and made is not None and lock is not None and trained_nothing(dirs.work):
+            shutil.rmtree(dirs.work, ignore_errors=True)
+            owner_path(dirs.output).unlink(missing_ok=True)
+            lock_path(dirs.output).unlink(missing_ok=True)
+            if made.parents is not None:
+                folder = dirs.output.parent
+                while True:  # only the folders it created, and only when empty
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
+                    if folder == made.parents:
+                        break
+                    folder = folder.parent
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 # -- the lock ------------------------------------------------------------------------------------------------
 @dataclass
 class Owner:
@@ -357,6 +413,8 @@ def prepare(output: str | os.PathLike, *, overwrite: bool, resume: bool,
     work = work_of(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"output path {out} exists and is not a folder", hint="choose another --output")
+    fresh = not any(p.exists() for p in (out, work, lock_path(out), owner_path(out)))
+    made = Made(_outermost_missing(out.parent)) if fresh else None
     lock = RunLock(out).acquire(say)
     try:
         dirs = _decide(out, work, overwrite=overwrite, resume=resume)
@@ -366,7 +424,7 @@ def prepare(output: str | os.PathLike, *, overwrite: bool, resume: bool,
     except BaseException:
         lock.release()
         raise
-    dirs.lock = lock
+    dirs.lock, dirs.made = lock, made
     return dirs
 
 

@@ -232,10 +232,15 @@ def follow(output_dir: str | os.PathLike, on_event: Callable[[Event], None], *,
             raise InputError(f"no run is going in {out}", hint="see `genaptitude-trainer runs`")
         time.sleep(poll)
 
+    try:
+        fh = open(events, "rb")  # kept open: the folder is renamed into place at the end, the file stays ours
+    except FileNotFoundError:  # a run refused before it trained took its folder away just now (output.leave)
+        return follow(output_dir, on_event, stop_event=stop_event, leave_event=leave_event, launch=launch,
+                      replay=replay, poll=poll)  # (its launch log, or its absence, says why)
     finished: Finished | None = None
     signalled = False
     next_check = 0.0
-    with open(events, "rb") as fh:  # kept open: the folder is renamed into place at the end, the file stays ours
+    with fh:
         pending = b""
         if not replay:  # from now on (whole lines: a line being written is read when it is whole)
             pending = fh.read().rpartition(b"\n")[2]

@@ -14,7 +14,7 @@ from typing import Callable
 
 from core.data.dataset import DatasetReport, read_dataset
 from core.data.examples import split_examples
-from core.errors import InputError, Problem, TrainerError
+from core.errors import InputError, Problem, Stopped, TrainerError
 from core.estimate import expected_quantization
 from core.events import Event, Failed, Finished, LogLine, Phase, Progress
 from core.libraries import quiet_libraries, versions
@@ -37,6 +37,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
     emit = journal or emit
     stop_event = stop_event or threading.Event()
     dirs = None
+    refused = False  # a TrainerError: a folder this run made and trained nothing in goes (core.runs.output.leave)
     try:
         config.validate()
         report = read_dataset(dataset_path, skip_invalid=skip_invalid)
@@ -58,6 +59,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
         return _run(config, report, dirs, emit, stop_event)
     except TrainerError as exc:
         emit(Failed(exc.message, exc.hint, [p.render(exc.path) for p in exc.problems]))
+        refused = not isinstance(exc, Stopped)  # (a stop keeps its events: the next run says how it ended)
         raise
     except Exception as exc:  # noqa: BLE001 - a library's error as a sentence (explain); _keep_trace keeps its traceback
         err = explain(exc, config)
@@ -70,7 +72,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
         if journal is not None:
             journal.close()
         if dirs is not None and dirs.lock is not None:
-            dirs.lock.release()  # the last thing: a follower that sees the lock free has every event
+            output.leave(dirs, refused=refused)  # the last thing: a follower that sees the lock free has every event
 
 
 def _quiet(event: Event) -> None:
