@@ -50,7 +50,7 @@ async def test_evaluate_view_shows_both_models_answers_and_scores_side_by_side(t
     app = make_app(engine, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await finish_a_run(pilot)
-        assert "e evaluate   c chat   x export (zip or install)" in screen_text(app)  # the finish screen's keys
+        assert "e evaluate   c chat   x export (zip, install, GGUF)" in screen_text(app)  # the finish screen's keys
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, EvaluateScreen) and app.screen.heading)
         text = screen_text(app)  # the busy state, while the models answer
@@ -271,6 +271,52 @@ async def test_export_install_copies_into_the_lora_root_and_sets_the_env_once(tm
     assert [line for line in lines if "RAISE_LORA_PATH" in line] == [f"RAISE_LORA_PATH={dest}"]
     assert lines[0] == "# GenAptitude" and "RAISE_MODEL=qwen" in lines and "PORT=8080" in lines
     assert backups[0].read_text() == original
+
+
+async def test_export_gguf_for_raise_merges_writes_and_copies_with_its_progress_in_the_log(tiny_qwen_dir, tmp_path):
+    """x, g: the GGUF dialog (type, RAISE .env), then the merge and each tenth of the tensors in the log, the two
+    files beside the adapter and in RAISE's models folder, and the two settings to give RAISE."""
+    import shutil
+
+    from tests.test_gguf import _lora
+    from tests.tui_fakes import happy_run
+    from tui.screens.export import GgufScreen
+
+    trained = _lora(tiny_qwen_dir, tmp_path / "trained", std=0.05)  # a real adapter on a real (tiny) Qwen2
+
+    def run(on_event, stop_event, output_dir):
+        shutil.copytree(trained, output_dir, dirs_exist_ok=True)
+        return happy_run(on_event, stop_event, output_dir)
+
+    env = tmp_path / "raise" / ".env"
+    env.parent.mkdir()
+    env.write_text("PATH_RAISE_ASSET=assets\n")
+    app = make_app(FakeEngine(NO_GPU, run=run), tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await finish_a_run(pilot)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        assert "g  GGUF for RAISE: the model merged into one file (llama.cpp, Ollama)" in shown(app, ".keys")
+        await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(app.screen, GgufScreen))
+        text = screen_text(app)
+        assert "type: q8_0, q5_1, q4_1, q4_0, f16, bf16" in text and "RAISE .env" in text
+        assert app.screen.query_one("#gguf-type", Input).value == "q8_0"  # the default, ready to accept
+        await pilot.press("escape")  # cancel writes nothing
+        assert not isinstance(app.screen, GgufScreen) and not list(tmp_path.glob("*.gguf"))
+        await pilot.press("x", "g")
+        await wait_until(pilot, lambda: isinstance(app.screen, GgufScreen))
+        await pilot.press("tab", *str(env), "enter")
+        await wait_until(pilot, lambda: "export: " in log_text(app) or "failed" in log_text(app), timeout=300)
+        assert "failed" not in log_text(app), log_text(app)
+        assert in_log(app, "gguf: [merging] adapter into its base")
+        assert in_log(app, "gguf: 1/26 tensors written (token_embd.weight F16)")
+        assert in_log(app, "gguf: 26/26 tensors written (output_norm.weight F32)")
+        assert in_log(app, f"export: wrote {tmp_path / 'adapter-q8_0.gguf'}")
+        assert in_log(app, "rust_model_file = adapter-q8_0.gguf, rust_tokenizer_file = adapter-q8_0.tokenizer.json")
+    models = env.parent / "assets" / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["adapter-q8_0.gguf", "adapter-q8_0.tokenizer.json"]
+    assert (models / "adapter-q8_0.gguf").read_bytes()[:4] == b"GGUF"
 
 
 async def test_export_of_a_folder_that_is_not_an_adapter_says_so(tmp_path):

@@ -38,7 +38,7 @@ async def test_a_finished_run_shows_metrics_memory_log_and_next_steps(tmp_path):
         assert "checkpoint saved at step 2" in log and "▶ loading model: smollm2-135m-instruct" in log
         chart = app.query_one("#loss-chart")
         assert chart.train[-1] == (4, 1.25) and chart.eval == [(2, 1.9), (4, 1.4)]
-        assert "Next: e evaluate   c chat   x export (zip or install)   t train again" in text
+        assert "Next: e evaluate   c chat   x export (zip, install, GGUF)   t train again" in text
         await pilot.press("e")  # the after-run keys open their screens (tests/test_tui_after_run.py has the rest)
         await wait_until(pilot, lambda: isinstance(app.screen, EvaluateScreen) and app.screen.results is not None)
         assert engine.evaluate_calls == [(out, "dataset.jsonl", EVAL_ROWS, False)]

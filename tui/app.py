@@ -30,12 +30,13 @@ from core.runs.output import DEFAULT_OUTPUT
 
 from .commands import KEYS, palette
 from .bridge import Engine, ProcessEngine
-from .messages import ConfigChanged, DatasetLoaded, ExportDone, HardwareProbed, LengthStatsReady, error_text
+from .messages import (ConfigChanged, DatasetLoaded, ExportDone, ExportProgress, HardwareProbed, LengthStatsReady,
+                       error_text)
 from .run_control import RunControl
 from .screens.chat import ChatScreen
 from .screens.confirm import ChoiceScreen
 from .screens.evaluate import EvaluateScreen
-from .screens.export import InstallScreen, export_choice, zip_path
+from .screens.export import GgufScreen, InstallScreen, export_choice, zip_path
 from .screens.preview import PreviewScreen
 from .widgets.dataset import DatasetPanel
 from .widgets.hardware import HardwarePanel
@@ -240,13 +241,24 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
             answer = await self.push_screen_wait(InstallScreen(adapter))
             if answer is not None:
                 self._export("install", adapter, *answer)
+        elif choice == "gguf":
+            answer = await self.push_screen_wait(GgufScreen(adapter))
+            if answer is not None:
+                self._export("gguf", adapter, *answer)
 
     @work(thread=True, exit_on_error=False, group="export")
     def _export(self, how: str, adapter: str, target: str, env_file: str | None = None) -> None:
+        """zip (target: the zip file), install (target: the LoRA root) or gguf (target: the type)."""
         from core.adapter import export
 
         try:
-            if how == "zip":
+            if how == "gguf":
+                from core.adapter.gguf_export import write_gguf
+
+                self.post_message(ExportProgress(None))
+                lines = write_gguf(adapter, qtype=target, raise_env=env_file,
+                                   emit=lambda event: self.post_message(ExportProgress(event))).lines()
+            elif how == "zip":
                 lines = [f"wrote {export.export_zip(adapter, target)}"]
             else:
                 dest, backup = export.install(adapter, target, env_file)
@@ -260,6 +272,27 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
             self.post_message(ExportDone(how, [], error_text(exc)))
         else:
             self.post_message(ExportDone(how, lines))
+
+    def on_export_progress(self, message: ExportProgress) -> None:
+        """The GGUF export's progress in the log: its phases and lines, and the tensors written every tenth."""
+        from core.events import LogLine, Phase, TensorWritten
+
+        event = message.event
+        if event is None:  # the worker started: show the log the lines go to
+            self.action_show_tab("training")
+            return
+        if isinstance(event, TensorWritten):
+            tenth = event.done * 10 // event.total != (event.done - 1) * 10 // event.total
+            if not (tenth or event.done == 1):
+                return
+            line = f"{event.done}/{event.total} tensors written ({event.tensor} {event.ggml_type})"
+        elif isinstance(event, Phase):
+            line = f"[{event.name}] {event.detail}"
+        elif isinstance(event, LogLine):
+            line = event.message
+        else:
+            return
+        self.training.log_line(Text.assemble(("gguf: ", "bold"), line))
 
     def on_export_done(self, message: ExportDone) -> None:
         if message.error:
@@ -294,7 +327,7 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
         if not training.is_mounted:  # the first paint is up, the other tabs' panels not yet (on_ready): only quit
             return action == "quit"
         state = training.state
-        if any(isinstance(s, (ChoiceScreen, PreviewScreen, EvaluateScreen, ChatScreen, InstallScreen))
+        if any(isinstance(s, (ChoiceScreen, PreviewScreen, EvaluateScreen, ChatScreen, InstallScreen, GgufScreen))
                for s in self.screen_stack):
             # a dialog is open: it has the keys (ctrl+q still quits, tab still moves between its fields)
             return action in ("quit", "focus_next", "focus_previous")

@@ -41,7 +41,7 @@ KEYS = [  # the app's keys; a Command is the palette's (ctrl+p) too, as its titl
     Command("c", "chat", "Chat", title="Chat with the adapter",
             tooltip="try any prompt on the base model and the adapter, side by side"),
     Command("x", "export", "Export", title="Export the adapter",
-            tooltip="write <adapter>.zip, or install it for GenAptitude"),
+            tooltip="write <adapter>.zip, install it, or write a GGUF for RAISE"),
     Command("h", "history", "Runs", title="Show past runs",
             tooltip="list earlier runs and re-plot their loss and memory curves"),
     Command("q", "quit", "Quit", title="Quit", tooltip="asks first when a run is going"),

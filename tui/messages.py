@@ -93,8 +93,15 @@ class ChatAnswered(Message):
 
 
 @dataclass
+class ExportProgress(Message):
+    """A GGUF export's progress: a core.events event (Phase, LogLine, TensorWritten) from its worker thread."""
+
+    event: Any
+
+
+@dataclass
 class ExportDone(Message):
-    """An export (zip or install) ended: what to tell the user, line by line, or what went wrong."""
+    """An export (zip, install or GGUF) ended: what to tell the user, line by line, or what went wrong."""
 
     title: str
     lines: list[str]

@@ -1,4 +1,5 @@
-"""Export after a run: the choice (zip or install), and the install's two questions (LoRA root, optional .env)."""
+"""Export after a run: the choice (zip, install or GGUF for RAISE), the install's two questions (LoRA root, optional
+.env) and the GGUF's (type, optional RAISE .env)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,58 @@ def export_choice(adapter: str) -> ChoiceScreen:
     return ChoiceScreen("Export the adapter", adapter, {
         "z": ("zip", f"zip: write {zip_path(adapter)}"),
         "i": ("install", "install: copy it into GenAptitude's LoRA folder (and its .env)"),
+        "g": ("gguf", "GGUF for RAISE: the model merged into one file (llama.cpp, Ollama)"),
     })
+
+
+class GgufScreen(ModalScreen[tuple[str, str | None] | None]):
+    """The GGUF's type (q8_0 filled in) and an optional RAISE .env to copy it into that RAISE's models folder.
+
+    Dismisses with (type, env_file or None), or None on escape.
+    """
+
+    DEFAULT_CSS = DIALOG_CSS.replace("{name}", "GgufScreen") + """
+    GgufScreen Input { margin-bottom: 1; }
+    GgufScreen .label { color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, adapter: str, env_file: str = "") -> None:
+        from core.adapter.gguf_export import DEFAULT_TYPE, TYPES  # names only: no torch
+
+        super().__init__()
+        self.adapter, self.env_file, self.types, self.default = adapter, env_file, tuple(TYPES), DEFAULT_TYPE
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text("GGUF for RAISE (and llama.cpp, Ollama)"), classes="title")
+            yield Static(Text(f"merges {Path(self.adapter).name} into its base and writes <adapter>-<type>.gguf and "
+                              "its .tokenizer.json beside the adapter"))
+            yield Static(f"type: {', '.join(self.types)}", classes="label")
+            yield Input(self.default, id="gguf-type", compact=True)
+            yield Static("RAISE .env (copies both files into its models folder; Qwen2 bases only); empty: leave "
+                         "RAISE alone", classes="label")
+            yield Input(self.env_file, placeholder="e.g. ~/raise/.env", id="raise-env", compact=True)
+            yield Static(Text("enter  write\ntab    next field\nesc    cancel"), classes="keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#gguf-type", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_write()
+
+    def action_write(self) -> None:
+        qtype = self.query_one("#gguf-type", Input).value.strip().lower()
+        if qtype not in self.types:
+            self.notify(f"the type is one of {', '.join(self.types)}", severity="error")
+            self.query_one("#gguf-type", Input).focus()
+            return
+        env = self.query_one("#raise-env", Input).value.strip()
+        self.dismiss((qtype, env or None))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class InstallScreen(ModalScreen[tuple[str, str | None] | None]):

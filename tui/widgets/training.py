@@ -63,10 +63,11 @@ def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
         text.append("\nResumable checkpoint: ", style="bold")
         text.append(done.checkpoint_dir)
         text.append("  (t, then r resume, continues the run)", style="dim")
-    text.append("\nGenAptitude: ", style="bold")
-    text.append(f"RAISE_LORA_PATH={done.output_dir}")
+    if not done.diverged:  # a diverged adapter is not one to point GenAptitude at
+        text.append("\nGenAptitude: ", style="bold")
+        text.append(f"RAISE_LORA_PATH={done.output_dir}")
     text.append("\nNext: ", style="bold")
-    for key, what in (("e", "evaluate"), ("c", "chat"), ("x", "export (zip or install)"), ("t", "train again")):
+    for key, what in (("e", "evaluate"), ("c", "chat"), ("x", "export (zip, install, GGUF)"), ("t", "train again")):
         text.append(key, style="bold reverse")
         text.append(f" {what}   ")
     text.rstrip()
