@@ -176,3 +176,18 @@ def test_real_runs_are_found_with_the_numbers_the_engine_reported(real_runs, sma
     assert run.state == "stopped" and run.steps == 2
     assert run.checkpoint == root / "b" / "stopped" / "checkpoints" / "checkpoint-2"
     _expect(run, stopped)
+
+
+def test_resumable_is_what_train_resume_would_continue(runs, tmp_path):
+    """One answer (RunRecord.resumable, from core.runs.output.resume_point) for `runs` and the TUI: a stopped run's
+    or a dead run's checkpoint, never a finished run's leftover or a run whose resume would take another folder's."""
+    from tests.runfolders import write_run
+
+    assert load_run(runs / "stopped").resumable and load_run(runs / "adapter.partial").resumable
+    assert not load_run(runs / "finished").resumable
+    leftover = write_run(tmp_path / "done", [2.0, 1.0], checkpoint=2)  # finished, its checkpoint left behind
+    assert load_run(leftover).checkpoint is not None and not load_run(leftover).resumable
+    # a stopped run with a newer unfinished attempt beside it: --resume takes the attempt's checkpoint
+    write_run(tmp_path / "again", [3.0, 2.0], stopped=True, checkpoint=2)
+    write_run(tmp_path / "again.partial", [3.0, 2.0, 1.5], run_json=False, checkpoint=3)
+    assert not load_run(tmp_path / "again").resumable and load_run(tmp_path / "again.partial").resumable

@@ -152,7 +152,7 @@ def cmd_runs(args) -> int:
               + (f" ({row['owner']})" if row["owner"] else ""))
         if run.state == "running":
             print(f"follow it: genaptitude-trainer attach {run.path} · stop it: genaptitude-trainer stop {run.path}")
-        elif run.checkpoint is not None and run.state in ("unfinished", "stopped"):
+        elif run.resumable:
             print(f"resume it: genaptitude-trainer train --resume --output {run.output} ...")
         return 0
     history = find_runs(None)

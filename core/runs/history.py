@@ -84,6 +84,9 @@ class MemoryPoint(NamedTuple):
     rss: float | None  # this process's RAM
 
 
+ENDED_EARLY = ("unfinished", "stopped", "diverged")  # the states a run may be resumed from (RunRecord.resumable)
+
+
 @dataclass
 class RunRecord:
     path: Path
@@ -112,6 +115,17 @@ class RunRecord:
         return output.output_of(self.path)
 
     @property
+    @property
+    def resumable(self) -> bool:
+        """Whether `train --resume --output <its output>` continues this run: the one answer `runs` and the TUI's
+        history (its r key, its "resumable:" line) give. It ended early (unfinished, stopped, diverged) and its
+        checkpoint is the one a resume takes (core.runs.output.resume_point, the rule): a running or finished
+        run's checkpoint is not a resume point."""
+        if self.state not in ENDED_EARLY or self.checkpoint is None:
+            return False
+        point = output.resume_point(self.output)
+        return point is not None and point.resolve() == self.checkpoint.resolve()
+
     def memory_label(self) -> str:
         return "torch allocated" if any(m.allocated is not None for m in self.memory) else "process RAM"
 

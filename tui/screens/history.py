@@ -90,7 +90,7 @@ def summary_text(run: RunRecord) -> Text:
     elif run.state == "unfinished":
         who = f" ({run.owner.describe()})" if run.owner is not None and run.owner.pid else ""
         text.append(f"\nits process ended without finishing{who}", style="bold yellow")
-        if run.checkpoint is not None:
+        if run.resumable:
             text.append_text(Text.assemble(" · ", ("r", "bold reverse"), " resumes it from its last checkpoint"))
     facts = []
     if run.tokens_per_s is not None:
@@ -102,7 +102,7 @@ def summary_text(run: RunRecord) -> Text:
     text.append(f"\ndata {display_path(run.dataset) if run.dataset else '–'} · started {_when(run)}")
     text.append("\nPath: ", style="bold")
     text.append(display_path(run.path))
-    if run.checkpoint is not None:
+    if run.resumable:
         text.append("  resumable: ", style="bold")
         text.append(str(run.checkpoint.relative_to(run.path)) if run.checkpoint.is_relative_to(run.path)
                     else display_path(run.checkpoint))
@@ -228,7 +228,7 @@ class HistoryScreen(ModalScreen[tuple[str, RunRecord] | None]):
         if self.history is None or not self.history.runs or table.cursor_row < 0:
             return
         run = self.history.runs[table.cursor_row]
-        if run.state in ("unfinished", "stopped") and run.checkpoint is not None:
+        if run.resumable:
             self.dismiss(("resume", run))
         else:
             self.notify("only a run that ended early with a checkpoint can be resumed", severity="warning")
