@@ -150,8 +150,21 @@ class HeldOutScored(Event):
     base_similarity: float
     adapter_similarity: float
     seconds: float
-    verdict: str  # "learned", "partly", "not learned", "base knows" (the base already answers them)
+    verdict: str  # "learned", "partly", "not learned", "base knows" (the base already answers them), "diverged"
     advice: str = ""  # what to try next when it did not learn
+
+
+@dataclass(frozen=True)
+class Diverged(Event):
+    """The run is diverging (core/train/divergence.py): `why` in words, at `step`. `fatal`: the loss or gradient
+    norm is not finite, the weights are NaN and the run stops without an adapter; else the loss climbed far above
+    its start and the run goes on. `advice`: what to do (a lower learning rate; fp32 on a T4)."""
+
+    kind: ClassVar[str] = "diverged"
+    step: int
+    why: str
+    fatal: bool
+    advice: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +178,7 @@ class Finished(Event):
     stopped_early: bool
     runtime_s: float
     checkpoint_dir: str | None = None
+    diverged: str = ""  # why the run ended diverged (core/train/divergence.py); its adapter is not worth using
 
 
 @dataclass(frozen=True)
@@ -178,7 +192,7 @@ class Failed(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (Phase, Progress, DownloadProgress, TensorWritten, LogLine, RunStarted, StepLogged, EvalLogged,
-                MemorySample, CheckpointSaved, OomRecovered, HeldOutScored, Finished, Failed)
+                MemorySample, CheckpointSaved, OomRecovered, Diverged, HeldOutScored, Finished, Failed)
 }
 
 EventSink = Callable[[Event], None]

@@ -13,7 +13,7 @@ _shown_progress: dict[str, tuple[int, int]] = {}  # phase -> (tenth, done) last 
 def human_printer(event) -> None:
     from core.presets import batch_label, config_from_dict
     from core.events import (
-        CheckpointSaved, DownloadProgress, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase,
+        CheckpointSaved, Diverged, DownloadProgress, EvalLogged, Finished, HeldOutScored, LogLine, OomRecovered, Phase,
         Progress, RunStarted, StepLogged, loss_text,
     )
 
@@ -45,12 +45,22 @@ def human_printer(event) -> None:
     elif isinstance(event, OomRecovered):
         print(f"out of memory at step {event.step}: batch {event.old_batch_size}→{event.new_batch_size}, "
               f"accumulation {event.old_grad_accum}→{event.new_grad_accum} (same effective batch)", flush=True)
+    elif isinstance(event, Diverged):
+        if event.fatal:
+            print(f"error: diverged at step {event.step}: {event.why}; stopping without saving the adapter "
+                  f"(its weights are NaN)", flush=True)
+        else:
+            print(f"warning: diverging at step {event.step}: {event.why}; {event.advice}", flush=True)
     elif isinstance(event, HeldOutScored):
         from core.train.learncheck import describe
 
         print(describe(event), flush=True)
         if event.advice:
-            print(f"{'warning' if event.verdict == 'not learned' else 'note'}: {event.advice}", flush=True)
+            print(f"{'warning' if event.verdict in ('not learned', 'diverged') else 'note'}: {event.advice}",
+                  flush=True)
+    elif isinstance(event, Finished) and event.diverged:
+        print(f"diverged after {event.steps}/{event.total_steps} steps in {event.runtime_s:.0f}s: {event.diverged}; "
+              f"the adapter in {event.output_dir} is not worth using", flush=True)
     elif isinstance(event, Finished):
         state = "stopped early" if event.stopped_early else "finished"
         print(f"{state} after {event.steps}/{event.total_steps} steps in {event.runtime_s:.0f}s; "

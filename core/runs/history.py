@@ -91,7 +91,8 @@ ENDED_EARLY = ("unfinished", "stopped", "diverged")  # the states a run may be r
 class RunRecord:
     path: Path
     state: str  # "finished", "stopped", "running" (a `.partial` folder whose run holds its lock), "unfinished" (a
-    # `.partial` folder nobody holds: its process ended without finishing) or "unreadable" (bad run.json)
+    # `.partial` folder nobody holds: its process ended without finishing), "diverged" (its run.json says so:
+    # core/train/divergence.py; in `.partial` when it stopped for NaN weights) or "unreadable" (bad run.json)
     preset: str = ""
     model: str = ""
     dataset: str = ""
@@ -209,6 +210,8 @@ def load_run(path: Path, meta: dict | None = None) -> RunRecord:
         record.owner = output.inspect(path)
         if record.owner is not None and record.owner.live:
             record.state = "running"
+        elif info.get("status") == "diverged":  # stopped for NaN weights, no adapter: its checkpoints stay
+            record.state = "diverged"
     if record.error and not partial:
         record.state = "unreadable"
 
@@ -223,7 +226,8 @@ def load_run(path: Path, meta: dict | None = None) -> RunRecord:
 
     if info and not partial:  # the record of a run that ended (finished, or stopped with the stop key)
         final = info.get("final") if isinstance(info.get("final"), dict) else {}
-        record.state = "stopped" if info.get("stopped_early") else "finished"
+        record.state = ("diverged" if info.get("status") == "diverged" else
+                        "stopped" if info.get("stopped_early") else "finished")
         record.steps = int(_float(info.get("steps")) or 0)
         record.total_steps = int(_float(info.get("total_steps")) or 0)
         record.train_loss, record.eval_loss = _float(final.get("train_loss")), _float(final.get("eval_loss"))

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from core.events import CheckpointSaved, EvalLogged, LogLine, MemorySample, RunStarted, StepLogged
+from core.events import CheckpointSaved, Diverged, EvalLogged, LogLine, MemorySample, RunStarted, StepLogged
 from core.runs.output import write_atomic
 from core.startup import seconds_since_start
 from core.train import distributed
+from core.train.divergence import Watch, advice
 from core.train.memory import memory_sample
 from core.train.step_readout import StepReadout
 
@@ -62,6 +63,9 @@ class EventCallback(TrainerCallback):
         self._loss_sum, self._loss_steps = 0.0, 0  # steps read since the last line (logging_steps > 1)
         self.log_fn = None  # the Trainer's log, for its own loggers (TensorBoard): set by build_trainer
         self.startup: dict[str, float] = {}  # seconds from the start-up clock (core/startup.py): run.json's "startup"
+        config = started.get("config") or {}
+        self.watch = Watch(fp16_scaler=config.get("autocast") == "fp16")  # core/train/divergence.py: its one rule
+        self.advice = advice(config.get("lr"), config.get("autocast") or "no")
 
     def _record(self, event) -> None:
         self.emit(event)
@@ -104,6 +108,17 @@ class EventCallback(TrainerCallback):
                 control.should_save = True
         if control.should_save or control.should_evaluate or control.should_training_stop:
             self._report(self.readout.ready(flush=True), control)  # this step's line before its save or eval
+        self._no_nan_saves(control)
+
+    def _no_nan_saves(self, control) -> None:
+        """Weights made NaN by a diverged step are neither saved nor evaluated: the run stops with the checkpoints
+        it took before (core/train/divergence.py)."""
+        if self.watch.fatal is not None:
+            control.should_training_stop = True
+            control.should_save = control.should_evaluate = False
+
+    def on_epoch_end(self, args, state, control, **kw):
+        self._no_nan_saves(control)  # (after the Trainer's own callback asked for the epoch's eval)
 
     def _report(self, closed: list, control) -> None:
         first = bool(closed) and "to_first_step_s" not in self.startup
@@ -120,10 +135,14 @@ class EventCallback(TrainerCallback):
                 tokens = c.meta["tokens"]
             self._loss_sum += c.loss
             self._loss_steps += 1
-            if c.step % self.logging_steps and c.step != 1:
+            found = self.watch.step(c.step, c.loss, c.grad_norm)  # (the step that shows it is always shown)
+            if found is None and c.step % self.logging_steps and c.step != 1:
                 continue
             self._log_step(c, tokens, self._loss_sum / self._loss_steps)
             self._loss_sum, self._loss_steps = 0.0, 0
+            if found is not None:
+                self.emit(Diverged(step=found.step, why=found.why, fatal=found.fatal, advice=self.advice))
+                self._no_nan_saves(control)
         if first:
             self._say_startup()
 

@@ -21,7 +21,7 @@ from core.libraries import quiet_libraries, versions
 from core.presets import TrainConfig, batch_description, config_changes
 from core.runs import history, output
 from core.runs.journal import Journal
-from core.train import distributed
+from core.train import distributed, divergence
 from core.train import resolve
 
 
@@ -188,6 +188,10 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     profile_steps(trainer, f"rank{distributed.rank()}")  # only with GENAPTITUDE_TRAINER_PROFILE set
     emit(Phase("training", f"{len(train_ds)} rows, {' '.join(batch_description(config))}"))
     trainer.train(resume_from_checkpoint=str(dirs.resume_from) if dirs.resume_from else None)
+    if callback.watch.fatal is not None:  # NaN weights: no adapter, the checkpoints before kept (train/divergence.py)
+        raise divergence.end_of_nan_run(callback.watch.fatal, dirs, run_record(
+            config, report, model_path, trainer.state, callback, False, time.perf_counter() - t_start), config.lr,
+            config.autocast)
     stopped = callback.stopped_early
     if eval_ds is not None and not stopped and callback.last_eval is None:
         trainer.evaluate()
@@ -204,9 +208,13 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
             shutil.rmtree(ckpt, ignore_errors=True)
         if not (dirs.checkpoints / "runs").is_dir():
             shutil.rmtree(dirs.checkpoints, ignore_errors=True)
-    scored = None if stopped else _score(config, tok, trainer.model, eval_ex, emit, stop_event)
+    diverged = None if stopped else callback.watch.at_end(callback.last_loss, callback.last_eval)
+    scored = None if stopped else _score(config, tok, trainer.model, eval_ex, emit, stop_event, diverged)
+    diverged = divergence.after_check(diverged, scored)
     runtime = time.perf_counter() - t_start
     record = run_record(config, report, model_path, trainer.state, callback, stopped, runtime)
+    record.update(status="diverged" if diverged else "stopped" if stopped else "finished",
+                  **({"diverged": {"why": diverged}} if diverged else {}))
     record["activation_checkpointing"] = checkpointing.to_dict()
     record["resolved"] = resolved.to_dict()  # what the run chose for the settings it was left, and why
     if scored is not None:
@@ -216,11 +224,11 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     ckpt = output.latest_checkpoint(final / "checkpoints") if stopped else None
     emit(Finished(output_dir=str(final), steps=trainer.state.global_step, total_steps=trainer.state.max_steps,
                   train_loss=callback.last_loss, eval_loss=callback.last_eval, stopped_early=stopped,
-                  runtime_s=runtime, checkpoint_dir=str(ckpt) if ckpt else None))
+                  runtime_s=runtime, checkpoint_dir=str(ckpt) if ckpt else None, diverged=diverged or ""))
     return final
 
 
-def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
+def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event, diverged: str | None = None):
     """The after-run check (core.train.learncheck): held-out rows answered by base and adapter, within the preset's
     row and time budget; a failure here never costs the user the adapter, which is saved already."""
     from core.adapter.evaluate import Fitting
@@ -237,7 +245,7 @@ def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event):
     try:
         scored = score_run(tok, model, eval_ex, rows=config.score_rows, seconds=config.score_seconds,
                            epochs=config.epochs, lr=config.lr, stop_event=stop_event, autocast=config.autocast,
-                           fitting=Fitting(config.max_length, config.truncation))
+                           fitting=Fitting(config.max_length, config.truncation), diverged=diverged)
     except Exception as exc:  # noqa: BLE001 - the adapter is saved; the check is advice, say why it is missing
         _keep_trace(exc)
         emit(LogLine(f"the after-run check could not answer the held-out rows: {type(exc).__name__}: {exc}",

@@ -20,13 +20,25 @@ PARTLY_GAIN = 0.2  # similarity gained over the base: learning, but not there ye
 
 
 def verdict(base_exact: float, adapter_exact: float, base_sim: float, adapter_sim: float,
-            epochs: float = 1.0, lr: float | None = None) -> tuple[str, str]:
-    """(verdict, advice) from the scores; the one rule every caller (CLI, TUI, run.json) shows."""
+            epochs: float = 1.0, lr: float | None = None, diverged: str | None = None,
+            autocast: str = "no") -> tuple[str, str]:
+    """(verdict, advice) from the scores and whether training diverged (`diverged`: why, from
+    core.train.divergence); the one rule every caller (CLI, TUI, run.json) shows. The words never contradict the
+    numbers beside them: "learned" needs exact answers gained over the base (else similar answers are "partly"), and a
+    run that diverged, or an adapter worse than the base, is "diverged", never advised a higher learning rate."""
+    from core.train import divergence
+
+    if diverged or divergence.adapter_worse(base_exact, adapter_exact, base_sim, adapter_sim):
+        why = diverged or "the adapter answers worse than the base model"
+        return "diverged", f"the run diverged ({why}): {divergence.advice(lr, autocast)}"
     if base_sim >= BASE_KNOWS and adapter_sim - base_sim < 0.05:
         return "base knows", "the base model already answers these rows closely; the adapter changes little"
-    if adapter_exact >= LEARNED_EXACT or adapter_sim >= LEARNED_SIMILARITY:
-        return "learned", ""
     more = f"--epochs {max(2, round(epochs * 3))}"
+    if adapter_exact >= LEARNED_EXACT or (adapter_sim >= LEARNED_SIMILARITY and adapter_exact > base_exact):
+        return "learned", ""
+    if adapter_sim >= LEARNED_SIMILARITY:
+        return "partly", (f"its answers are close to the references (similarity {adapter_sim:.2f}) but no more of "
+                          f"them are exact than the base model's: train longer ({more})")
     higher = f" or a higher learning rate (--lr {lr * 2:g})" if lr else " or a higher learning rate (--lr)"
     if adapter_sim - base_sim >= PARTLY_GAIN:
         return "partly", f"it is learning but not there yet: train longer ({more}){higher}"
@@ -36,11 +48,12 @@ def verdict(base_exact: float, adapter_exact: float, base_sim: float, adapter_si
 
 def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float, lr: float, fitting,
               stop_event: threading.Event | None = None, max_new_tokens: int = 96,
-              batch_size: int = 8, autocast: str = "no") -> HeldOutScored | None:
+              batch_size: int = 8, autocast: str = "no", diverged: str | None = None) -> HeldOutScored | None:
     """Answer up to `rows` held-out chat rows with the base weights and the adapter (a peft model), batch by
     batch, until `seconds` have passed or `stop_event` is set; None when nothing was answered. Prompts are cut
     as the run cut its rows (`fitting`: a core.adapter.evaluate.Fitting), once for both sides. `autocast` is the run's
-    ("fp16"/"bf16"/"no"): the answers come from the same mixed-precision forward the run trained with."""
+    ("fp16"/"bf16"/"no"): the answers come from the same mixed-precision forward the run trained with. `diverged`:
+    why the run's loss says it diverged (core.train.divergence), for the verdict."""
     from core.adapter.evaluate import generate_replies, prompt_of, score
 
     chat = [e for e in examples if e.text is None][:rows]
@@ -73,7 +86,8 @@ def score_run(tok, model, examples, *, rows: int, seconds: float, epochs: float,
     if not done:
         return None
     base, tuned = score("base", done, base_answers, None), score("adapter", done, tuned_answers, None)
-    v, advice = verdict(base.exact_match, tuned.exact_match, base.similarity, tuned.similarity, epochs, lr)
+    v, advice = verdict(base.exact_match, tuned.exact_match, base.similarity, tuned.similarity, epochs, lr,
+                        diverged, autocast)
     return HeldOutScored(rows=len(done), base_exact=base.exact_match, adapter_exact=tuned.exact_match,
                          base_similarity=base.similarity, adapter_similarity=tuned.similarity,
                          seconds=round(time.perf_counter() - start, 1), verdict=v, advice=advice)
@@ -89,7 +103,12 @@ def _autocast(model, mode: str):
     return torch.autocast(device.type, dtype=torch.float16 if mode == "fp16" else torch.bfloat16)
 
 
+def rows_text(n: int) -> str:
+    """ "1 row", "8 rows": how the check's row count reads everywhere."""
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
 def describe(s: HeldOutScored) -> str:
-    """One line for the CLI and the TUI's finish panel."""
-    return (f"held-out check ({s.rows} rows, {s.seconds:.0f}s): exact match base {s.base_exact:.2f} → adapter "
+    """One line for the CLI (the TUI's finish panel says the same, styled: tui/widgets/training.held_out_text)."""
+    return (f"held-out check ({rows_text(s.rows)}, {s.seconds:.0f}s): exact match base {s.base_exact:.2f} → adapter "
             f"{s.adapter_exact:.2f}, similarity {s.base_similarity:.2f} → {s.adapter_similarity:.2f}: {s.verdict}")

@@ -25,6 +25,7 @@ STATES = {  # symbol, word, style: the same marks as the training panel's summar
     "finished": ("✔", "finished", "green"),
     "stopped": ("■", "stopped", "yellow"),
     "unfinished": ("…", "unfinished", "cyan"),
+    "diverged": ("✘", "diverged", "bold red"),
     "unreadable": ("✘", "unreadable", "red"),
 }
 ORDER = ("state", "started", "preset", "model", "steps", "loss", "eval", "tok/s", "path")  # left to right

@@ -1,6 +1,8 @@
 """A small braille line chart for train and eval loss (2×4 dots per cell; 16 colours are enough)."""
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 from textual.widget import Widget
 
@@ -50,6 +52,8 @@ def render_chart(series: list[tuple[list[tuple[float, float]], str]], width: int
     """Lines of a chart `width`×`height` cells with a y axis; later series draw over earlier ones."""
     plot_w = max(width - AXIS_WIDTH, 2)
     plot_h = max(height - 1, 1)
+    # a diverged run's NaN or inf loss has no place on the axis (its log line says it): only finite points are drawn
+    series = [([(x, y) for x, y in points if math.isfinite(y)], style) for points, style in series]
     values = [y for points, _ in series for _, y in points]
     if not values:
         blank = [Text(" " * width) for _ in range(plot_h)]

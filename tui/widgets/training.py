@@ -12,8 +12,9 @@ from textual.widgets import ProgressBar, RichLog, Sparkline, Static
 
 from core.download import download_line
 from core.errors import TrainerError
-from core.events import (CheckpointSaved, DownloadProgress, EvalLogged, Event, Failed, Finished, HeldOutScored,
-                         LogLine, MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged, loss_text)
+from core.events import (CheckpointSaved, Diverged, DownloadProgress, EvalLogged, Event, Failed, Finished,
+                         HeldOutScored, LogLine, MemorySample, OomRecovered, Phase, Progress, RunStarted, StepLogged,
+                         loss_text)
 
 from .chart import LossChart
 from .hardware import bar
@@ -30,12 +31,16 @@ def duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-VERDICT_STYLE = {"learned": "bold green", "partly": "bold yellow", "not learned": "bold red", "base knows": "yellow"}
+VERDICT_STYLE = {"learned": "bold green", "partly": "bold yellow", "not learned": "bold red", "base knows": "yellow",
+                 "diverged": "bold red"}
 
 
 def held_out_text(s: HeldOutScored) -> Text:
     """The after-run check in the finish panel: exact match and similarity, base against adapter, and the verdict."""
-    text = Text.assemble(("Held-out check", "bold"), f" ({s.rows} rows): exact match base {s.base_exact:.2f} → ",
+    from core.train.learncheck import rows_text
+
+    text = Text.assemble(("Held-out check", "bold"), f" ({rows_text(s.rows)}): exact match base "
+                                                     f"{s.base_exact:.2f} → ",
                          (f"adapter {s.adapter_exact:.2f}", "bold"),
                          f", similarity {s.base_similarity:.2f} → {s.adapter_similarity:.2f}  ",
                          (s.verdict, VERDICT_STYLE.get(s.verdict, "bold")))
@@ -46,7 +51,10 @@ def held_out_text(s: HeldOutScored) -> Text:
 
 def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
     text = Text()
-    if done.stopped_early:
+    if done.diverged:  # (core/train/divergence.py)
+        text.append("✘ Diverged", style="bold red")
+        text.append(f" after {done.steps}/{done.total_steps} steps: {done.diverged}")
+    elif done.stopped_early:
         text.append("■ Stopped", style="bold yellow")
         text.append(f" at step {done.steps} of {done.total_steps}")
     else:
@@ -300,6 +308,10 @@ class TrainingPanel(Vertical):
             self.log_line(f"out of GPU memory at step {event.step}: batch {event.old_batch_size} → "
                           f"{event.new_batch_size}, grad accumulation {event.old_grad_accum} → "
                           f"{event.new_grad_accum} (same effective batch); the run goes on", "bold yellow")
+        elif isinstance(event, Diverged):
+            self.log_line(f"diverged at step {event.step}: {event.why}; " + (
+                "stopping without saving the adapter (its weights are NaN)" if event.fatal else event.advice),
+                "bold red")
         elif isinstance(event, HeldOutScored):
             self.scored = event
             self.log_line(held_out_text(event))
@@ -347,8 +359,11 @@ class TrainingPanel(Vertical):
         self.output_dir = e.output_dir
         self.query_one("#run-summary", Static).update(summary_text(e, self.scored))
         self.add_class("-done")
-        self.status(Text("stopped: adapter saved" if e.stopped_early else "finished: adapter saved",
-                         style="bold yellow" if e.stopped_early else "bold green"))
+        if e.diverged:
+            self.status(Text(f"diverged: {e.diverged}", style="bold red"))
+        else:
+            self.status(Text("stopped: adapter saved" if e.stopped_early else "finished: adapter saved",
+                             style="bold yellow" if e.stopped_early else "bold green"))
         self.log_line(f"{'stopped' if e.stopped_early else 'finished'} at step {e.steps}/{e.total_steps}; "
                       f"adapter in {e.output_dir}", "bold green")
 
