@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from core.data.layout import BEFORE_THE_SETTING, INSTRUCTION_TURNS
 from core.errors import InputError, Problem
 from core.preset_table import ALL_PROJECTIONS, BUNDLED_MODEL, DEFAULT_GPU_MODEL, TABLE
 
@@ -87,6 +88,13 @@ class TrainConfig:
                               "answer last: right-truncation would train those rows on no answer); right cuts the end "
                               "(the answer goes first); drop leaves them out", group=LENGTH,
                               choices=("keep-answer", "right", "drop"), label="truncation")
+    instruction_turn: str = setting("system", "where an instruction/input row's instruction goes: system puts it in the "
+                                    "system turn and the input in the user turn, as RAISE (GenAptitude) prompts "
+                                    "the model, so the adapter learns the prompt it will be asked; user joins "
+                                    "instruction and input in the user turn (the layout before this setting). A row's "
+                                    "own `system` field wins; a template without a system role gets user "
+                                    "(core/data/layout.py)", group=LENGTH, choices=INSTRUCTION_TURNS,
+                                    label="instruction")
     group_by_length: bool = setting(False, "batch rows of similar length together: less padding", group=LENGTH)
     min_updates: int = setting(100, "shrink a small export's batches (token budget, then accumulation) until the run "
                                     "makes this many optimizer steps (0: keep the preset's batches)", group=LENGTH)
@@ -341,10 +349,16 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**_coerce(data))
 
 
+# Settings whose value before they existed was not today's default: a checkpoint without them ran this way.
+_BEFORE_THE_SETTING = {"instruction_turn": BEFORE_THE_SETTING}  # instruction and input joined in the user turn
+
+
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     """`name old → new` for each setting `config` has that differs from `saved` (a checkpointed run's to_dict):
     what a resumed run tells the user it changed."""
     now = config.to_dict()
+    if saved:
+        saved = {**_BEFORE_THE_SETTING, **saved}
     return [f"{name} {saved[name]!r} → {now[name]!r}" for name in now if name in saved and saved[name] != now[name]]
 
 

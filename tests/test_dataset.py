@@ -83,10 +83,13 @@ def test_genaptitude_alpaca_with_and_without_input():
     assert report.format == "alpaca"
     assert [e.line for e in report.examples] == [1, 2, 3]
     first, second = report.examples[0], report.examples[1]
+    # As RAISE prompts (core.data.layout): the instruction is the system turn, the input the user turn ...
     assert first.messages == [
-        {"role": "user", "content": GEN_ROWS[0]["instruction"] + "\n\n" + GEN_ROWS[0]["input"]},
+        {"role": "system", "content": GEN_ROWS[0]["instruction"]},
+        {"role": "user", "content": GEN_ROWS[0]["input"]},
         {"role": "assistant", "content": GEN_ROWS[0]["output"]},
     ]
+    # ... and a row without input is a question on its own: its instruction is the user turn.
     assert second.messages == [
         {"role": "user", "content": GEN_ROWS[1]["instruction"]},
         {"role": "assistant", "content": GEN_ROWS[1]["output"]},
@@ -95,6 +98,24 @@ def test_genaptitude_alpaca_with_and_without_input():
     assert report.problems == [] and report.skipped == 0
     assert report.total_lines == 3 and report.blank_lines == 0
     assert not report.had_bom and not report.had_crlf
+
+
+def test_instruction_turn_user_keeps_the_layout_before_the_setting():
+    first, second = parse_lines(jsonl(*GEN_ROWS[:2]), instruction_turn="user").examples
+    assert first.messages == [
+        {"role": "user", "content": GEN_ROWS[0]["instruction"] + "\n\n" + GEN_ROWS[0]["input"]},
+        {"role": "assistant", "content": GEN_ROWS[0]["output"]},
+    ]
+    assert second.messages == [{"role": "user", "content": GEN_ROWS[1]["instruction"]},
+                               {"role": "assistant", "content": GEN_ROWS[1]["output"]}]
+
+
+def test_a_rows_own_system_field_wins_the_system_turn_in_either_layout():
+    row = {"instruction": "I", "input": "X", "output": "A", "system": "Réponds en français."}
+    for turn in ("system", "user"):
+        assert parse_lines(jsonl(row), instruction_turn=turn).examples[0].messages == [
+            {"role": "system", "content": "Réponds en français."}, {"role": "user", "content": "I\n\nX"},
+            {"role": "assistant", "content": "A"}]
 
 
 def test_alpaca_system_missing_input_null_input_and_extra_keys():

@@ -29,9 +29,10 @@ def test_resume_with_changed_settings_warns_naming_each_field_and_both_values(ti
 
     (out / "run.json").unlink()  # as after a kill: only the checkpoint says what it was trained with
     _, changed = train_tiny(tiny_model_dir, small_dataset, out, resume=True, lr=2e-3, max_steps=6,
-                            lora_dropout=0.05)
+                            lora_dropout=0.05, instruction_turn="user")
     said = [w for w in _warnings(changed) if "differ" in w]
     assert said == ["resuming with settings that differ from the checkpoint's: max_steps 5 → 6, lr 0.001 → 0.002, "
-                    "lora_dropout 0.0 → 0.05; the run goes on with the new values"]
+                    "instruction_turn 'system' → 'user', lora_dropout 0.0 → 0.05; the run goes on with the new values"]
     assert [e.step for e in changed if isinstance(e, ev.StepLogged)] == [4, 5, 6]
     assert json.loads((out / "run.json").read_text())["config"]["lr"] == 2e-3
+

@@ -222,10 +222,10 @@ async def test_the_tui_says_how_long_rows_are_handled_and_the_preview_shows_the_
     from tui.screens.preview import CUT, PreviewScreen
 
     class Engine(FakeEngine):  # the real tokenizer's stats and previews, the rest scripted
-        def length_stats(self, model, examples, max_length):
+        def length_stats(self, model, examples, max_length, instruction_turn="system"):
             return length_stats(smollm2, examples, max_length)
 
-        def preview(self, model, example, max_length, truncation="keep-answer"):
+        def preview(self, model, example, max_length, truncation="keep-answer", instruction_turn="system"):
             self.preview_calls.append((model, example.line, max_length, truncation))
             return render_example(smollm2, example, max_length, truncation)
 

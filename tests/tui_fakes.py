@@ -163,11 +163,13 @@ class FakeEngine(Engine):
     def read_dataset(self, path: str, skip_invalid: bool = False):
         return dataset_report(self.lines, path, skip_invalid)
 
-    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> RenderedExample:
+    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer",
+                instruction_turn: str = "system") -> RenderedExample:
         self.preview_calls.append((model, example.line, max_length))
         return PREVIEW
 
-    def length_stats(self, model: str, examples: list, max_length: int) -> LengthStats:
+    def length_stats(self, model: str, examples: list, max_length: int,
+                     instruction_turn: str = "system") -> LengthStats:
         if self.stats is not None:
             return self.stats
         return LengthStats(len(examples), STATS.min, STATS.median, STATS.p95, STATS.max, STATS.over_max, max_length)

@@ -137,9 +137,10 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
         self.training.idle_hint(message.config.preset, self.dataset.path, self.output_dir)
         if self._stats_timer is not None:
             self._stats_timer.stop()
-        model, max_length, truncation = message.config.model, message.config.max_length, message.config.truncation
+        c = message.config
+        model, max_length, truncation, turn = c.model, c.max_length, c.truncation, c.instruction_turn
         self._stats_timer = self.set_timer(max(self.stats_delay, 0.001),
-                                           lambda: self.dataset.measure(model, max_length, truncation))
+                                           lambda: self.dataset.measure(model, max_length, truncation, turn))
 
     def on_dataset_loaded(self, message: DatasetLoaded) -> None:
         # Bubbled up from the dataset panel, which has already shown it: the overview shows a sample too.
@@ -190,7 +191,8 @@ class TrainerApp(RunControl, App):  # RunControl first: its action_quit asks bef
         if example is None:
             return
         config = self.current_config()
-        self.push_screen(PreviewScreen(self.engine, example, config.model, config.max_length, config.truncation))
+        self.push_screen(PreviewScreen(self.engine, example, config.model, config.max_length, config.truncation,
+                                       config.instruction_turn))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

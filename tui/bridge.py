@@ -30,14 +30,20 @@ class Engine:
         """A `core.data.dataset.DatasetReport`; raises `DatasetError` naming the bad lines."""
         raise NotImplementedError
 
-    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> Any:
-        """A `core.data.render.RenderedExample`: the exact text the model sees (a long row fitted by `truncation`) and
-        which tokens carry the loss."""
+    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer",
+                instruction_turn: str = "system") -> Any:
+        """A `core.data.render.RenderedExample`: the exact text the model sees (an instruction/input row laid out as
+        `instruction_turn` gives with this model, a long row fitted by `truncation`) and which tokens carry the loss."""
         raise NotImplementedError
 
-    def length_stats(self, model: str, examples: list, max_length: int) -> Any:
+    def length_stats(self, model: str, examples: list, max_length: int, instruction_turn: str = "system") -> Any:
         """A `core.data.render.LengthStats` over the examples' token lengths, and what each truncation does."""
         raise NotImplementedError
+
+    def instruction_turn(self, model: str, setting: str) -> str:
+        """The layout `setting` gives with this model (core.data.layout.instruction_turn_for: the user turn where
+        its chat template has no system role)."""
+        return setting
 
     def estimate(self, config: TrainConfig, usable_gib: float | None = None) -> Any:
         """A `core.estimate.VramEstimate` (cheap, pure Python); `usable_gib`: the memory the run's GPUs leave it, which
@@ -74,6 +80,10 @@ class Engine:
     def chat(self, adapter: str, prompt: str) -> tuple[str, str]:
         """(base answer, adapter answer) to one prompt, from the same loaded weights (adapter off, then on)."""
         raise NotImplementedError
+
+    def chat_prompts(self, adapter: str) -> str:
+        """How chat sends a prompt to the loaded adapter, in words (core.data.layout.chat_words); "" when unknown."""
+        return ""
 
     def chat_close(self) -> None:
         """Forget the model `chat_load` kept (frees its memory before the next run)."""
@@ -122,15 +132,25 @@ class RealEngine(Engine):
                 self._tokenizers[model] = load_tokenizer(model)
             return self._tokenizers[model]
 
-    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer") -> Any:
+    def preview(self, model: str, example: Any, max_length: int, truncation: str = "keep-answer",
+                instruction_turn: str = "system") -> Any:
+        from core.data.layout import lay_out
         from core.data.render import render_example
 
+        example = lay_out([example], self.instruction_turn(model, instruction_turn))[0]
         return render_example(self._tokenizer(model), example, max_length, truncation)
 
-    def length_stats(self, model: str, examples: list, max_length: int) -> Any:
+    def length_stats(self, model: str, examples: list, max_length: int, instruction_turn: str = "system") -> Any:
+        from core.data.layout import lay_out
         from core.data.render import length_stats
 
+        examples = lay_out(examples, self.instruction_turn(model, instruction_turn))
         return length_stats(self._tokenizer(model), examples, max_length)
+
+    def instruction_turn(self, model: str, setting: str) -> str:
+        from core.data.layout import instruction_turn_for
+
+        return instruction_turn_for(self._tokenizer(model), setting)
 
     def estimate(self, config: TrainConfig, usable_gib: float | None = None) -> Any:
         from core.estimate import estimate_vram
@@ -206,6 +226,14 @@ class RealEngine(Engine):
         self.chat_load(adapter)
         with self._chat_lock:
             return self._chat.ask(prompt)
+
+    def chat_prompts(self, adapter: str) -> str:
+        from core.data.layout import chat_words
+
+        with self._chat_lock:
+            if self._chat is None or self._chat.adapter != str(adapter):
+                return ""
+            return chat_words(self._chat.instruction, self._chat.instruction_turn)
 
     def chat_close(self) -> None:
         with self._chat_lock:

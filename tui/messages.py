@@ -47,9 +47,10 @@ class DatasetLoaded(Message):
 
 @dataclass
 class LengthStatsReady(Message):
-    key: tuple  # (dataset sha, model, max_length) the stats belong to
+    key: tuple  # (dataset sha, model, max_length, instruction_turn setting) the stats belong to
     stats: Any | None  # core.data.render.LengthStats
     error: str = ""
+    instruction_turn: str = ""  # the prompt layout that setting gives with this model (core.data.layout)
 
 
 @dataclass

@@ -78,8 +78,10 @@ def held_out(dataset: str, adapter: str | None, *, model: str | None = None, spl
     from core.data.dataset import read_dataset
     from core.data.examples import split_examples
 
-    report = read_dataset(dataset, skip_invalid=skip_invalid)
+    from core.data.layout import trained_turn
+
     record = read_run_record(adapter)
+    report = read_dataset(dataset, skip_invalid=skip_invalid, instruction_turn=trained_turn(record))
     model = model or record.get("config", {}).get("model") or BUNDLED_MODEL
     examples, used = report.examples, "all"
     if split == "eval" and record.get("dataset", {}).get("sha256") == report.sha256:
@@ -113,15 +115,29 @@ def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = Fal
 
 @dataclass(frozen=True)
 class Fitting:
-    """How the run fitted rows into max length (its run.json); evaluation and chat cut prompts the same way."""
+    """How the run laid out and fitted rows (its run.json): evaluation and chat build and cut prompts the same way.
+    `instruction_turn` is the layout the run trained with (core.data.layout); `instruction` the instruction most
+    of its rows share, which chat sends with each prompt as a row would be."""
 
     max_length: int = 1024
     truncation: str = "keep-answer"
+    instruction_turn: str = "system"
+    instruction: str | None = None
 
     @classmethod
     def of(cls, adapter: str | None) -> "Fitting":
-        config = read_run_record(adapter).get("config", {}) if adapter else {}
-        return cls(config.get("max_length", cls.max_length), config.get("truncation", "keep-answer"))
+        from core.data.layout import trained_turn
+
+        record = read_run_record(adapter) if adapter else {}
+        config, layout = record.get("config", {}), record.get("prompt_layout") or {}
+        return cls(config.get("max_length", cls.max_length), config.get("truncation", "keep-answer"),
+                   trained_turn(record), layout.get("instruction"))
+
+    def lay_out(self, tok, examples: list[Example]) -> list[Example]:
+        """The rows laid out as training laid them out for this tokenizer."""
+        from core.data.layout import instruction_turn_for, lay_out
+
+        return lay_out(examples, instruction_turn_for(tok, self.instruction_turn))
 
 
 def prompt_of(tok, example: Example, fitting: Fitting = Fitting()) -> list[dict]:
@@ -211,6 +227,7 @@ def evaluate(model: str, adapter: str | None, examples: list[Example], *, compar
     say(f"loading {model}" + (" and the adapter" if adapter else ""))
     tok, base, tuned = load_for_eval(model, adapter)
     fitting = Fitting.of(adapter)
+    examples = fitting.lay_out(tok, examples)
     results = []
     if tuned is None or compare:
         if tuned is not None:
@@ -242,15 +259,29 @@ class Chat:
         self.tok, _, self.tuned = load_for_eval(self.model, self.adapter)
 
     def ask(self, prompt: str) -> tuple[str, str]:
-        """(base answer, adapter answer), greedy, to `prompt` as one user turn; a prompt longer than the run's max
-        length (less room for the answer) is cut in its middle, as training cut long inputs (keep-answer)."""
+        """(base answer, adapter answer), greedy, to `prompt` as a row's input: with the run's common instruction
+        (`instruction`) laid out as training laid out its rows (core.data.layout), else as one user turn; a prompt
+        longer than the run's max length (less room for the answer) is cut in its middle, as training cut long
+        inputs (keep-answer)."""
         messages = [self.prompt_messages(prompt)]
         with self.tuned.disable_adapter():
             base = generate_replies(self.tok, self.tuned, messages, self.max_new_tokens)[0]
         return base, generate_replies(self.tok, self.tuned, messages, self.max_new_tokens)[0]
 
+    @property
+    def instruction(self) -> str | None:
+        return self.fitting.instruction
+
+    @property
+    def instruction_turn(self) -> str:
+        from core.data.layout import instruction_turn_for
+
+        return instruction_turn_for(self.tok, self.fitting.instruction_turn)
+
     def prompt_messages(self, prompt: str) -> list[dict]:
-        messages = [{"role": "user", "content": prompt}]
+        from core.data.layout import prompt_turns
+
+        messages = prompt_turns(self.instruction or "", prompt, instruction_turn=self.instruction_turn)
         if self.fitting.truncation != "keep-answer":
             return messages
         from core.data.truncation import fit_prompt

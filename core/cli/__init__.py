@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--truncation", choices=SETTINGS["truncation"].choices, default="keep-answer",
                    help="how train will handle rows over --max-length (said in the report)")
+    _add_setting(p, SETTINGS["instruction_turn"], help="where train puts an instruction/input row's instruction: "
+                 "system (default; the input is the user turn, as RAISE prompts) or user (joined with the input)")
     p.add_argument("--skip-invalid", action="store_true")
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (no model needed)")
     p.add_argument("--json", action="store_true")

@@ -13,7 +13,7 @@ def cmd_check(args) -> int:
 
     result = check_dataset(args.dataset, model=None if args.no_tokens else (args.model or BUNDLED_MODEL),
                            max_length=args.max_length, skip_invalid=args.skip_invalid,
-                           truncation=args.truncation)
+                           truncation=args.truncation, instruction_turn=args.instruction_turn or "system")
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render_check(result))
     return 0
 

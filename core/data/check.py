@@ -6,8 +6,8 @@ from core.data.formats import FORMAT_LABELS
 
 
 def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid: bool = False,
-                  truncation: str = "keep-answer") -> dict:
-    report = read_dataset(path, skip_invalid=skip_invalid)
+                  truncation: str = "keep-answer", instruction_turn: str = "system") -> dict:
+    report = read_dataset(path, skip_invalid=skip_invalid, instruction_turn=instruction_turn)
     result = {
         "path": report.path,
         "format": report.format,
@@ -17,13 +17,20 @@ def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid
         "skipped": [{"line": p.line, "message": p.message, "fix": p.fix} for p in report.problems],
         "sha256": report.sha256,
         "tokens": None,
+        # instruction/input rows: where the instruction goes (core.data.layout); the model's template may change it
+        "instruction_turn": instruction_turn if report.format == "alpaca" else None,
+        "instruction_turn_setting": instruction_turn,
     }
     if model:
+        from core.data.layout import instruction_turn_for, lay_out
         from core.data.render import length_stats, render_example
         from core.data.truncation import long_rows_text
         from core.models import load_tokenizer
 
         tok = load_tokenizer(model)
+        if report.format == "alpaca":
+            result["instruction_turn"] = instruction_turn_for(tok, instruction_turn)
+            report.examples = lay_out(report.examples, result["instruction_turn"])
         stats = length_stats(tok, report.examples, max_length)
         result["tokens"] = {"model": model, "truncation": truncation, **stats.to_dict(),
                             "long_rows": long_rows_text(stats, truncation)}
@@ -43,6 +50,12 @@ def check_dataset(path: str, *, model: str | None, max_length: int, skip_invalid
 
 def render_check(r: dict) -> str:
     lines = [f"{r['path']}: {r['rows']} valid rows, format: {r['format_label']}"]
+    if r.get("instruction_turn"):
+        from core.data.layout import describe
+
+        other = "user" if r.get("instruction_turn_setting") == "system" else "system"
+        lines.append(f"  prompts: {describe(r['instruction_turn'], r.get('instruction_turn_setting'))}; "
+                     f"--instruction-turn {other} to change")
     if r["blank_lines"]:
         lines.append(f"  {r['blank_lines']} blank line(s) ignored")
     if r["skipped"]:

@@ -46,18 +46,20 @@ class DatasetReport:
 
 @dataclass
 class _Detected:
-    """The file's format, once a line has decided it."""
+    """The file's format, once a line has decided it (and the instruction turn its alpaca rows are laid out with)."""
 
     format: str | None = None
     line: int = 0
+    instruction_turn: str = "system"
 
 
 # --------------------------------------------------------------------------- public API
 
 
 def read_dataset(path: str | os.PathLike, *, skip_invalid: bool = False,
-                 max_problems_kept: int = 1000) -> DatasetReport:
-    """Read and validate a JSON Lines file. Raises DatasetError only."""
+                 max_problems_kept: int = 1000, instruction_turn: str = "system") -> DatasetReport:
+    """Read and validate a JSON Lines file; instruction/input rows are laid out as `instruction_turn` says
+    (core.data.layout). Raises DatasetError only."""
     try:
         name = os.path.expanduser(os.fspath(path))
     except TypeError:
@@ -68,20 +70,21 @@ def read_dataset(path: str | os.PathLike, *, skip_invalid: bool = False,
     if not name.strip():
         raise DatasetError("no dataset path given", hint="pass the path of a .jsonl file; " + EXPORT_HINT)
     data = read_file(name)
-    return parse_lines(data, name, skip_invalid=skip_invalid, max_problems_kept=max_problems_kept)
+    return parse_lines(data, name, skip_invalid=skip_invalid, max_problems_kept=max_problems_kept,
+                       instruction_turn=instruction_turn)
 
 
 def parse_lines(data: bytes, path: str = "<memory>", *, skip_invalid: bool = False,
-                max_problems_kept: int = 1000) -> DatasetReport:
+                max_problems_kept: int = 1000, instruction_turn: str = "system") -> DatasetReport:
     """Validate JSON Lines given as bytes (what `read_dataset` does after reading). Raises DatasetError for any
     file; any other exception is a bug of ours and keeps its traceback (the fuzz tests hold this contract)."""
-    return _parse(bytes(data), str(path), skip_invalid, max(0, int(max_problems_kept)))
+    return _parse(bytes(data), str(path), skip_invalid, max(0, int(max_problems_kept)), instruction_turn)
 
 
 # --------------------------------------------------------------------------- the line loop
 
 
-def _parse(data: bytes, path: str, skip_invalid: bool, max_kept: int) -> DatasetReport:
+def _parse(data: bytes, path: str, skip_invalid: bool, max_kept: int, instruction_turn: str) -> DatasetReport:
     sha256 = hashlib.sha256(data).hexdigest()
     body, encoding, had_bom = decode_file(data, path)
     had_crlf = b"\r\n" in body
@@ -90,7 +93,7 @@ def _parse(data: bytes, path: str, skip_invalid: bool, max_kept: int) -> Dataset
     if lines and lines[-1] == b"":
         lines.pop()
 
-    state = _Detected()
+    state = _Detected(instruction_turn=instruction_turn)
     examples: list[Example] = []
     problems: list[Problem] = []
     invalid = blank = 0
@@ -170,8 +173,9 @@ def _read_line(raw: bytes, number: int, offset: int, state: _Detected) -> Exampl
         raise BadRow(f"this line looks like {fmt} but the file is {file_fmt} (decided at line {state.line})",
                      f"convert this line to the {file_fmt} format ({EXPECTED_KEYS[file_fmt]}), "
                      "or split the file so that each file holds one format")
-    messages, body = row_content(obj, fmt)
-    example = Example(line=number, messages=messages, text=body, raw=obj)
+    messages, body = row_content(obj, fmt, state.instruction_turn)
+    example = Example(line=number, messages=messages, text=body, raw=obj,
+                      layout=state.instruction_turn if fmt == "alpaca" else None)
     if "\\ud" in text or "\\uD" in text:
         _check_surrogates(example)
     return example

@@ -19,6 +19,7 @@ class Example:
     messages: list[dict[str, str]]  # [{"role": ..., "content": ...}]; empty for the "text" format
     text: str | None = None  # only for the "text" format
     raw: dict | None = None  # the parsed JSON object, for previews
+    layout: str | None = None  # instruction/input rows: the instruction turn they are laid out with (core.data.layout)
 
 
 def split_examples(examples: list[Example], eval_fraction: float,

@@ -10,6 +10,8 @@ import json
 from itertools import islice
 from typing import Any
 
+from core.data.layout import prompt_turns
+
 FORMATS = ("alpaca", "messages", "sharegpt", "prompt_completion", "text")
 FORMAT_LABELS = {
     "alpaca": "GenAptitude / Alpaca (instruction, input, output)",
@@ -95,10 +97,13 @@ def _similar_key(obj: dict, wanted: str) -> str | None:
 # --------------------------------------------------------------------------- each format's rows
 
 
-def row_content(obj: dict, fmt: str) -> tuple[list[dict[str, str]], str | None]:
-    """The row's chat turns ({"role", "content"}), or for the "text" format no turns and its text."""
+def row_content(obj: dict, fmt: str, instruction_turn: str = "system") -> tuple[list[dict[str, str]], str | None]:
+    """The row's chat turns ({"role", "content"}), or for the "text" format no turns and its text;
+    `instruction_turn` lays out an alpaca row's instruction and input (core.data.layout.prompt_turns)."""
     if fmt == "text":
         return [], _text_row(obj)
+    if fmt == "alpaca":
+        return _alpaca(obj, instruction_turn), None
     return _CONVERTERS[fmt](obj), None
 
 
@@ -125,7 +130,7 @@ def _string_fix(key: str, value: Any) -> str:
     return f"'{key}' must be plain text: join the parts into one string"
 
 
-def _alpaca(obj: dict) -> list[dict[str, str]]:
+def _alpaca(obj: dict, instruction_turn: str = "system") -> list[dict[str, str]]:
     instruction = _string(obj, "instruction", "alpaca", required=True)
     user_input = _string(obj, "input", "alpaca", required=False)
     output = _string(obj, "output", "alpaca", required=True)
@@ -135,9 +140,8 @@ def _alpaca(obj: dict) -> list[dict[str, str]]:
     if not output.strip():
         raise BadRow("empty answer: nothing to learn ('output' is empty)",
                      "write the expected answer in 'output', or remove the line")
-    user = instruction if not user_input.strip() else instruction + "\n\n" + user_input
-    head = [{"role": "system", "content": system}] if system.strip() else []
-    return head + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    turns = prompt_turns(instruction, user_input, system, instruction_turn=instruction_turn)
+    return turns + [{"role": "assistant", "content": output}]
 
 
 def _messages(obj: dict) -> list[dict[str, str]]:
@@ -188,7 +192,7 @@ def _text_row(obj: dict) -> str:
     return text
 
 
-_CONVERTERS = {"alpaca": _alpaca, "messages": _messages, "sharegpt": _sharegpt,
+_CONVERTERS = {"messages": _messages, "sharegpt": _sharegpt,
                "prompt_completion": _prompt_completion}
 
 

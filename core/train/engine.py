@@ -40,7 +40,7 @@ def train(config: TrainConfig, dataset_path: str, output_dir: str, *,
     refused = False  # a TrainerError: a folder this run made and trained nothing in goes (core.runs.output.leave)
     try:
         config.validate()
-        report = read_dataset(dataset_path, skip_invalid=skip_invalid)
+        report = read_dataset(dataset_path, skip_invalid=skip_invalid, instruction_turn=config.instruction_turn)
         if report.problems:
             emit(LogLine(f"skipped {len(report.problems)} invalid line(s) of {report.path}; "
                          f"training on {len(report.examples)} valid rows", "warning"))
@@ -146,6 +146,23 @@ def checkpoint_config(ckpt: Path) -> dict:
     return saved if isinstance(saved, dict) else {}
 
 
+def prompt_layout(config: TrainConfig, report: DatasetReport, tok, emit) -> dict | None:
+    """Lay out an instruction/input dataset's rows for this tokenizer (core.data.layout: the setting, or the user
+    turn where the template has no system role), say how in the log, and return what run.json records of it
+    (None for other formats): the layout, the setting, and the instruction most rows share (chat offers it)."""
+    if report.format != "alpaca":
+        return None
+    from core.data.layout import common_instruction, describe, instruction_turn_for, lay_out
+
+    turn = instruction_turn_for(tok, config.instruction_turn)
+    report.examples = lay_out(report.examples, turn)
+    emit(LogLine(f"prompts: {describe(turn, config.instruction_turn)}",
+                 "warning" if turn != config.instruction_turn else "info"))
+    common = common_instruction(report.examples)
+    return {"instruction_turn": turn, "setting": config.instruction_turn,
+            "instruction": common[0] if common else None, "instruction_rows": common[1] if common else 0}
+
+
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
     from core.data.tokenize import tokenize_split
     from core.train.model_setup import build_trainer, load_model_and_tokenizer, plan_checkpointing
@@ -157,6 +174,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     tok, model, model_path, config = load_model_and_tokenizer(config, emit, stop_event, resolved)
     config = resolved.take(*resolve.learning_rate(config, getattr(model.config, "model_type", "?"),
                                                   getattr(model.config, "hidden_size", 0)), emit)
+    layout = prompt_layout(config, report, tok, emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
     train_ds, eval_ds, fitted = tokenize_split(tok, train_ex, eval_ex, config.max_length,
@@ -216,6 +234,8 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     record.update(status="diverged" if diverged else "stopped" if stopped else "finished",
                   **({"diverged": {"why": diverged}} if diverged else {}))
     record["activation_checkpointing"] = checkpointing.to_dict()
+    if layout is not None:
+        record["prompt_layout"] = layout
     record["resolved"] = resolved.to_dict()  # what the run chose for the settings it was left, and why
     if scored is not None:
         record["held_out"] = {k: v for k, v in scored.to_dict().items() if k != "event"}

@@ -69,6 +69,7 @@ class ChatScreen(ModalScreen[None]):
         self.model = ""
         self.state = "loading"  # loading, ready, answering, failed (the load failed)
         self.exchanges: list[tuple[str, str, str]] = []
+        self.prompts = ""  # how a prompt is sent (core.data.layout.chat_words), once the model is loaded
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -95,6 +96,7 @@ class ChatScreen(ModalScreen[None]):
     def _load(self) -> None:
         try:
             model = self.engine.chat_load(self.adapter)
+            self.prompts = self.engine.chat_prompts(self.adapter)
         except Exception as exc:  # noqa: BLE001 - shown; error_text keeps a bug's traceback
             self.post_message(ChatReady("", error_text(exc)))
         else:
@@ -110,7 +112,10 @@ class ChatScreen(ModalScreen[None]):
         self._status(self._ready_text())
 
     def _ready_text(self) -> Text:
-        return Text.assemble(("ready: ", "bold green"), f"base {self.model} · adapter {self.adapter}")
+        text = Text.assemble(("ready: ", "bold green"), f"base {self.model} · adapter {self.adapter}")
+        if self.prompts:  # laid out as the run laid out its rows (core.data.layout)
+            text.append(f"\n{self.prompts}", style="dim")
+        return text
 
     @on(Input.Submitted, "#chat-input")
     def _send(self, event: Input.Submitted) -> None:

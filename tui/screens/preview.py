@@ -73,10 +73,10 @@ class PreviewScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
     def __init__(self, engine: Any, example: Any, model: str, max_length: int,
-                 truncation: str = "keep-answer") -> None:
+                 truncation: str = "keep-answer", instruction_turn: str = "system") -> None:
         super().__init__()
         self.engine, self.example, self.model, self.max_length = engine, example, model, max_length
-        self.truncation = truncation
+        self.truncation, self.instruction_turn = truncation, instruction_turn
         self.rendered: Any | None = None
         self.body: Text | None = None
 
@@ -97,7 +97,8 @@ class PreviewScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="preview")
     def _render_sample(self) -> None:
         try:
-            rendered = self.engine.preview(self.model, self.example, self.max_length, self.truncation)
+            rendered = self.engine.preview(self.model, self.example, self.max_length, self.truncation,
+                                           self.instruction_turn)
         except Exception as exc:  # noqa: BLE001 - shown on the screen (a bug with where its traceback is kept)
             self.post_message(PreviewReady(None, error_text(exc)))
         else:

@@ -25,7 +25,12 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def prompt_and_answer(example: Any) -> tuple[str, str]:
-    """The user's text (instruction + input) and the answer, as the table shows them."""
+    """The user's text (instruction + input) and the answer, as the table shows them: an instruction/input row's
+    instruction and input whichever turns its layout puts them in (the line above the table says which)."""
+    if getattr(example, "layout", None) and example.messages:
+        raw = example.raw or {}
+        text = "\n\n".join(t for t in (raw.get("instruction") or "", raw.get("input") or "") if t.strip())
+        return text, example.messages[-1].get("content", "")
     if example.messages:
         users = [m.get("content", "") for m in example.messages if m.get("role") == "user"]
         answers = [m.get("content", "") for m in example.messages if m.get("role") == "assistant"]
@@ -63,6 +68,7 @@ class DatasetPanel(Vertical):
     DatasetPanel #dataset-file { height: 1; }
     DatasetPanel #dataset-file > Label { width: 6; }
     DatasetPanel #dataset-path { width: 1fr; }
+    DatasetPanel #dataset-layout { display: none; }
     DatasetPanel #dataset-error { display: none; height: 1fr; border: round $error; padding: 0 1; }
     DatasetPanel.-error #dataset-error { display: block; }
     DatasetPanel.-error #samples { display: none; }
@@ -79,6 +85,8 @@ class DatasetPanel(Vertical):
         self.error: BaseException | None = None
         self.skip_invalid = False
         self.model, self.max_length, self.truncation = "", 0, "keep-answer"
+        self.instruction_setting = "system"  # the instruction_turn setting, and the layout it gives with the model
+        self.instruction_turn: str | None = None  # (core.data.layout; None until the model's template is read)
         self.stats: Any | None = None
         self.stats_key: tuple | None = None
         self._table_width = 0
@@ -88,6 +96,7 @@ class DatasetPanel(Vertical):
             yield Label("file")
             yield Input(self.path, id="dataset-path", compact=True)
         yield Static(Text("reading…", style="dim"), id="dataset-summary")
+        yield Static("", id="dataset-layout")
         yield Static("", id="dataset-stats")
         with VerticalScroll(id="dataset-error"):
             yield Static("", id="dataset-error-text")
@@ -131,6 +140,7 @@ class DatasetPanel(Vertical):
             self.query_one("#dataset-error-text", Static).update(Text(error_text(message.error)))
             self.query_one("#dataset-stats", Static).update("")
             self.query_one(DataTable).clear(columns=True)
+            self._show_layout()
             return
         report = message.report
         text = Text.assemble(("format ", "bold"), self.engine.format_label(report.format),
@@ -144,8 +154,23 @@ class DatasetPanel(Vertical):
         if skipped:
             text.append(f"\n⚠ skipped {skipped} invalid row(s){where}", style="bold yellow")
         summary.update(text)
+        self._show_layout()
         self._fill_table()
-        self.measure(self.model, self.max_length)
+        self.measure(self.model, self.max_length, self.truncation, self.instruction_setting)
+
+    def _show_layout(self) -> None:
+        """Which prompt layout applies to an instruction/input dataset (core.data.layout), under the summary."""
+        try:
+            line = self.query_one("#dataset-layout", Static)
+        except NoMatches:
+            return
+        line.display = self.report is not None and self.report.format == "alpaca" and self.error is None
+        if not line.display:
+            return
+        from core.data.layout import describe
+
+        turn = self.instruction_turn or self.instruction_setting
+        line.update(Text.assemble(("prompts ", "bold"), describe(turn, self.instruction_setting)))
 
     def _fill_table(self) -> None:
         table = self.query_one(DataTable)
@@ -166,15 +191,19 @@ class DatasetPanel(Vertical):
             self._fill_table()
 
     # -- token lengths -------------------------------------------------------------------------------
-    def measure(self, model: str, max_length: int, truncation: str = "keep-answer") -> None:
-        """Token-length stats for the current model and max length (slow: loads the tokenizer); the stats hold what
-        every truncation does, so a new `truncation` only repaints."""
+    def measure(self, model: str, max_length: int, truncation: str = "keep-answer",
+                instruction_turn: str = "system") -> None:
+        """Token-length stats for the current model, max length and prompt layout (slow: loads the tokenizer); the
+        stats hold what every truncation does, so a new `truncation` only repaints."""
         self.model, self.max_length = model, max_length
         changed, self.truncation = truncation != self.truncation, truncation
+        if instruction_turn != self.instruction_setting:
+            self.instruction_setting, self.instruction_turn = instruction_turn, None
+            self._show_layout()
         line = self._stats_line()
         if self.report is None or not model or line is None:
             return
-        key = (self.report.sha256, model, max_length)
+        key = (self.report.sha256, model, max_length, instruction_turn)
         if key == self.stats_key:
             if changed and self.stats is not None:
                 line.update(stats_text(self.stats, model, max_length, truncation))
@@ -194,12 +223,13 @@ class DatasetPanel(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="length-stats")
     def _measure(self, key: tuple, examples: list) -> None:
         try:
-            stats = self.engine.length_stats(key[1], examples, key[2])
+            turn = self.engine.instruction_turn(key[1], key[3])
+            stats = self.engine.length_stats(key[1], examples, key[2], key[3])
         except Exception as exc:  # noqa: BLE001 - shown in the panel (a bug with where its traceback is kept)
             self.post_message(LengthStatsReady(key, None, messages.error_text(exc)))
         else:
             if not get_current_worker().is_cancelled:
-                self.post_message(LengthStatsReady(key, stats))
+                self.post_message(LengthStatsReady(key, stats, instruction_turn=turn))
 
     def on_length_stats_ready(self, message: LengthStatsReady) -> None:
         widget = self._stats_line()
@@ -209,6 +239,9 @@ class DatasetPanel(Vertical):
             widget.update(Text(f"token lengths unavailable: {message.error}", style="yellow"))
             return
         self.stats = message.stats
+        if message.instruction_turn and message.instruction_turn != self.instruction_turn:
+            self.instruction_turn = message.instruction_turn
+            self._show_layout()
         widget.update(stats_text(message.stats, message.key[1], message.key[2], self.truncation))
 
     # -- samples ---------------------------------------------------------------------------------------
