@@ -373,6 +373,9 @@ async def test_real_engine_evaluates_and_chats_with_a_tiny_adapter(tiny_model_di
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.state != "loading",
                          timeout=60)
         assert app.screen.state == "ready", screen_text(app)
+        instruction = json.loads((out / "run.json").read_text(encoding="utf-8"))["prompt_layout"]["instruction"]
+        assert instruction and (f"your prompt is the input, the run's instruction «{instruction}» as the system turn"
+                                in " ".join(shown(app, "#chat-status").split()))  # as the run laid out its rows
         await pilot.press(*"Which layer?", "enter")
         await wait_until(pilot, lambda: app.screen.exchanges and app.screen.state == "ready", timeout=60)
         prompt, base, tuned = app.screen.exchanges[0]
@@ -391,4 +394,5 @@ async def test_real_engine_evaluates_and_chats_with_a_tiny_adapter(tiny_model_di
     assert [r["eval_loss"] for r in from_cli] == [r.eval_loss for r in results]
     assert [[x["answer"] for x in r["rows"]] for r in from_cli] == [[x.answer for x in r.rows] for r in results]
     tok, plain, _ = load_for_eval(str(tiny_model_dir), None)
-    assert generate_replies(tok, plain, [[{"role": "user", "content": "Which layer?"}]], 128)[0] == base
+    laid_out = [{"role": "system", "content": instruction}, {"role": "user", "content": "Which layer?"}]
+    assert generate_replies(tok, plain, [laid_out], 128)[0] == base
