@@ -105,8 +105,8 @@ def test_report_refuses_folders_that_are_not_runs(finished, tmp_path, capsys):
     not_run.mkdir()
     assert main(["report", str(not_run)]) == 2
     err = capsys.readouterr().err
-    assert f"{not_run} is not a training run (no metrics.jsonl or run.json in it)" in err
-    assert "hint: give the --output folder of `genaptitude-trainer train`" in err and "Traceback" not in err
+    assert f"{not_run} is not a training run (no run.json, metrics or events in it)" in err
+    assert "hint: give a run's --output folder" in err and "Traceback" not in err
 
     no_metrics = tmp_path / "no-metrics"
     no_metrics.mkdir()

@@ -116,7 +116,6 @@ class RunRecord:
         return output.output_of(self.path)
 
     @property
-    @property
     def resumable(self) -> bool:
         """Whether `train --resume --output <its output>` continues this run: the one answer `runs` and the TUI's
         history (its r key, its "resumable:" line) give. It ended early (unfinished, stopped, diverged) and its
@@ -127,6 +126,7 @@ class RunRecord:
         point = output.resume_point(self.output)
         return point is not None and point.resolve() == self.checkpoint.resolve()
 
+    @property
     def memory_label(self) -> str:
         return "torch allocated" if any(m.allocated is not None for m in self.memory) else "process RAM"
 
@@ -264,16 +264,27 @@ def is_run_dir(path: Path) -> bool:
         return False
 
 
-def load_one(folder: str | os.PathLike) -> RunRecord:
-    """The run a user named (its output folder or `.partial`), or InputError saying why it is not one; a damaged
-    run.json is refused with the same sentence as everywhere else."""
+NAME_A_RUN = "give a run's --output folder (or its .partial while it runs); `genaptitude-trainer runs` lists them"
+
+
+def named_run_dir(folder: str | os.PathLike) -> Path:
+    """The run folder a user named (its output folder, or its `.partial` while a run goes in it or when only that
+    is left: core.runs.output.run_folder), resolved; or InputError saying why it is not one (is_run_dir is the
+    rule). What `runs RUN`, `attach` and `report` ask."""
     path = output.run_folder(folder)
     if not path.exists():
-        raise InputError(f"{path}: no such folder", hint="give a run's --output folder; `genaptitude-trainer runs` "
-                                                         "lists them")
+        raise InputError(f"{path}: no such folder", hint=NAME_A_RUN)
+    if not path.is_dir():
+        raise InputError(f"{path} is a file, not a run folder", hint=NAME_A_RUN)
     if not is_run_dir(path):
-        raise InputError(f"{path} is not a training run (no run.json, metrics or events in it)",
-                         hint="give a run's --output folder; `genaptitude-trainer runs` lists them")
+        raise InputError(f"{path} is not a training run (no run.json, metrics or events in it)", hint=NAME_A_RUN)
+    return path.resolve()
+
+
+def load_one(folder: str | os.PathLike) -> RunRecord:
+    """The run a user named (named_run_dir), or InputError saying why it is not one; a damaged run.json is refused
+    with the same sentence as everywhere else."""
+    path = named_run_dir(folder)
     output.read_run_json(path)  # raises the one sentence for a damaged record
     out = output.output_of(path)
     return load_run(path.resolve(), read_index(index_path()).get(out))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.errors import InputError
 from core.events import loss_text
-from core.runs.output import atomic_path, metrics_rows, read_run_json, run_folder
+from core.runs.output import atomic_path, metrics_rows, read_run_json
 
 TRAIN_COLOUR = "#1f77b4"  # blue: training loss (the tests look for it in the PNG)
 TRAIN_RAW_COLOUR = "#a6c8e6"  # light blue: every step, under the smoothed line of a long run
@@ -46,15 +46,10 @@ class Curves:
 
 def find_run(folder: str | os.PathLike) -> Path:
     """The run folder to read: `folder` itself, or `folder.partial` while a run is going in it or when only the
-    unfinished one exists (core.runs.output.run_folder)."""
-    path = run_folder(folder)
-    if not path.exists():
-        raise InputError(f"{path}: no such folder", hint=HOW_TO_POINT)
-    if not path.is_dir():
-        raise InputError(f"{path} is a file, not a run folder", hint=HOW_TO_POINT)
-    if not (path / "metrics.jsonl").is_file() and not (path / "run.json").is_file():
-        raise InputError(f"{path} is not a training run (no metrics.jsonl or run.json in it)", hint=HOW_TO_POINT)
-    return path.resolve()
+    unfinished one exists; what is a run folder is core.runs.history's rule (named_run_dir), as for `runs`."""
+    from core.runs.history import named_run_dir
+
+    return named_run_dir(folder)
 
 
 def _short_model(model: str) -> str:
