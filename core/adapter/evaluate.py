@@ -61,14 +61,11 @@ class HeldOut:
 
 def read_run_record(adapter: str | None) -> dict:
     """The adapter's run.json ({} without one); refuses a folder that is not an adapter, or a damaged record."""
-    from core.runs.output import ADAPTER_FILES, is_adapter, read_run_json
+    from core.runs.output import adapter_folder, read_run_json
 
     if not adapter:
         return {}
-    if not is_adapter(adapter):
-        raise InputError(f"{adapter} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
-                         hint="give --adapter the --output folder of a finished `genaptitude-trainer train`")
-    return read_run_json(adapter)
+    return read_run_json(adapter_folder(adapter))
 
 
 def held_out(dataset: str, adapter: str | None, *, model: str | None = None, split: str = "eval",

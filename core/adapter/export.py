@@ -7,8 +7,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from core.errors import InputError
-from core.runs.output import ADAPTER_FILES, atomic_path, is_adapter, swap_into_place, write_atomic
+from core.runs.output import adapter_folder, atomic_path, swap_into_place, write_atomic
 
 DEFAULT_LORA_ROOT = "~/genaptitude-llm/ai-assets/lora"
 ENV_KEY = "RAISE_LORA_PATH"
@@ -16,11 +15,7 @@ SKIP = ("checkpoints", "tensorboard", "train.log")  # resume state and logs stay
 
 
 def _adapter(folder: str) -> Path:
-    path = Path(folder).expanduser().resolve()
-    if not is_adapter(path):
-        raise InputError(f"{path} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
-                         hint="give the --output folder of a finished `genaptitude-trainer train`")
-    return path
+    return adapter_folder(folder)  # (core.runs.output: the one refusal of a folder without an adapter)
 
 
 def _files(adapter: Path):

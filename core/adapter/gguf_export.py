@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.errors import InputError
 from core.events import EventSink, LogLine, Phase, TensorWritten
-from core.runs.output import ADAPTER_FILES, PARTIAL, is_adapter
+from core.runs.output import PARTIAL, adapter_folder as output_adapter_folder
 
 # --gguf TYPE -> the gguf package's GGMLQuantizationType name. q8_0 by default: 8.5 bits a weight, answers as the
 # merged model does (measured: README "GenAptitude / RAISE"); q5_1/q4_1/q4_0 are smaller and lose more.
@@ -91,11 +91,7 @@ def check_out(out: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
 
 
 def adapter_folder(adapter_dir: str | os.PathLike) -> Path:
-    adapter = Path(adapter_dir).expanduser().resolve()
-    if not is_adapter(adapter):
-        raise InputError(f"{adapter} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
-                         hint="give --adapter the --output folder of a finished `genaptitude-trainer train`")
-    return adapter
+    return output_adapter_folder(adapter_dir)  # (core.runs.output: the one refusal of a folder without an adapter)
 
 
 def base_arch(adapter: Path, model: str | None = None, trust_remote_code: bool = False) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import InputError, TrainerError
-from core.runs.output import ADAPTER_FILES, PARTIAL, is_adapter, is_work, read_run_json, swap_into_place, work_of
+from core.runs.output import PARTIAL, adapter_folder, is_work, read_run_json, swap_into_place, work_of
 
 CONVERTER_NAMES = ("convert_hf_to_gguf.py", "convert-hf-to-gguf.py")  # the second is llama.cpp's old name
 LLAMA_CPP = "https://github.com/ggml-org/llama.cpp"
@@ -38,10 +38,7 @@ def base_model_of(adapter: Path) -> tuple[str | None, bool]:
 
 
 def _check_paths(adapter_dir: str, out_dir: str, overwrite: bool) -> tuple[Path, Path]:
-    adapter = Path(adapter_dir).expanduser().resolve()
-    if not is_adapter(adapter):
-        raise InputError(f"{adapter} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
-                         hint="give --adapter the --output folder of a finished `genaptitude-trainer train`")
+    adapter = adapter_folder(adapter_dir)
     out = Path(out_dir).expanduser().resolve()
     if out == adapter or out in adapter.parents or adapter in out.parents:
         raise InputError(f"--out {out} overlaps the adapter folder {adapter}",

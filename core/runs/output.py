@@ -133,7 +133,18 @@ def resume_point(output: str | os.PathLike) -> Path | None:
 
 
 def is_adapter(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a LoRA adapter (ADAPTER_FILES): the rule adapter_folder and the TUI ask."""
     return all((Path(folder) / f).is_file() for f in ADAPTER_FILES)
+
+
+def adapter_folder(folder: str | os.PathLike) -> Path:
+    """`folder` resolved, or the one sentence (InputError) every command that reads an adapter (evaluate, export,
+    merge, export --gguf) says when it holds none."""
+    path = Path(folder).expanduser().resolve()
+    if not is_adapter(path):
+        raise InputError(f"{path} is not an adapter folder (needs {' and '.join(ADAPTER_FILES)})",
+                         hint="give the --output folder of a finished `genaptitude-trainer train`")
+    return path
 
 
 def existing(output: str | os.PathLike) -> tuple[str, bool] | None:
