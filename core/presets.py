@@ -207,8 +207,8 @@ class TrainConfig:
                      f"{s.flag}: {s.help}")
         need(self.gpus >= 1, "gpus", f"gpus must be at least 1, not {self.gpus}",
              "use --gpus 1 (or leave it out) for one GPU")
-        need(not self.gpu_ids or len(self.gpu_ids) == self.gpus, "gpus", f"gpus is {self.gpus} but gpu ids name "
-             f"{len(self.gpu_ids)} GPU(s)", "give --gpu-ids alone: it sets the number of GPUs")
+        mismatch = gpu_ids_mismatch(self.gpus, self.gpu_ids)
+        need(not mismatch, "gpus", mismatch, GPU_IDS_FIX)
         need(self.epochs > 0 or self.max_steps > 0, "epochs", "nothing to train: epochs and max steps are both 0",
              "give --epochs 1 or --max-steps N")
         need(self.batch_size >= 1, "batch_size", f"batch size must be ≥ 1 (got {self.batch_size})",
@@ -254,6 +254,21 @@ class TrainConfig:
                  "half types", "use compute float16 with fp16 autocast")
         if p:
             raise InputError(f"{len(p)} problem(s) with the training settings", problems=p)
+
+
+def gpu_count(gpus: int | None, gpu_ids: tuple[int, ...]) -> int | None:
+    """How many GPUs a run uses, the one rule every reader of the flags and the TUI's GPU list asks: the ids given
+    set it (their number) unless a count is given too, which must then agree (gpu_ids_mismatch). None: neither was
+    given (the preset's or the config's value stays)."""
+    return len(gpu_ids) if gpu_ids and gpus is None else gpus
+
+
+def gpu_ids_mismatch(gpus: int, gpu_ids: tuple[int, ...]) -> str:
+    """The problem when a count and ids of GPUs disagree ('' when they agree or no ids are given)."""
+    return f"gpus is {gpus} but gpu ids name {len(gpu_ids)} GPU(s)" if gpu_ids and len(gpu_ids) != gpus else ""
+
+
+GPU_IDS_FIX = "give --gpu-ids alone: it sets the number of GPUs"
 
 
 def _either(choices: tuple[str, ...]) -> str:

@@ -216,3 +216,29 @@ def test_a_runs_memory_reading_asks_only_its_own_gpu(fake_nvml):
     assert [g.get("handles", 0) for g in gpus] == [0, 0, 1]
     assert hardware.nvml_used_gib(1) == (None, None)
     assert hardware.nvml_used_gib(7) == (None, None)
+
+
+def test_gpu_ids_set_the_gpu_count_by_one_rule(capsys):
+    """core.presets.gpu_count: the flags (train's two readings of them), the config and the TUI agree."""
+    from core.cli import build_parser, main
+    from core.cli.train import resolve_config
+    from core.presets import config_for, gpu_count, gpu_ids_mismatch
+
+    assert gpu_count(None, (1, 3)) == 2 and gpu_count(2, ()) == 2 and gpu_count(None, ()) is None
+    assert resolve_config(build_parser().parse_args(["train", "--preset", "modern-bf16", "--gpu-ids", "1,3"])).gpus == 2
+    assert gpu_ids_mismatch(2, (0,)) == "gpus is 2 but gpu ids name 1 GPU(s)"
+    assert main(["train", "--preset", "cpu", "--gpus", "2", "--gpu-ids", "0", "--dataset", "none.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "gpus is 2 but gpu ids name 1 GPU(s)" in err and "give --gpu-ids alone" in err
+    problems = [p.message for p in _problems(config_for("modern-bf16", gpus=2, gpu_ids=(0,)))]
+    assert "gpus is 2 but gpu ids name 1 GPU(s)" in problems
+
+
+def _problems(config):
+    from core.errors import InputError
+
+    try:
+        config.validate()
+    except InputError as exc:
+        return exc.problems
+    return []

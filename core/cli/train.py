@@ -11,7 +11,7 @@ from pathlib import Path
 from core.cli.gpu_choice import tell_gpus, use_gpus
 from core.cli.printers import human_printer, json_printer
 from core.errors import InputError, TrainerError
-from core.presets import SETTINGS
+from core.presets import GPU_IDS_FIX, SETTINGS, gpu_count, gpu_ids_mismatch
 
 
 def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
@@ -21,8 +21,8 @@ def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
 
     overrides = {name: v for name in SETTINGS if (v := getattr(args, name)) is not None}
     overrides.pop("preset", None)  # --preset picks the base the overrides apply to (--config-json replaces it)
-    if args.gpu_ids and args.gpus is None:
-        overrides["gpus"] = len(args.gpu_ids)
+    if args.gpus is None and gpu_count(None, args.gpu_ids):
+        overrides["gpus"] = gpu_count(None, args.gpu_ids)
     if getattr(args, "config_json", None):
         from core.presets import config_from_dict
 
@@ -50,10 +50,10 @@ def _run_gpus(args) -> tuple[str | None, int, tuple[int, ...]]:
     else:
         device, count, ids = (presets[args.preset].config.device if args.preset else None), 1, ()
     ids = args.gpu_ids or ids
-    count = args.gpus or (len(ids) if ids else count)
-    if ids and count != len(ids):
-        raise InputError(f"--gpus {count} but --gpu-ids names {len(ids)} GPU(s)",
-                         hint="give --gpu-ids alone: it sets the number of GPUs")
+    count = gpu_count(args.gpus, ids) or count
+    mismatch = gpu_ids_mismatch(count, ids)
+    if mismatch:
+        raise InputError(mismatch, hint=GPU_IDS_FIX)
     return device, count, ids
 
 

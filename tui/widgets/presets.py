@@ -13,7 +13,7 @@ from textual.widgets.selection_list import Selection
 
 from core import gpus as gpu_policy
 from core.errors import InputError, Problem
-from core.presets import PRESETS, SETTINGS, TrainConfig, batch_description, config_for
+from core.presets import PRESETS, SETTINGS, TrainConfig, batch_description, config_for, gpu_count
 
 from ..messages import ConfigChanged
 
@@ -204,8 +204,8 @@ class PresetPanel(Horizontal):
         config = config_for(name, model=self.model_override, gpus=gpus)
         for field, _, _ in FIELDS:
             self.query_one(f"#field-{field}", Input).value = shown(field, getattr(config, field))
-        if self.gpu_ids:  # GPUs ticked in the list stay chosen: their number is the run's
-            self.query_one("#field-gpus", Input).value = str(len(self.gpu_ids))
+        if self.gpu_ids:  # GPUs ticked in the list stay chosen: their number is the run's (core.presets.gpu_count)
+            self.query_one("#field-gpus", Input).value = str(gpu_count(None, self.gpu_ids))
         self._show_gpu_list()
         self.revalidate()
 
@@ -251,7 +251,7 @@ class PresetPanel(Horizontal):
         event.stop()
         self.gpu_ids = tuple(sorted(event.selection_list.selected))
         if self.gpu_ids:
-            self.query_one("#field-gpus", Input).value = str(len(self.gpu_ids))
+            self.query_one("#field-gpus", Input).value = str(gpu_count(None, self.gpu_ids))
         self.revalidate()
 
     def _show_plan(self) -> None:
