@@ -183,3 +183,13 @@ async def test_a_validation_problem_lands_on_the_field_it_names(tmp_path, monkey
         assert static_text(app, "#msg-epochs") == ""
         assert static_text(app, "#general") == "this card has no bf16"
         assert app.presets.config is None
+
+
+def test_check_measures_with_trains_own_defaults():
+    """`check` without flags measures rows against the max length and truncation TrainConfig defines (it held a
+    copy of each)."""
+    from core.cli import build_parser
+    from core.presets import TrainConfig
+
+    args = build_parser().parse_args(["check", "dataset.jsonl"])
+    assert (args.max_length, args.truncation) == (TrainConfig().max_length, TrainConfig().truncation)

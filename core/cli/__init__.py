@@ -102,9 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a dataset and show how the model will see it")
     p.add_argument("dataset")
     p.add_argument("--model", default=None, help="tokenizer to count with (default: the bundled model)")
-    p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--truncation", choices=SETTINGS["truncation"].choices, default="keep-answer",
-                   help="how train will handle rows over --max-length (said in the report)")
+    # train's own defaults (TrainConfig's fields), so a check without flags measures what a run without them does
+    p.add_argument("--max-length", type=int, default=SETTINGS["max_length"].default,
+                   help="the max length to measure rows against (default: train's, %(default)s)")
+    p.add_argument("--truncation", choices=SETTINGS["truncation"].choices, default=SETTINGS["truncation"].default,
+                   help="how train will handle rows over --max-length (said in the report; default: train's, "
+                        "%(default)s)")
     _add_setting(p, SETTINGS["instruction_turn"], help="where train puts an instruction/input row's instruction: "
                  "system (default; the input is the user turn, as RAISE prompts) or user (joined with the input)")
     p.add_argument("--skip-invalid", action="store_true")
