@@ -1,10 +1,11 @@
-"""When this run's start-up began: the clock behind "first step N s after start" (issue 15's start-up goal: under
-10 s to the first step, where Unsloth spends 26-33 s importing and 45 s compiling).
+"""When this process's start-up began: the one clock behind a run's "first step N s after start" (issue 15's
+start-up goal: under 10 s to the first step, where Unsloth spends 26-33 s importing and 45 s compiling) and the
+TUI's "ready in N s" (its first paint).
 
-The clock starts when `core` is first imported (core/__init__.py imports this module first), so the imports of
-torch, transformers and the rest count; only the interpreter's own start (~50 ms) comes before it. The workers of a
-data-parallel run inherit their launcher's clock (`ENV`, set by core.train.distributed): their start-up began with
-the command the user typed, not when the launcher spawned them. No torch here.
+On Linux (and WSL) the process's age comes from /proc, so the interpreter's start and every import count;
+elsewhere the clock starts when `core` is first imported (core/__init__.py imports this module first). The workers
+of a data-parallel run inherit their launcher's clock (`ENV`, set by core.train.distributed): their start-up began
+with the command the user typed, not when the launcher spawned them. No torch here (the TUI imports it to paint).
 """
 from __future__ import annotations
 
@@ -12,7 +13,22 @@ import os
 import time
 
 ENV = "GENAPTITUDE_STARTED_AT"
-_IMPORTED_AT = time.time()
+
+
+def _process_age() -> float:
+    """Seconds since this process started (/proc), 0 where that cannot be read."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+        start_ticks = int(stat[19])  # field 22 of stat, counted after "pid (comm)"
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
+_IMPORTED_AT = time.time() - _process_age()  # when this process started, on the wall clock
 
 
 def started_at() -> float:

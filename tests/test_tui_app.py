@@ -270,10 +270,11 @@ async def test_the_palette_offers_each_key_with_its_help_and_one_quit_that_asks_
 async def test_startup_time_is_measured_and_shown(tmp_path, monkeypatch):
     import time
 
-    import tui._start_time as start_time
+    from core import startup
 
     # This pytest process started long ago: count from now, as a freshly launched app would from its own start.
-    monkeypatch.setattr(start_time, "PROCESS_START", time.monotonic())
+    monkeypatch.setattr(startup, "_IMPORTED_AT", time.time())
+    monkeypatch.delenv(startup.ENV, raising=False)
     app = TrainerApp(FakeEngine(NO_GPU), output=str(tmp_path / "a"), refresh_interval=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()

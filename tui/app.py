@@ -10,7 +10,7 @@ Nothing here imports torch: the engine is imported lazily by `RealEngine` when a
 """
 from __future__ import annotations
 
-from ._start_time import seconds_since_start  # noqa: I001  (first: the start-up clock)
+from core.startup import seconds_since_start  # noqa: I001  (first: the start-up clock, core/startup.py)
 
 import argparse
 import threading
