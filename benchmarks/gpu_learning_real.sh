@@ -11,7 +11,8 @@
 # unless GGUF_SHA256 (if set) matches. Carry .whl too. RUNS, PARALLEL (all at once) and LANES (e.g.
 # 0,0,0: three at once on GPU 0) pick what runs; the table lands in $OUT/learning-real.md, rewritten as each run
 # ends, so LIMIT_S (under a call's 600 s) keeps what ended. STARTUP=1 (default) first times one lone run from the
-# command to its first step (run.json's `startup`); TESTS="tests/test_x.py ..." runs those tests at the end.
+# command to its first step (run.json's `startup`); TESTS="tests/test_x.py ..." runs those tests beside the learning
+# runs (the small model leaves the GPU mostly idle), output in $OUT/cuda-tests.txt.
 set -uo pipefail
 START=$(date +%s)
 say() { echo "== [$(( $(date +%s) - START ))s] $*"; }
@@ -32,14 +33,17 @@ if [ "${STARTUP:-1}" = 1 ]; then
   say "lone run rc=$?: $(grep -h "start-up" /tmp/learn-out/startup.txt | tail -1 | cut -c1-300)"
   python3 -c "import json; print('startup', json.load(open('/tmp/startup-run/run.json')).get('startup'))"
 fi
+if [ -n "${TESTS:-}" ]; then
+  python3 -m pytest -q -p no:cacheprovider -o addopts= -rs $TESTS > "$OUT/cuda-tests.txt" 2>&1 &
+  TESTS_PID=$!
+fi
 say "learning runs: $RUNS (lanes $LANES)"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} timeout "${LIMIT_S:-520}" python3 benchmarks/learning_real.py --model "$GGUF" \
   --runs $RUNS ${PARALLEL:+--parallel} ${LANES:+--lanes $LANES} --out /tmp/learn-out
 say "learning runs rc=$?"
 cp /tmp/learn-out/learning-real.md /tmp/learn-out/learning-real.json "$OUT"/
 if [ -n "${TESTS:-}" ]; then
-  python3 -m pytest -q -p no:cacheprovider -o addopts= -rs $TESTS > /tmp/learn-out/cuda-tests.txt 2>&1
-  say "tests rc=$?"; cp /tmp/learn-out/cuda-tests.txt "$OUT"/
+  wait "$TESTS_PID"; say "tests rc=$?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/cuda-tests.txt" | tail -12
 fi
 tar czf "$OUT/learning-real-logs.tar.gz" -C /tmp/learn-out --exclude='export-*' .
 say done
