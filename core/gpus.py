@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Mapping, MutableMapping
 
-from core.errors import InputError
+from core.errors import InputError, Problem
 from core.hardware import GpuInfo
 from core.presets import TrainConfig, batch_description
 
@@ -220,6 +220,25 @@ def others_text(g: GpuInfo) -> str:
     if not n:
         return ""
     return f"{n} other process{'es' if n != 1 else ''} hold{'s' if n == 1 else ''} {g.others_gib:.1f} GiB"
+
+
+def fit_problems(config: TrainConfig, *, count: int, bf16: bool, name: str, need_gib: float | None = None,
+                 free_gib: float | None = None) -> list[Problem]:
+    """What keeps a run of `config` from these GPUs: `count` of them, the one it runs on named `name`, with bf16 or
+    not, `free_gib` free against the estimate `need_gib` (where both are known). The one rule engine.check_device
+    (facts from torch, before loading) and the TUI's preset tab (facts from NVML, before starting) ask."""
+    out = []
+    if config.gpus > count:
+        out.append(Problem(f"{config.gpus} GPUs asked for, this machine has {count}", field="gpus",
+                           fix=f"set GPUs to {count} (--gpus {count})"))
+    if (config.autocast == "bf16" or config.compute_dtype == "bfloat16") and not bf16:
+        out.append(Problem(f"preset {config.preset!r} uses bf16, which {name} does not support (compute capability "
+                           "< 8.0)", field="autocast", fix="pick t4-fp16 (fp16 tensor cores) or t4-fp32"))
+    if need_gib is not None and free_gib is not None and need_gib > free_gib:
+        out.append(Problem(f"needs ≈ {need_gib:.1f} GiB but {name} has {free_gib:.1f} GiB free", field="batch_size",
+                           fix="lower batch size or max length (an out-of-memory step halves the batch and doubles "
+                               "accumulation)"))
+    return out
 
 
 def per_device(config: TrainConfig, n: int) -> tuple[TrainConfig, str]:

@@ -64,7 +64,7 @@ async def test_the_run_uses_every_gpu_and_the_memory_panel_has_a_bar_for_each(tm
         app.query_one("#field-gpus", Input).value = "3"  # more than the machine has: said before the run
         await wait_until(pilot, lambda: app.presets.config is not None and app.presets.config.gpus == 3)
         await pilot.pause()
-        assert "3 GPUs asked for, this machine has 2; set GPUs to 2" in screen_text(app)
+        assert "3 GPUs asked for, this machine has 2: set GPUs to 2" in screen_text(app)
         app.query_one("#field-gpus", Input).value = "2"
         await wait_until(pilot, lambda: app.presets.config is not None and app.presets.config.gpus == 2)
         app.query_one("#preset-list").focus()

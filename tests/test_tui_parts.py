@@ -86,6 +86,22 @@ def test_fit_warnings():
     assert fit_warnings(config_for("cpu"), NO_GPU, 99.0) == []  # CPU runs are not checked against VRAM
 
 
+def test_the_tui_and_the_run_judge_the_hardware_by_one_rule():
+    """core.gpus.fit_problems: the preset tab's warnings (NVML's facts) are the run's refusals (torch's facts)."""
+    from dataclasses import replace
+
+    from core.gpus import fit_problems
+
+    no_bf16 = replace(RTX_3060, gpus=[replace(RTX_3060.gpus[0], name="Tesla T4", bf16=False)])
+    cfg = config_for("modern-bf16", gpus=2)
+    said = fit_warnings(cfg, no_bf16, 9.0)
+    rule = fit_problems(cfg, count=1, bf16=False, name="Tesla T4", need_gib=9.0, free_gib=6.5)
+    assert said == [f"{p.message}: {p.fix}" for p in rule] and len(said) == 3
+    assert said[0] == "2 GPUs asked for, this machine has 1: set GPUs to 1 (--gpus 1)"
+    assert said[1].startswith("preset 'modern-bf16' uses bf16, which Tesla T4 does not support")
+    assert fit_problems(config_for("t4-fp16"), count=1, bf16=False, name="Tesla T4") == []
+
+
 def test_summaries_say_where_the_adapter_is():
     done = Finished("/runs/a", 40, 100, 1.5, None, True, 125.0, "/runs/a/checkpoints/checkpoint-40")
     text = summary_text(done).plain

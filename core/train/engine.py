@@ -109,15 +109,12 @@ def check_device(config: TrainConfig) -> None:
                 f"preset {config.preset!r} needs an NVIDIA GPU, but torch sees none"
                 + ("" if torch.version.cuda else f" (this torch {torch.__version__} is a CPU-only build)"),
                 fix="use --preset cpu, or install a CUDA build of torch on a machine with an NVIDIA driver"))
-        else:
-            if config.gpus > torch.cuda.device_count() and not distributed.rehearsal():
-                problems.append(Problem(f"{config.gpus} GPUs asked for, but torch sees {torch.cuda.device_count()}",
-                                        fix=f"use --gpus {torch.cuda.device_count()} (or --gpus all)"))
-            if config.autocast == "bf16" or config.compute_dtype == "bfloat16":
-                if not torch.cuda.is_bf16_supported():
-                    name = torch.cuda.get_device_name(0)
-                    problems.append(Problem(f"preset {config.preset!r} uses bf16, which {name} does not support",
-                                            fix="use --preset t4-fp16 (fp16 tensor cores) or t4-fp32"))
+        else:  # the rule is core.gpus.fit_problems', as the TUI's; the facts are torch's
+            from core.gpus import fit_problems
+
+            count = config.gpus if distributed.rehearsal() else torch.cuda.device_count()
+            problems += fit_problems(config, count=count, bf16=torch.cuda.is_bf16_supported(),
+                                     name=torch.cuda.get_device_name(0))
             from core.train.memory import nvml_usable_gib
 
             if expected_quantization(config, usable_gib=nvml_usable_gib(config, range(config.gpus))) == "nf4":

@@ -76,7 +76,6 @@ def gpu_prompt(gpu: Any) -> Text:
 
 def fit_warnings(config: TrainConfig, report: Any | None, need_gib: float | None) -> list[str]:
     """Reasons this run will probably not work on this machine (asked to confirm before it starts)."""
-    preset = PRESETS.get(config.preset)
     if report is None or config.device != "cuda":
         return []
     if not report.gpus:
@@ -84,16 +83,10 @@ def fit_warnings(config: TrainConfig, report: Any | None, need_gib: float | None
     plan, _ = run_plan(config, report)
     # the GPU the run would use (the fullest of them); without a plan (too many asked for), the freest here
     gpu = min(plan.gpus, key=lambda g: g.free_gib) if plan and plan.gpus else max(report.gpus, key=lambda g: g.free_gib)
-    out = []
-    if preset and preset.needs_bf16 and not gpu.bf16:
-        out.append(f"{gpu.name} has no bf16 (compute capability < 8.0); pick t4-fp16")
-    if config.gpus > len(report.gpus):
-        out.append(f"{config.gpus} GPUs asked for, this machine has {len(report.gpus)}; set GPUs to "
-                   f"{len(report.gpus)}")
-    if need_gib is not None and need_gib > gpu.free_gib:
-        out.append(f"needs ≈ {need_gib:.1f} GiB but {gpu.name} has {gpu.free_gib:.1f} GiB free: lower batch size "
-                   "or max length (an out-of-memory step halves the batch and doubles accumulation)")
-    return out
+    # the rule is core.gpus.fit_problems', as the run's check before loading; the facts are NVML's
+    problems = gpu_policy.fit_problems(config, count=len(report.gpus), bf16=gpu.bf16, name=gpu.name,
+                                       need_gib=need_gib, free_gib=gpu.free_gib)
+    return [f"{p.message}: {p.fix}" for p in problems]
 
 
 class FieldRow(Horizontal):
