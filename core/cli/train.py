@@ -20,9 +20,9 @@ def resolve_config(args, run_gpus: tuple[int, ...] | None = None):
     from core.presets import config_for
 
     overrides = {name: v for name in SETTINGS if (v := getattr(args, name)) is not None}
-    overrides.pop("preset", None)  # --preset picks the base the overrides apply to (--config-json replaces it)
-    if args.gpus is None and gpu_count(None, args.gpu_ids):
+    if args.gpus is None and args.gpu_ids:  # over --config-json's count too
         overrides["gpus"] = gpu_count(None, args.gpu_ids)
+    overrides.pop("preset", None)  # --preset picks the base the overrides apply to (--config-json replaces it)
     if getattr(args, "config_json", None):
         from core.presets import config_from_dict
 
