@@ -313,7 +313,7 @@ def tokenizer_pre(tokenizer: dict) -> str:
         raise InputError("the base's tokenizer is not a byte-level BPE (GPT-2 style) one: this GGUF writer writes "
                          "those only", hint="use `genaptitude-trainer merge`, then llama.cpp's convert_hf_to_gguf.py")
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"  # llama.cpp spells GPT-2's split so
     if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") and steps[1].get("use_regex", True):
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):
