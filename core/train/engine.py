@@ -117,7 +117,8 @@ def check_device(config: TrainConfig) -> None:
                                      name=torch.cuda.get_device_name(0))
             from core.train.memory import nvml_usable_gib
 
-            if expected_quantization(config, usable_gib=nvml_usable_gib(config, range(config.gpus))) == "nf4":
+            usable = nvml_usable_gib(config, range(config.gpus))  # the facts first, then the rule
+            if expected_quantization(config, usable_gib=usable) == "nf4":
                 from core.hardware import bnb_status
 
                 ok, message = bnb_status(True)

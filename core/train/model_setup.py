@@ -48,12 +48,12 @@ def resolve_quantization(config: TrainConfig, path, emit, resolved=None) -> Trai
     from core.train.memory import usable_before_load
     from core.train.resolve import Resolved, quantization
 
+    # this worker's GPU (cuda:LOCAL_RANK): the run has not made it the current device yet
+    usable = usable_before_load(config, local_rank())
     try:
         params = arch_of(AutoConfig.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)).params
     except (AttributeError, TypeError):  # an architecture without the usual size fields
         params = None
-    # this worker's GPU (cuda:LOCAL_RANK): the run has not made it the current device yet
-    usable = usable_before_load(config, local_rank())
     return (resolved or Resolved(config)).take(*quantization(config, params, usable), emit)
 
 
