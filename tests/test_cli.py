@@ -102,6 +102,8 @@ def test_doctor_without_gpu_suggests_cpu():
 
     assert ("CPU: AMX bf16 units: the cpu preset trains in bf16 (--no-cpu-bf16: fp32)" if cpu_amx_bf16() else
             "CPU: no AMX bf16 units: the cpu preset trains in fp32 (bf16 would be slower here)") in r.stdout
+    # what the run will choose, from core/train/resolve.py (as the run and the TUI's preset tab)
+    assert f"a cpu run here computes in {'bf16 autocast' if cpu_amx_bf16() else 'fp32'}" in r.stdout
     r = cli("doctor", "--json")
     assert json.loads(r.stdout)["suggested_preset"] == "cpu" and json.loads(r.stdout)["cpu_amx_bf16"] == cpu_amx_bf16()
 

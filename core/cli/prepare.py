@@ -20,16 +20,25 @@ def cmd_check(args) -> int:
 
 def cmd_doctor(args) -> int:
     from core.gpus import describe
-    from core.hardware import cpu_amx_bf16, probe
+    from core.hardware import probe
+    from core.presets import config_for
     from core.suggest import suggest
+    from core.train.resolve import before_load, precision_words
 
     plan = use_gpus(args.gpus or 1, args.gpu_ids)  # before torch: its CUDA check then sees what a run would
     report = probe(check_torch=True)
     s = suggest(report)
+    # what a run of the suggested preset chooses here before loading (core/train/resolve.py, as the run does)
+    from core.estimate import usable_gib_of
+
+    suggested = config_for(s.preset)
+    usable = usable_gib_of(suggested, [(g.free_gib, g.total_gib) for g in plan.gpus]) if plan.gpus else None
+    here = before_load(suggested, amx=report.cpu_amx_bf16, usable_gib=usable)
     if args.json:
         print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason,
                           "suggested_gpus": s.gpus, "run_gpus": list(plan.ids), "run_gpus_reason": plan.reason,
-                          "gpu_warnings": plan.warnings, "cpu_amx_bf16": cpu_amx_bf16()}, indent=2))
+                          "gpu_warnings": plan.warnings, "resolved": here.to_dict(),
+                          "precision": precision_words(here.config)}, indent=2))
         return 0
     if report.gpus:
         for g in report.gpus:
@@ -57,8 +66,10 @@ def cmd_doctor(args) -> int:
         print(f"bitsandbytes: {report.bnb_message}")
     print(f"suggested preset: {s.preset} ({s.reason})")
     if s.preset == "cpu":
-        print("CPU: AMX bf16 units: the cpu preset trains in bf16 (--no-cpu-bf16: fp32)" if cpu_amx_bf16() else
+        print("CPU: AMX bf16 units: the cpu preset trains in bf16 (--no-cpu-bf16: fp32)" if report.cpu_amx_bf16 else
               "CPU: no AMX bf16 units: the cpu preset trains in fp32 (bf16 would be slower here)")
+    print(f"a {s.preset} run here computes in {precision_words(here.config)}"
+          + "".join(f"; {c.said}" for c in here.choices if c.setting == "quantization"))
     if s.gpus > 1:
         print(f"train on all of them with: genaptitude-trainer train --preset {s.preset} --gpus {s.gpus}")
     return 0
