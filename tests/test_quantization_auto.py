@@ -100,10 +100,20 @@ def test_auto_trains_a_small_model_unquantised_and_records_what_it_chose(tiny_mo
     assert record["config"]["quantization"] == "none"  # evaluate, merge and a resume see what the run did
 
 
+# What decides how a GPU preset learns besides its rate and LoRA: every kernel and loss path of the step (issue 29).
+KERNEL_AND_LOSS = ("fast_lora", "fused_lora_grad", "fused_blocks", "liger", "torch_rms_norm", "fused_rope", "fast_loss",
+                   "fused_ce", "fused_ce_chunk", "mask_padding", "cudnn_attention", "padding_free", "pad_to_multiple")
+KERNELS_ON = dict(fast_lora=True, fused_lora_grad=True, fused_blocks=True, liger=True, torch_rms_norm=True,
+                  fused_rope=True, fast_loss=True, mask_padding=False, cudnn_attention=False, padding_free=False,
+                  pad_to_multiple=0)
+
+
 def test_the_gpu_learning_table_measured_these_defaults():
-    """benchmarks/results/h200x2-learning-real-defaults-3seeds.md ran before the defaults changed, with
-    `--quantization none` (what auto gives SmolLM2-135M) and, on modern-bf16 and 8gb, `--lora-dtype float32`: the
-    defaults must stay what was measured, or the table must be run again."""
+    """benchmarks/results/h200x2-learning-real-defaults-3seeds.md ran with `--quantization none` (what auto gives
+    SmolLM2-135M) and fp32 LoRA weights at these rates and ranks. It predates the kernels the presets use now
+    (fused_lora_grad, fused_blocks, torch_rms_norm, fused_rope, our fused cross-entropy), so those
+    are pinned here as well: the table must be run again with them (benchmarks/gpu_learning_real.sh, which now keeps
+    each run's whole config in learning-real.json), and again whenever one of these settings changes."""
     small = ARCHS["smollm2-135m"].params
     for name in ("modern-bf16", "8gb", "t4-fp16", "t4-fp32"):
         cfg = config_for(name)
@@ -111,3 +121,8 @@ def test_the_gpu_learning_table_measured_these_defaults():
         assert cfg.lora_dtype == "float32", name
         assert (cfg.lr, cfg.lora_r, cfg.lora_alpha, cfg.min_updates) == (1e-3 if name == "t4-fp32" else 0.0, 16, 32,
                                                                           200), name
+    for name in ("modern-bf16", "8gb", "t4-fp16"):
+        # t4-fp16: the chunked LM-head loss (the fused one is measured on bf16 only); 8gb's chunk kept its peak
+        fused_ce = dict(fused_ce=name != "t4-fp16", fused_ce_chunk=4096 if name == "modern-bf16" else 256)
+        got = {f: getattr(config_for(name), f) for f in KERNEL_AND_LOSS}
+        assert got == {**KERNELS_ON, **fused_ce}, name
