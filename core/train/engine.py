@@ -162,31 +162,23 @@ def prompt_layout(config: TrainConfig, report: DatasetReport, tok, emit) -> dict
 
 
 def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit, stop_event) -> Path:
-    from core.data.tokenize import tokenize_split
-    from core.train.model_setup import build_trainer, load_model_and_tokenizer, plan_checkpointing
+    from core.train.model_setup import build_trainer, load_model_and_tokenizer
     from core.train.profiling import profile_steps
 
     t_start = time.perf_counter()
     quiet_libraries()
-    resolved = resolve.Resolved(config)  # each choice a setting leaves to the run, with its reason (run.json)
+    # 1. load the model, resolving what the hardware and the model decide (precision, quantization, lr); each
+    #    choice a setting leaves to the run is kept with its reason (core/train/resolve.py, run.json's "resolved")
+    resolved = resolve.Resolved(config)
     tok, model, model_path, config = load_model_and_tokenizer(config, emit, stop_event, resolved)
     config = resolved.take(*resolve.learning_rate(config, getattr(model.config, "model_type", "?"),
                                                   getattr(model.config, "hidden_size", 0)), emit)
+    # 2. tokenize: prompts laid out for this tokenizer, the held-out split, rows fitted into max length
     layout = prompt_layout(config, report, tok, emit)
-    emit(Phase("tokenizing", f"{len(report.examples)} rows"))
-    train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
-    train_ds, eval_ds, fitted = tokenize_split(tok, train_ex, eval_ex, config.max_length,
-                                               lambda done, total: emit(Progress("tokenizing", done, total)),
-                                               truncation=config.truncation)
-    for line, level in fitted.log_lines(config.max_length, config.truncation):
-        emit(LogLine(line, level))
-    config, fitted_batches, few = resolve.batches(config, [len(r) for r in train_ds["input_ids"]],
-                                                  distributed.world_size())
-    resolved.take(config, fitted_batches, emit)
-    if few:
-        emit(LogLine(few, "warning"))
-    checkpointing = plan_checkpointing(config, model, emit)  # from the batches just fitted and the memory left
-    resolved.take(config, resolve.Choice("gradient_checkpointing", checkpointing.layers, checkpointing.describe()))
+    train_ex, eval_ex, train_ds, eval_ds = _tokenize(config, report, tok, emit)
+    # 3. resolve what the data and the memory left decide: the batches, then the layers recomputed
+    config, checkpointing = _fit_to_data(resolved, model, train_ds, emit)
+    # 4. train (from the checkpoint when resuming); 5. save the adapter; 6. check what it learned; 7. the record
     main = distributed.is_main()
     dirs.work.mkdir(parents=True, exist_ok=True)
     if main:
@@ -244,6 +236,36 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
                   train_loss=callback.last_loss, eval_loss=callback.last_eval, stopped_early=stopped,
                   runtime_s=runtime, checkpoint_dir=str(ckpt) if ckpt else None, diverged=diverged or ""))
     return final
+
+
+def _tokenize(config: TrainConfig, report: DatasetReport, tok, emit):
+    """(train rows, held-out rows, their token datasets): the split by seed, each row fitted into max length by the
+    truncation rule, what fitting did said in the log."""
+    from core.data.tokenize import tokenize_split
+
+    emit(Phase("tokenizing", f"{len(report.examples)} rows"))
+    train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
+    train_ds, eval_ds, fitted = tokenize_split(tok, train_ex, eval_ex, config.max_length,
+                                               lambda done, total: emit(Progress("tokenizing", done, total)),
+                                               truncation=config.truncation)
+    for line, level in fitted.log_lines(config.max_length, config.truncation):
+        emit(LogLine(line, level))
+    return train_ex, eval_ex, train_ds, eval_ds
+
+
+def _fit_to_data(resolved: resolve.Resolved, model, train_ds, emit):
+    """(config, recompute plan): a small export's batches fitted so it makes its updates, then the decoder layers
+    recomputed in backward from those batches and the memory left (model_setup.plan_checkpointing applies it)."""
+    from core.train.model_setup import plan_checkpointing
+
+    config, fitted, few = resolve.batches(resolved.config, [len(r) for r in train_ds["input_ids"]],
+                                          distributed.world_size())
+    resolved.take(config, fitted, emit)
+    if few:
+        emit(LogLine(few, "warning"))
+    checkpointing = plan_checkpointing(config, model, emit)
+    resolved.take(config, resolve.Choice("gradient_checkpointing", checkpointing.layers, checkpointing.describe()))
+    return config, checkpointing
 
 
 def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event, diverged: str | None = None):
