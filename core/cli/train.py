@@ -61,9 +61,10 @@ def _need_gib(config) -> float | None:
     """The VRAM estimate of one GPU's share of the run (None when the settings are too broken to estimate: the
     run's validation says why, next)."""
     from core.estimate import estimate_vram
+    from core.train.resolve import before_load
 
-    try:
-        return estimate_vram(config).total_gib  # (it takes the share of one GPU itself)
+    try:  # as the run will load it (core/train/resolve.py); it takes the share of one GPU itself
+        return estimate_vram(before_load(config).config).total_gib
     except (TrainerError, ValueError, ArithmeticError):  # e.g. a batch that cannot split: validation says so next
         return None
 

@@ -362,12 +362,13 @@ class PresetPanel(Horizontal):
                     + ")", style="yellow")
         fits = []
         usable = usable_on(c, run_plan(c, self.report)[0])
+        here = self.resolved(usable).config  # as the run will compute (core/train/resolve.py)
         for label, length in (("95% of rows", stats.suggest_max_length()),
                               ("all rows", stats.suggest_max_length(all_rows=True))):
             if length <= c.max_length:
                 continue
             try:
-                need = self.engine.estimate(replace(c, max_length=length), usable).total_gib
+                need = self.engine.estimate(replace(here, max_length=length), usable).total_gib
             except Exception:  # the estimate is a help, never a reason to fail
                 gib = ""
             else:
