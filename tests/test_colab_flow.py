@@ -60,7 +60,7 @@ def test_colab_sequence_runs_end_to_end(tiny_model_dir, small_dataset, tmp_path)
     adapter = (tmp_path / "genaptitude-qwen-adapter").resolve()
     assert "run: preset cpu" in out["train"] and "step 4/4  loss" in out["train"]
     assert "finished after 4/4 steps" in out["train"] and f"adapter: {adapter}" in out["train"]
-    assert f"RAISE_LORA_PATH={adapter}" in out["train"]
+    assert f"for RAISE: genaptitude-trainer export --adapter {adapter} --gguf q8_0" in out["train"]
     for label in ("base", "adapter"):
         assert re.search(rf"^{label}: exact match \d\.\d\d, similarity \d\.\d\d, eval loss \d+\.\d+ \(2 rows\)$",
                          out["evaluate"], re.M), out["evaluate"]

@@ -2,6 +2,8 @@
 progress and downloads thinned to a line per tenth (or twentieth) of the way."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def json_printer(event) -> None:
     print(event.to_json(), flush=True)
@@ -67,7 +69,9 @@ def human_printer(event) -> None:
               f"adapter: {event.output_dir}", flush=True)
         if event.checkpoint_dir:
             print(f"resume with: genaptitude-trainer train --resume --output {event.output_dir} ...", flush=True)
-        print(f"GenAptitude: set RAISE_LORA_PATH={event.output_dir}", flush=True)
+        # RAISE (GenAptitude) loads one GGUF plus its tokenizer.json and reads no adapter folder today (README)
+        print(f"for RAISE: genaptitude-trainer export --adapter {event.output_dir} --gguf q8_0 "
+              f"--out {Path(event.output_dir).name}.gguf [--raise-env RAISE/.env]", flush=True)
 
 
 _shown_download: dict[str, tuple[int, float]] = {}  # repo -> (twentieth, time) last printed

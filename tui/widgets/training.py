@@ -72,8 +72,10 @@ def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
         text.append(done.checkpoint_dir)
         text.append("  (t, then r resume, continues the run)", style="dim")
     if not done.diverged:  # a diverged adapter is not one to point GenAptitude at
-        text.append("\nGenAptitude: ", style="bold")
-        text.append(f"RAISE_LORA_PATH={done.output_dir}")
+        # RAISE (GenAptitude) loads a GGUF and its tokenizer.json today; the folder is for a version that reads adapters
+        text.append("\nRAISE: ", style="bold")
+        text.append("x then g writes the GGUF it loads")
+        text.append(f"  (adapter folder: RAISE_LORA_PATH={done.output_dir})", style="dim")
     text.append("\nNext: ", style="bold")
     for key, what in (("e", "evaluate"), ("c", "chat"), ("x", "export (zip, install, GGUF)"), ("t", "train again")):
         text.append(key, style="bold reverse")
