@@ -45,7 +45,9 @@ def test_steady_training_steps_never_wait_for_the_gpu(tmp_path):
     seen: list[str] = []
 
     def record(message, category, filename, lineno, file=None, line=None):  # warnings.showwarning's signature
-        if "synchroniz" in str(message):  # the op, then our Python frames that led to it (torch's own left out)
+        # the op, then our Python frames that led to it (torch's own left out); not torch's notice that the debug
+        # mode is a prototype, given when it is turned on (torch 2.11, H100: the only "sync" this test saw)
+        if "synchroniz" in str(message) and "is a prototype feature" not in str(message):
             frames = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_stack()[:-2]
                       if "/torch/" not in f.filename and "warnings" not in f.filename]
             seen.append(f"{str(message).splitlines()[0]} at " + " <- ".join(reversed(frames[-6:])))
