@@ -1,7 +1,8 @@
 """`export --gguf`: the merged model as one GGUF file that runtimes nobody here wrote load and answer with as ours does.
 
 transformers' own GGUF loader reads the file back (a tiny random Qwen2 with a non-zero adapter and non-zero q/k/v
-biases in f16: same greedy tokens, logits within fp16 rounding; the bundled SmolLM2 in q8_0: same greedy answers);
+biases in f16: same greedy tokens, logits within fp16 rounding; the bundled SmolLM2 in q8_0: next-token logits that
+follow the merged model's, the same token wherever it is sure, most greedy answers alike);
 the metadata keys and tensor names candle's quantized_qwen2 (RAISE) reads are there with their shapes; llama.cpp
 (llama-cpp-python, when installed) answers as the merged model does; bad input is one sentence and exit 2 with
 nothing left behind; --raise-env puts both files in RAISE's models folder.
@@ -28,9 +29,9 @@ def _lora(base_dir, out, *, std: float, seed: int = 1):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    torch.manual_seed(seed)  # A's random init too: the same adapter every run
     tuned = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=[
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-    torch.manual_seed(seed)
     for name, weight in tuned.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(weight, std=std)
@@ -161,8 +162,6 @@ def test_the_keys_and_tensors_candle_reads_are_there_with_their_shapes(qwen, qwe
 def smollm2_q8(smollm2, tmp_path_factory):
     """An adapter on the bundled SmolLM2 exported q8_0, the merged model's greedy answers to held-out prompts
     (rows of the bundled export), and those prompts as token ids."""
-    import torch
-
     from core.adapter.gguf_export import write_gguf
     from core.models import resolve
     from core.presets import BUNDLED_MODEL
@@ -178,21 +177,44 @@ def smollm2_q8(smollm2, tmp_path_factory):
                                            add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
                for r in rows]
     merged = _merged(base, adapter)
-    with torch.no_grad():
-        answers = [_greedy(merged, ids, smollm2) for ids in prompts]
-    return written, prompts, answers, base, adapter
+    return written, prompts, _greedy(merged, prompts, smollm2), merged
 
 
-def _greedy(model, ids, tok) -> str:
+def _greedy(model, prompts: list[list[int]], tok, batch: int = 10) -> list[str]:
+    """Greedy answers, a batch of left-padded prompts at a time (what `evaluate` does)."""
     import torch
 
-    out = model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    return tok.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+    answers = []
+    for i in range(0, len(prompts), batch):
+        enc = tok.pad({"input_ids": prompts[i:i + batch]}, padding_side="left", return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id)
+        answers += [tok.decode(row, skip_special_tokens=True).strip() for row in out[:, enc["input_ids"].shape[1]:]]
+    return answers
 
 
 def _agree(got: list[str], want: list[str]) -> float:
     return sum(g == w for g, w in zip(got, want)) / len(want)
+
+
+def _next_tokens_follow(merged, prompts, logits_of, *, corr: float, sure: float) -> None:
+    """At the end of each prompt, the file's next-token logits (`logits_of(ids)`) follow the merged model's
+    (correlation above `corr`) and pick its token wherever it is sure (its top two `sure` logits apart)."""
+    import numpy as np
+    import torch
+
+    decided = 0
+    for ids in prompts:
+        with torch.no_grad():
+            ours = merged(input_ids=torch.tensor([ids])).logits[0, -1].double().numpy()
+        theirs = np.asarray(logits_of(ids), dtype=np.float64)
+        assert np.corrcoef(ours, theirs)[0, 1] > corr
+        top2 = np.sort(ours)[-2:]
+        if top2[1] - top2[0] > sure:
+            decided += 1
+            assert int(theirs.argmax()) == int(ours.argmax())
+    assert decided >= 3, "too few sure next tokens for the check to mean anything"
 
 
 @pytest.mark.slow
@@ -200,27 +222,44 @@ def test_bundled_smollm2_in_q8_0_answers_as_the_merged_model_in_transformers(smo
     import torch
     from gguf import GGUFReader
 
-    written, prompts, answers, _, _ = smollm2_q8
+    written, prompts, answers, merged = smollm2_q8
     assert written.arch == "llama"
     reader = GGUFReader(written.gguf)
-    assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt2"  # the tokenizer the adapter was trained with
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"  # the tokenizer the adapter was trained with
     loaded = _from_gguf(written.gguf)
-    with torch.no_grad():
-        got = [_greedy(loaded, ids, smollm2) for ids in prompts]
+
+    def logits_of(ids):
+        with torch.no_grad():
+            return loaded(input_ids=torch.tensor([ids])).logits[0, -1].double().numpy()
+
+    _next_tokens_follow(merged, prompts, logits_of, corr=0.999, sure=0.5)
+    # Whole greedy answers of this random adapter (near-ties all along: it was never trained) part after a few
+    # tokens on some prompts: 14 to 20 of 20 alike over runs here. A file with a wrong tensor answers none alike.
+    got = _greedy(loaded, prompts, smollm2)
     assert len(set(answers)) > 1, answers  # answers that differ: agreeing on them means something
-    assert _agree(got, answers) >= 0.95, [(g, w) for g, w in zip(got, answers) if g != w]
+    assert _agree(got, answers) >= 0.6, [(g, w) for g, w in zip(got, answers) if g != w]
 
 
 @pytest.mark.slow
 def test_llama_cpp_loads_the_q8_0_file_and_answers_as_the_merged_model(smollm2_q8):
     """llama.cpp as an independent reader (its own tokenizer tables, its own kernels), when llama-cpp-python is
-    installed (the README says how: its own venv, GGML_NATIVE=OFF on an AMX CPU)."""
+    installed (the README says how: its own venv, GGML_NATIVE=OFF on an AMX CPU). Its next-token logits follow the
+    merged model's and it picks the same token wherever the merged model is sure; whole greedy answers of this
+    random adapter part where two tokens are nearly tied (llama.cpp also rounds activations to 8 bits): 15 to 17
+    of 20 alike in runs here, held to 60%."""
     llama_cpp = pytest.importorskip("llama_cpp")
-    written, prompts, answers, _, _ = smollm2_q8
-    llm = llama_cpp.Llama(model_path=str(written.gguf), n_ctx=2048, n_threads=2, verbose=False)
+    written, prompts, answers, merged = smollm2_q8
+    llm = llama_cpp.Llama(model_path=str(written.gguf), n_ctx=1024, n_threads=2, logits_all=True, verbose=False)
+
+    def logits_of(ids):
+        llm.reset()
+        llm.eval(ids)
+        return llm.scores[llm.n_tokens - 1]
+
+    _next_tokens_follow(merged, prompts, logits_of, corr=0.99, sure=0.5)
     got = [llm.create_completion(prompt=ids, max_tokens=NEW_TOKENS, temperature=0.0, top_k=1)["choices"][0]["text"]
            .strip() for ids in prompts]
-    assert _agree(got, answers) >= 0.95, [(g, w) for g, w in zip(got, answers) if g != w]
+    assert _agree(got, answers) >= 0.6, [(g, w) for g, w in zip(got, answers) if g != w]
 
 
 # -- bad input: one sentence, exit 2, nothing written ------------------------------------------------------
