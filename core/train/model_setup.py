@@ -1,7 +1,9 @@
 """Load the base model (4-bit NF4 on CUDA when asked), attach LoRA, and build TRL's SFTTrainer."""
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from dataclasses import replace
 
 from core.errors import InputError
@@ -208,6 +210,21 @@ def attach_lora(model, config: TrainConfig):
     return model
 
 
+@contextlib.contextmanager
+def _module_names_kept(module):
+    """Liger's per-instance call also rebinds names in the model's modeling module (`LlamaMLP = LigerSwiGLUMLP`,
+    `LlamaRMSNorm = LigerRMSNorm`), so every model built later in the same process, a CPU one included, got Triton
+    layers: on an H100 five CUDA tests that build CPU models after a GPU one failed with "Pointer argument cannot be
+    accessed from Triton (cpu tensor?)". The instance keeps its kernels; the module gets its own names back."""
+    before = dict(vars(module)) if module is not None else {}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if vars(module).get(name) is not value:
+                setattr(module, name, value)
+
+
 def _apply_liger(model, emit, rms_norm: bool = True) -> None:
     """Fused RMSNorm (unless torch's fused one runs, `torch_rms_norm`) and SwiGLU kernels on the loaded model (our
     own loss replaces Liger's cross-entropy)."""
@@ -219,8 +236,9 @@ def _apply_liger(model, emit, rms_norm: bool = True) -> None:
         return
     # Not Liger's RoPE: its Triton kernel takes the batch size as a compile-time constant, so every new number of
     # rows per micro-batch (token-budget batches vary) compiled it again: on an H100 every other step paid ~300 ms.
-    _apply_liger_kernel_to_instance(model=model, rope=False, rms_norm=rms_norm, swiglu=True, cross_entropy=False,
-                                    fused_linear_cross_entropy=False)
+    with _module_names_kept(sys.modules.get(type(model).__module__)):
+        _apply_liger_kernel_to_instance(model=model, rope=False, rms_norm=rms_norm, swiglu=True, cross_entropy=False,
+                                        fused_linear_cross_entropy=False)
     emit(LogLine("Liger kernels: fused RMSNorm and SwiGLU" if rms_norm else
                  "Liger kernels: fused SwiGLU (RMSNorm: torch's fused kernel)"))
 
