@@ -58,3 +58,20 @@ def test_an_answer_ends_at_the_end_of_turn_token(eot_tok):
     conversation = [[{"role": "user", "content": "Quel est le statut de REQ-1 ?"}]]
     # Without the template's end of turn this reply would be "AAAA…" (8 new tokens after <|im_end|>).
     assert generate_replies(eot_tok, model, conversation, max_new_tokens=8) == [""]
+
+
+def test_an_answer_the_time_limit_stopped_is_unfinished_not_wrong(tiny_model_dir):
+    """The after-run check's time limit stops generation mid-answer on a busy machine; such rows are left out of its
+    score (core/train/learncheck.py) instead of counting as misses, so `generate_replies` says which they are."""
+    from transformers import AutoModelForCausalLM
+
+    from core.models import tokenizer_from
+
+    tok = tokenizer_from(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
+    conversation = [[{"role": "user", "content": "Quel est le statut de REQ-1 ?"}]]
+    whole: list[bool] = []
+    generate_replies(tok, model, conversation, max_new_tokens=6, cut=whole)
+    stopped: list[bool] = []
+    generate_replies(tok, model, conversation, max_new_tokens=64, max_time=1e-9, cut=stopped)
+    assert (whole, stopped) == ([False], [True])

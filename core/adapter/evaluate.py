@@ -95,8 +95,10 @@ def load_for_eval(model: str, adapter: str | None, trust_remote_code: bool = Fal
     import torch
     from transformers import AutoModelForCausalLM
 
+    from core.libraries import quiet_libraries
     from core.models import resolve, tokenizer_from
 
+    quiet_libraries()  # transformers' "Loading weights" bar came before evaluate's first line
     path = resolve(model, trust_remote_code=trust_remote_code)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
@@ -159,9 +161,11 @@ def generate_answers(tok, model, examples: list[Example], max_new_tokens: int = 
 
 def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 8,
                      on_batch: Callable[[int, int], None] | None = None,
-                     max_time: float | None = None) -> list[str]:
+                     max_time: float | None = None, cut: list[bool] | None = None) -> list[str]:
     """Greedy replies to each conversation; `on_batch(first, last)` (1-based rows) before each batch;
-    `max_time` (seconds) cuts each batch's generation short (a bounded check)."""
+    `max_time` (seconds) cuts each batch's generation short (a bounded check), and `cut`, when given, gets for each
+    row whether the time limit stopped it (no end of turn, fewer than `max_new_tokens` tokens): such an answer is
+    unfinished, not wrong."""
     import torch
 
     from core.data.spans import stop_token_ids
@@ -180,6 +184,9 @@ def generate_replies(tok, model, conversations: list[list[dict]], max_new_tokens
                                  eos_token_id=stop, max_time=max_time)
         for row in out[:, enc["input_ids"].shape[1]:]:
             answers.append(tok.decode(row, skip_special_tokens=True).strip())
+            if cut is not None:
+                ended = any(int(t) in stop for t in row)
+                cut.append(not ended and row.shape[0] < max_new_tokens)
     return answers
 
 

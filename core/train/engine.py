@@ -293,6 +293,10 @@ def _score(config: TrainConfig, tok, model, eval_ex, emit, stop_event, diverged:
         return None
     if scored is not None:
         emit(scored)
+    elif not stop_event.is_set():
+        emit(LogLine(f"the after-run check ran out of its {config.score_seconds:.0f} s before any held-out answer was "
+                     "whole (a busy machine?): `genaptitude-trainer evaluate --compare` scores the adapter without a "
+                     "time limit, --score-seconds gives the check more", "warning"))
     return scored
 
 
