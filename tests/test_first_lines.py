@@ -9,12 +9,12 @@ import pty
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.test_runs_real import read_in_background
 from tests.tinymodels import BUNDLED_DATASET, ROOT
 
 pytestmark = pytest.mark.slow  # child processes that import torch: seconds each
@@ -62,19 +62,7 @@ def test_the_tuis_first_bytes_are_the_app_and_no_library_line_comes_before_it(tm
                            stdout=slave, stderr=slave, env={**ENV, "TERM": "xterm-256color"}, cwd=tmp_path,
                            start_new_session=True)
     os.close(slave)
-    screen = bytearray()
-
-    def drain():
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            screen.extend(data)
-
-    threading.Thread(target=drain, daemon=True).start()
+    screen = read_in_background(master)
     try:
         end = time.time() + 60
         while time.time() < end and not (b"Train" in screen and b"rows" in screen):

@@ -41,6 +41,25 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def read_in_background(master: int) -> bytearray:
+    """What a process writes to its pseudo-terminal, read on a thread as it comes (the app blocks on a full terminal
+    otherwise); the buffer grows until the terminal closes."""
+    screen = bytearray()
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            screen.extend(data)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return screen
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
 def test_the_run_outlives_the_app(sig, tiny_model_dir, small_dataset, tmp_path):
@@ -53,19 +72,7 @@ def test_the_run_outlives_the_app(sig, tiny_model_dir, small_dataset, tmp_path):
                            stdin=slave, stdout=slave, stderr=slave, env={**PY_ENV, "TERM": "xterm-256color"},
                            start_new_session=True, cwd=tmp_path)
     os.close(slave)
-    screen = bytearray()
-
-    def drain():  # the app blocks on a full terminal otherwise
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            screen.extend(data)
-
-    threading.Thread(target=drain, daemon=True).start()
+    screen = read_in_background(master)
     try:
         _wait(lambda: b"Train" in screen and b"rows" in screen, 120, "the first screen")
         time.sleep(1.0)
