@@ -33,8 +33,10 @@ def test_short_cpu_run_on_an_unseen_export_learns_the_answers(tmp_path):
     data = tmp_path / "export.jsonl"
     write_jsonl(generate(seed=11, rows=64), str(data))
     out = tmp_path / "adapter"
+    # --score-seconds 600: the after-run check's 60 s bound is for users; on a loaded 2-core CI machine it cut every
+    # answer (a fresh-clone run said "not learned", similarity 0.32, in 63 s), and only whole answers are scored now
     cli("train", "--dataset", str(data), "--preset", "cpu", "--epochs", "1", "--eval-fraction", "0.1",
-        "--output", str(out), "--json")
+        "--score-seconds", "600", "--output", str(out), "--json")
     record = json.loads((out / "run.json").read_text())
     assert record["steps"] == 29 and record["final"]["eval_loss"] < 0.3
     assert record["held_out"]["verdict"] in ("learned", "partly")  # the run's own check agrees
