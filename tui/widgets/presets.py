@@ -303,14 +303,16 @@ class PresetPanel(Horizontal):
         self._show_estimate()
         self.post_message(ConfigChanged(self.config))
 
-    def resolved(self, usable_gib: float | None = None):
-        """What the run of these values will choose before it loads the model (core.train.resolve.before_load:
-        the precision this CPU trains in, quantization "auto"), or None while a value is invalid."""
+    def resolved(self, usable_gib: float | None = None, config: TrainConfig | None = None):
+        """What the run of these values (or of `config`) will choose before it loads the model
+        (core.train.resolve.before_load: the precision this CPU trains in, quantization "auto"), or None while a value
+        is invalid."""
         from core.train.resolve import before_load
 
-        if self.config is None:
+        config = config or self.config
+        if config is None:
             return None
-        return before_load(self.config, amx=bool(getattr(self.report, "cpu_amx_bf16", False)), usable_gib=usable_gib)
+        return before_load(config, amx=bool(getattr(self.report, "cpu_amx_bf16", False)), usable_gib=usable_gib)
 
     def _show_about(self) -> None:
         """The preset's summary, then how a run of it computes here (the cpu preset trains bf16 on an AMX CPU)."""
@@ -362,7 +364,7 @@ class PresetPanel(Horizontal):
                     + ")", style="yellow")
         fits = []
         usable = usable_on(c, run_plan(c, self.report)[0])
-        here = self.resolved(usable).config  # as the run will compute (core/train/resolve.py)
+        here = self.resolved(usable, c).config  # as the run will compute (core/train/resolve.py)
         for label, length in (("95% of rows", stats.suggest_max_length()),
                               ("all rows", stats.suggest_max_length(all_rows=True))):
             if length <= c.max_length:
