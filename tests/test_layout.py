@@ -170,7 +170,7 @@ async def test_the_dataset_tab_says_which_layout_applies_and_follows_the_setting
         await settle(pilot)
         await pilot.press("3")
         await wait_until(pilot, lambda: "prompts" in static_text(app, "#dataset-layout"))
-        assert " ".join(static_text(app, "#dataset-layout").split()) == (
+        assert layout_line(app) == (
             "prompts instruction → system turn, input → user turn, as RAISE prompts (empty input: instruction → "
             "user turn)")
         await pilot.press("2")
@@ -178,10 +178,17 @@ async def test_the_dataset_tab_says_which_layout_applies_and_follows_the_setting
         assert field.value == "system"
         field.value = "user"
         await wait_until(pilot, lambda: "user turn, under" in static_text(app, "#dataset-layout"))
-        assert " ".join(static_text(app, "#dataset-layout").split()) == (
+        assert layout_line(app) == (
             "prompts instruction + input → user turn, under the template's default system prompt")
         await wait_until(pilot, lambda: engine.turns[-1:] == ["user"])  # token lengths measured in that layout
         assert app.presets.config.instruction_turn == "user"
+
+
+def layout_line(app) -> str:
+    """The dataset tab's prompt-layout line, its wrapping undone."""
+    from tests.tui_fakes import static_text
+
+    return " ".join(static_text(app, "#dataset-layout").split())
 
 
 @pytest.mark.anyio
@@ -197,7 +204,7 @@ async def test_the_dataset_tab_says_when_the_models_template_has_no_system_role(
         await settle(pilot)
         await pilot.press("3")
         await wait_until(pilot, lambda: "no system role" in static_text(app, "#dataset-layout"))
-        assert " ".join(static_text(app, "#dataset-layout").split()) == (
+        assert layout_line(app) == (
             "prompts instruction + input → user turn, under the template's default system prompt (instruction turn "
             "system asked, but this model's chat template has no system role)")
 
