@@ -137,7 +137,7 @@ if (( T > 30 )); then
   say "CUDA tests (limit ${T}s)"
   PYTHONPATH=/tmp/site:$PWD timeout "$T" python3 -m pytest -q -p no:cacheprovider -o addopts= -rs tests/test_no_sync.py \
     tests/test_rope.py tests/test_fused_ce.py tests/test_fused_blocks.py tests/test_fused_lora_grad.py \
-    tests/test_rms_norm.py > "$OUT/cuda-tests.txt" 2>&1
+    tests/test_rms_norm.py tests/test_liger_patch.py tests/test_step_readout.py > "$OUT/cuda-tests.txt" 2>&1
   say "CUDA tests rc=$?"; grep -E "^(FAILED|ERROR|SKIPPED)|passed|failed" "$OUT/cuda-tests.txt" | tail -20 | cut -c1-300
 else
   say "no time left for the CUDA tests"
