@@ -13,12 +13,12 @@ ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 
 def _preset(name: str, summary: str, reasons: dict[str, str], *, needs_cuda: bool = True,
-            needs_bf16: bool = False, min_vram_gib: float = 0.0, **values: Any) -> dict[str, Any]:
+            min_vram_gib: float = 0.0, **values: Any) -> dict[str, Any]:
     """One preset: `values` are TrainConfig fields; `min_vram_gib` is the least free GPU memory `suggest` picks it
     for (0 for the cpu preset)."""
     if needs_cuda:  # every GPU preset learns with the same settings, for the same measured reasons
         reasons = {**GPU_LEARNING_REASONS, **GPU_SCORE_REASONS, **reasons}
-    return dict(name=name, summary=summary, reasons=reasons, needs_cuda=needs_cuda, needs_bf16=needs_bf16,
+    return dict(name=name, summary=summary, reasons=reasons, needs_cuda=needs_cuda,
                 min_vram_gib=min_vram_gib, values=values)
 
 
@@ -118,7 +118,6 @@ TABLE: tuple[dict[str, Any], ...] = (
             "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
                                   "a reboot or an OOM kill loses at most that much",
         },
-        needs_bf16=True,
         # `suggest` picks it from 12 GiB free: 7.5 GiB peak at 32k tokens on an H100, with room for the CUDA context
         # and the longest rows; a bf16 card with less gets 8gb
         min_vram_gib=12.0,
@@ -149,7 +148,6 @@ TABLE: tuple[dict[str, Any], ...] = (
             "save_every_minutes": "a resumable checkpoint every 15 minutes of training: a dropped SSH session, "
                                   "a reboot or an OOM kill loses at most that much",
         },
-        needs_bf16=True,
         min_vram_gib=4.0,  # a 1.5B NF4 base with LoRA trains in ~4 GiB (an out-of-memory step halves the micro-batch)
         model=DEFAULT_GPU_MODEL, device="cuda", compute_dtype="bfloat16",
         autocast="bf16", batch_size=128, batch_tokens=16384, mask_padding=False, liger=True, fused_ce=True,

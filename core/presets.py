@@ -384,7 +384,6 @@ class Preset:
     config: TrainConfig
     reasons: dict[str, str] = field(default_factory=dict)  # field name -> why it has this value
     needs_cuda: bool = True
-    needs_bf16: bool = False
     min_vram_gib: float = 0.0  # the least free GPU memory `suggest` (core/suggest.py) picks it for
 
 

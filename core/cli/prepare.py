@@ -19,7 +19,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from core.gpus import describe
+    from core.gpus import describe, usable_on
     from core.hardware import probe
     from core.presets import config_for
     from core.suggest import suggest
@@ -29,11 +29,8 @@ def cmd_doctor(args) -> int:
     report = probe(check_torch=True)
     s = suggest(report)
     # what a run of the suggested preset chooses here before loading (core/train/resolve.py, as the run does)
-    from core.estimate import usable_gib_of
-
     suggested = config_for(s.preset)
-    usable = usable_gib_of(suggested, [(g.free_gib, g.total_gib) for g in plan.gpus]) if plan.gpus else None
-    here = before_load(suggested, amx=report.cpu_amx_bf16, usable_gib=usable)
+    here = before_load(suggested, amx=report.cpu_amx_bf16, usable_gib=usable_on(suggested, plan))
     if args.json:
         print(json.dumps({**report.to_dict(), "suggested_preset": s.preset, "reason": s.reason,
                           "suggested_gpus": s.gpus, "run_gpus": list(plan.ids), "run_gpus_reason": plan.reason,

@@ -56,14 +56,6 @@ def run_plan(config: TrainConfig, report: Any | None) -> tuple[Any | None, str]:
         return None, exc.message
 
 
-def usable_on(config: TrainConfig, plan: Any | None) -> float | None:
-    """The memory the GPUs of a run plan leave the run (None: no plan): what quantization "auto" decides on when the
-    run starts (core.estimate.usable_gib_of)."""
-    from core.estimate import usable_gib_of
-
-    return usable_gib_of(config, [(g.free_gib, g.total_gib) for g in plan.gpus]) if plan else None
-
-
 def gpu_prompt(gpu: Any) -> Text:
     """One row of the GPU list: its NVML index, free memory, and what other processes hold on it."""
     text = Text.assemble((f"GPU {gpu.index}", "bold"), f"  {gpu.name}  ",
@@ -363,7 +355,7 @@ class PresetPanel(Horizontal):
                                             "right": "cut from the right", "drop": "left out"}.get(c.truncation, "?")
                     + ")", style="yellow")
         fits = []
-        usable = usable_on(c, run_plan(c, self.report)[0])
+        usable = gpu_policy.usable_on(c, run_plan(c, self.report)[0])
         here = self.resolved(usable, c).config  # as the run will compute (core/train/resolve.py)
         for label, length in (("95% of rows", stats.suggest_max_length()),
                               ("all rows", stats.suggest_max_length(all_rows=True))):
@@ -400,7 +392,7 @@ class PresetPanel(Horizontal):
             if (plan.batch_tokens, plan.grad_accum, plan.batch_size) != (c.batch_tokens, c.grad_accum, c.batch_size):
                 text.append("  (smaller batches for this small export, so it learns)", style="dim")
         gpu_plan, _ = run_plan(c, self.report)
-        usable = usable_on(c, gpu_plan)
+        usable = gpu_policy.usable_on(c, gpu_plan)
         resolved = self.resolved(usable)  # the precision and base the run will take (core/train/resolve.py)
         try:
             est = self.engine.estimate(resolved.config, usable)
