@@ -65,6 +65,13 @@ def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
     if scored is not None:
         text.append("\n")
         text.append_text(held_out_text(scored))
+    # The keys before the paths: a long output path wraps over several lines, and at 80x24 the panel's last lines
+    # are below the screen's edge; what to do next stays in sight, whatever the path.
+    text.append("\nNext: ", style="bold")
+    for key, what in (("e", "evaluate"), ("c", "chat"), ("x", "export (zip, install, GGUF)"), ("t", "train again")):
+        text.append(key, style="bold reverse")
+        text.append(f" {what}   ")
+    text.rstrip()
     text.append("\nAdapter: ", style="bold")
     text.append(done.output_dir)
     if done.stopped_early and done.checkpoint_dir:
@@ -76,11 +83,6 @@ def summary_text(done: Finished, scored: HeldOutScored | None = None) -> Text:
         text.append("\nRAISE: ", style="bold")
         text.append("x then g writes the GGUF it loads")
         text.append(f"  (adapter folder: RAISE_LORA_PATH={done.output_dir})", style="dim")
-    text.append("\nNext: ", style="bold")
-    for key, what in (("e", "evaluate"), ("c", "chat"), ("x", "export (zip, install, GGUF)"), ("t", "train again")):
-        text.append(key, style="bold reverse")
-        text.append(f" {what}   ")
-    text.rstrip()
     return text
 
 
