@@ -19,6 +19,7 @@ import pytest
 
 from core.runs import output
 from tests.test_runs import PY_ENV, hold_folder
+from tests.tinymodels import BUNDLED_DATASET
 
 pytestmark = pytest.mark.slow  # real processes and a real model: seconds each (make test-fast skips)
 
@@ -62,12 +63,13 @@ def read_in_background(master: int) -> bytearray:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
-def test_the_run_outlives_the_app(sig, tiny_model_dir, small_dataset, tmp_path):
+def test_the_run_outlives_the_app(sig, tiny_model_dir, tmp_path):
     """The TUI under a pseudo-terminal starts a run with t; the app is then killed (a hang-up, or -9). The app is
-    gone at once, and the run goes on to save its adapter."""
+    gone at once, and the run goes on to save its adapter. The whole bundled export (108 steps of the tiny model,
+    seconds): on 40 rows a one-thread run ended before the app did, and there was nothing left to outlive it."""
     out = tmp_path / "adapter"
     master, slave = pty.openpty()
-    app = subprocess.Popen([sys.executable, "-m", "tui", "--dataset", str(small_dataset), "--preset", "cpu",
+    app = subprocess.Popen([sys.executable, "-m", "tui", "--dataset", str(BUNDLED_DATASET), "--preset", "cpu",
                             "--model", str(tiny_model_dir), "--output", str(out)],
                            stdin=slave, stdout=slave, stderr=slave, env={**PY_ENV, "TERM": "xterm-256color"},
                            start_new_session=True, cwd=tmp_path)
