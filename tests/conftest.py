@@ -11,6 +11,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Runs the tests start are remembered in a throwaway run index, never in the user's own (core/runs/history.py).
 os.environ.setdefault("GENAPTITUDE_TRAINER_HOME", tempfile.mkdtemp(prefix="genaptitude-trainer-home-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers (pytest-xdist). Each has its own run index: the other worker's live runs are not
+    # this one's to offer or attach. And one torch thread each, for them and the runs they start: two workers of two
+    # threads on two cores spin-wait on each other (a 2 s tiny-model test took 70 s).
+    os.environ["GENAPTITUDE_TRAINER_HOME"] = tempfile.mkdtemp(
+        prefix=f"genaptitude-trainer-home-{os.environ['PYTEST_XDIST_WORKER']}-")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tests import runfolders  # noqa: E402
 from tests.tinymodels import BUNDLED_DATASET, ROOT, build_tiny_model, build_tokenizer, dataset_texts  # noqa: E402
@@ -70,3 +77,12 @@ def utc():
 def runs(tmp_path, monkeypatch, utc) -> Path:
     """A working folder `runs/` with a finished, a stopped, an unfinished and a broken run, and junk around them."""
     return runfolders.some_runs(tmp_path, monkeypatch)
+
+
+#: The longest tests start first, so that two workers end together (pytest-xdist's worksteal takes the rest).
+LONGEST_FIRST = ("tests/test_learning.py", "tests/test_gguf.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: next((i for i, f in enumerate(LONGEST_FIRST) if item.nodeid.startswith(f)),
+                                     len(LONGEST_FIRST)))
