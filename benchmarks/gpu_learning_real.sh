@@ -29,6 +29,7 @@ mkdir -p /tmp/learn-out
 if [ "${STARTUP:-1}" = 1 ]; then
   python3 tests/genexport.py --seed 3 --rows 200 --out /tmp/startup.jsonl
   python3 -m core check /tmp/startup.jsonl --model "$GGUF" > /tmp/learn-out/check-startup.txt 2>&1  # converts once
+  python3 -c "import core.train.engine, core.train.model_setup, peft, trl"  # bytecode cached, as after a pip install
   python3 -m core train --preset modern-bf16 --model "$GGUF" --dataset /tmp/startup.jsonl --max-steps 4 \
     --score-rows 0 --output /tmp/startup-run --overwrite > /tmp/learn-out/startup.txt 2>&1
   say "lone run rc=$?: $(grep -h "start-up" /tmp/learn-out/startup.txt | tail -1 | cut -c1-300)"
