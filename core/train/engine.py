@@ -174,8 +174,7 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
     config = resolved.take(*resolve.learning_rate(config, getattr(model.config, "model_type", "?"),
                                                   getattr(model.config, "hidden_size", 0)), emit)
     # 2. tokenize: prompts laid out for this tokenizer, the held-out split, rows fitted into max length
-    layout = prompt_layout(config, report, tok, emit)
-    train_ex, eval_ex, train_ds, eval_ds = _tokenize(config, report, tok, emit)
+    layout, train_ex, eval_ex, train_ds, eval_ds = _tokenize(config, report, tok, emit)
     # 3. resolve what the data and the memory left decide: the batches, then the layers recomputed
     config, checkpointing = _fit_to_data(resolved, model, train_ds, emit)
     # 4. train (from the checkpoint when resuming); 5. save the adapter; 6. check what it learned; 7. the record
@@ -239,10 +238,12 @@ def _run(config: TrainConfig, report: DatasetReport, dirs: output.RunDirs, emit,
 
 
 def _tokenize(config: TrainConfig, report: DatasetReport, tok, emit):
-    """(train rows, held-out rows, their token datasets): the split by seed, each row fitted into max length by the
-    truncation rule, what fitting did said in the log."""
+    """(the prompt layout run.json records, train rows, held-out rows, their token datasets): the rows laid out for
+    this tokenizer (prompt_layout), the split by seed, each row fitted into max length by the truncation rule, what
+    fitting did said in the log."""
     from core.data.tokenize import tokenize_split
 
+    layout = prompt_layout(config, report, tok, emit)
     emit(Phase("tokenizing", f"{len(report.examples)} rows"))
     train_ex, eval_ex = split_examples(report.examples, config.eval_fraction, config.seed)
     train_ds, eval_ds, fitted = tokenize_split(tok, train_ex, eval_ex, config.max_length,
@@ -250,7 +251,7 @@ def _tokenize(config: TrainConfig, report: DatasetReport, tok, emit):
                                                truncation=config.truncation)
     for line, level in fitted.log_lines(config.max_length, config.truncation):
         emit(LogLine(line, level))
-    return train_ex, eval_ex, train_ds, eval_ds
+    return layout, train_ex, eval_ex, train_ds, eval_ds
 
 
 def _fit_to_data(resolved: resolve.Resolved, model, train_ds, emit):
