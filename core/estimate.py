@@ -67,6 +67,13 @@ def usable_gib_of(config: TrainConfig, gpus) -> float | None:
     return min(usable) if usable else None
 
 
+def usable_on(config: TrainConfig, plan) -> float | None:
+    """The memory the GPUs of a run plan (a core.gpus.GpuPlan) leave the run (None: no plan or no GPU): what
+    quantization "auto" decides on when the run starts (usable_gib_of). Asked by doctor and the TUI's preset tab.
+    Here, not in core/gpus.py: the estimate already asks gpus how a batch splits, and gpus asking back was a circle."""
+    return usable_gib_of(config, [(g.free_gib, g.total_gib) for g in plan.gpus]) if plan else None
+
+
 def micro_batch_tokens(config: TrainConfig) -> int:
     """Padded tokens of the largest micro-batch: rows × max length, or the token budget (one row at least)."""
     tokens = config.batch_size * config.max_length

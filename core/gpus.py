@@ -241,14 +241,6 @@ def fit_problems(config: TrainConfig, *, count: int, bf16: bool, name: str, need
     return out
 
 
-def usable_on(config: TrainConfig, plan: GpuPlan | None) -> float | None:
-    """The memory the GPUs of a run plan leave the run (None: no plan or no GPU): what quantization "auto" decides on
-    when the run starts (core.estimate.usable_gib_of). Asked by doctor and the TUI's preset tab."""
-    from core.estimate import usable_gib_of
-
-    return usable_gib_of(config, [(g.free_gib, g.total_gib) for g in plan.gpus]) if plan else None
-
-
 def per_device(config: TrainConfig, n: int) -> tuple[TrainConfig, str]:
     """The per-process config of an n-way data-parallel run with the same effective batch, and how it was kept.
     Accumulation is divided first (no change to each micro-batch), then the token budget or the rows."""

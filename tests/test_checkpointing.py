@@ -79,7 +79,8 @@ def _one_step(folder, setting, layers=None, **kw):
     """One forward and backward of the real load path; each decoder layer's MLP calls and the LoRA gradients."""
     import torch
 
-    from core.train.model_setup import apply_checkpoint_plan, decoder_layers, load_model_from_path
+    from core.train.checkpointing import apply_checkpoint_plan, decoder_layers
+    from core.train.model_setup import load_model_from_path
 
     cfg = config_for("cpu", model=str(folder), gradient_checkpointing=setting, lora_dropout=0.0, **kw)
     model = load_model_from_path(cfg, folder, lambda e: None)
@@ -149,7 +150,8 @@ def test_fused_mlps_rebuild_their_output_only_when_some_layer_recomputes(four_la
     backward, and the estimate counts a kept layer that much smaller. Same gradients either way."""
     import torch
 
-    from core.train.model_setup import apply_checkpoint_plan, load_model_from_path
+    from core.train.checkpointing import apply_checkpoint_plan
+    from core.train.model_setup import load_model_from_path
 
     fused = dict(fused_lora_grad=True, fused_blocks=True)
     model = load_model_from_path(config_for("cpu", model=str(four_layer_dir), gradient_checkpointing="auto", **fused),

@@ -19,7 +19,8 @@ def cmd_check(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from core.gpus import describe, usable_on
+    from core.estimate import usable_on
+    from core.gpus import describe
     from core.hardware import probe
     from core.presets import config_for
     from core.suggest import suggest

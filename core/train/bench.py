@@ -81,8 +81,8 @@ def _measure(config: TrainConfig, model_dir: Path, ds, work: Path, *, steps: int
     import torch
 
     from core.runs.output import RunDirs
-    from core.train.model_setup import (build_trainer, decoder_layers, load_model_from_path, plan_checkpointing,
-                                       resolve_quantization)
+    from core.train.checkpointing import decoder_layers
+    from core.train.model_setup import build_trainer, load_model_from_path, plan_checkpointing, resolve_quantization
     from core.train.profiling import profile_steps
 
     torch.cuda.empty_cache() if torch.cuda.is_available() else None

@@ -47,7 +47,7 @@ class RunTrainer(SFTTrainer):
         """One micro-batch, recovered from running out of memory: first by recomputing every layer (an "auto"
         recompute plan that missed), then by splitting the micro-batch in halves (the same gradients, said as an
         OomRecovered event). Its loss goes to the readout, read a step later without a sync."""
-        from core.train.model_setup import checkpoint_all
+        from core.train.checkpointing import checkpoint_all
         from core.train.oom import free_memory, injected_oom, restore_grads, save_grads, split_inputs
 
         config, walks = self.run_config, self.walks

@@ -12,6 +12,7 @@ from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
 from core import gpus as gpu_policy
+from core.estimate import usable_on
 from core.errors import InputError, Problem
 from core.presets import PRESETS, SETTINGS, TrainConfig, batch_description, config_for, gpu_count
 
@@ -355,7 +356,7 @@ class PresetPanel(Horizontal):
                                             "right": "cut from the right", "drop": "left out"}.get(c.truncation, "?")
                     + ")", style="yellow")
         fits = []
-        usable = gpu_policy.usable_on(c, run_plan(c, self.report)[0])
+        usable = usable_on(c, run_plan(c, self.report)[0])
         here = self.resolved(usable, c).config  # as the run will compute (core/train/resolve.py)
         for label, length in (("95% of rows", stats.suggest_max_length()),
                               ("all rows", stats.suggest_max_length(all_rows=True))):
@@ -392,7 +393,7 @@ class PresetPanel(Horizontal):
             if (plan.batch_tokens, plan.grad_accum, plan.batch_size) != (c.batch_tokens, c.grad_accum, c.batch_size):
                 text.append("  (smaller batches for this small export, so it learns)", style="dim")
         gpu_plan, _ = run_plan(c, self.report)
-        usable = gpu_policy.usable_on(c, gpu_plan)
+        usable = usable_on(c, gpu_plan)
         resolved = self.resolved(usable)  # the precision and base the run will take (core/train/resolve.py)
         try:
             est = self.engine.estimate(resolved.config, usable)
